@@ -1,0 +1,16 @@
+"""OpenTelemetry metrics and traces for LLM-serving ASGI apps, light on the hot path.
+
+    telemetry = otel_llm_metrics.setup(app, service_name="my-llm-api")   # FastAPI/Starlette
+    app = otel_llm_metrics.setup().instrument(app)                         # any ASGI callable
+
+or, with no code: ``opentelemetry-instrument uvicorn app:app``.
+"""
+
+from .config import ConfigError, Settings, load_settings
+from .http.middleware import MetricsMiddleware
+from .limiter import ConcurrencyLimiter
+from .registry import Registry
+from .runtime import Telemetry, __version__, current_telemetry, setup
+
+__all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "Telemetry",
+           "__version__", "current_telemetry", "load_settings", "setup"]

@@ -1,0 +1,116 @@
+"""Adds our plain-Python histograms to every collection a reader makes.
+
+The OpenTelemetry specification has a MetricProducer for exactly this (metrics aggregated
+outside the SDK, handed over at collection time); the Python SDK does not implement it yet, so
+this wraps the collect callback that ``MeterProvider`` gives each reader. Whatever the reader
+(Prometheus, OTLP periodic, in-memory), it receives one ``MetricsData`` with the SDK's metrics
+and ours, under the current process's resource (right after a fork, too). Temporality follows
+the reader's preference for histograms: cumulative, or delta against that reader's last take.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricReader,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from .series import HistogramGroup
+
+logger = logging.getLogger("otel_llm_metrics")
+
+
+class _ReaderState:
+    """What one reader saw last time, for delta temporality."""
+
+    def __init__(self, temporality: AggregationTemporality) -> None:
+        self.temporality = temporality
+        self.previous: dict[tuple[int, int, frozenset], tuple[tuple[int, ...], float]] = {}
+        self.last_time_ns = time.time_ns()
+
+
+class MetricsBridge:
+    def __init__(self, groups: Callable[[], Iterable[HistogramGroup]], resource: Callable[[], Resource],
+                 scope: InstrumentationScope) -> None:
+        self._groups = groups
+        self._resource = resource
+        self._scope = scope
+
+    def attach(self, reader: MetricReader) -> None:
+        """Wrap ``reader``'s collect callback; call after the MeterProvider has taken the reader."""
+        original = getattr(reader, "_collect", None)
+        if original is None:
+            raise RuntimeError("attach() needs a reader that a MeterProvider has already registered")
+        temporality = getattr(reader, "_instrument_class_temporality", {}).get(
+            _Histogram, AggregationTemporality.CUMULATIVE)
+        state = _ReaderState(temporality)
+
+        def collect(reader_: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
+            data = original(reader_, timeout_millis=timeout_millis)
+            try:
+                return self._merge(data, state)
+            except Exception:  # a bug of ours must not cost the user the SDK's metrics
+                logger.exception("otel_llm_metrics could not add its metrics to a collection")
+                return data
+
+        reader._collect = collect  # type: ignore[attr-defined]
+
+    def _merge(self, data: MetricsData | None, state: _ReaderState) -> MetricsData:
+        now = time.time_ns()
+        ours = self._histograms(state, now)
+        resource = self._resource()
+        resource_metrics = list(data.resource_metrics) if data is not None else []
+        if not resource_metrics:
+            resource_metrics = [ResourceMetrics(resource, [], "")]
+        first = resource_metrics[0]
+        scopes = list(first.scope_metrics)
+        if ours:
+            scopes.append(ScopeMetrics(self._scope, ours, ""))
+        resource_metrics[0] = ResourceMetrics(resource, scopes, first.schema_url)
+        for i in range(1, len(resource_metrics)):
+            rm = resource_metrics[i]
+            resource_metrics[i] = ResourceMetrics(resource, rm.scope_metrics, rm.schema_url)
+        state.last_time_ns = now
+        return MetricsData(resource_metrics)
+
+    def _histograms(self, state: _ReaderState, now: int) -> list[Metric]:
+        delta = state.temporality == AggregationTemporality.DELTA
+        metrics = []
+        for group in self._groups():
+            for index, spec in enumerate(group.specs):
+                points = []
+                for snap in group.snapshot(index):
+                    counts, total, low, high = snap.counts, snap.total, snap.min, snap.max
+                    start = group.start_time_ns
+                    if delta:
+                        key = (id(group), index, frozenset(snap.attributes.items()))
+                        before = state.previous.get(key)
+                        state.previous[key] = (counts, total)
+                        start = max(state.last_time_ns, group.start_time_ns)
+                        if before is not None and all(a >= b for a, b in zip(counts, before[0])):
+                            counts = tuple(a - b for a, b in zip(counts, before[0]))
+                            total -= before[1]
+                            low = high = None  # unknown for the interval alone
+                            if not any(counts):
+                                continue
+                    points.append(HistogramDataPoint(
+                        attributes=snap.attributes, start_time_unix_nano=start, time_unix_nano=now,
+                        count=sum(counts), sum=total, bucket_counts=counts, explicit_bounds=spec.buckets,
+                        min=low, max=high))
+                if points:
+                    metrics.append(Metric(spec.name, spec.description, spec.unit,
+                                          Histogram(points, state.temporality)))
+        return metrics

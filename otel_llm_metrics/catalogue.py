@@ -1,0 +1,137 @@
+"""Every instrument this package publishes, in one place.
+
+The README catalogue is checked against this list by a test, and every Prometheus name listed
+here is checked against a real scrape, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Kind(str, enum.Enum):
+    HISTOGRAM = "histogram"
+    COUNTER = "counter"
+    UPDOWNCOUNTER = "updowncounter"
+    GAUGE = "gauge"
+
+
+# Attribute keys (semantic conventions where they exist).
+METHOD = "http.request.method"
+SCHEME = "url.scheme"
+ROUTE = "http.route"
+STATUS = "http.response.status_code"
+ERROR_TYPE = "error.type"
+STREAM_OUTCOME = "http.stream.outcome"  # invented: completed | client_cancelled | timeout | error
+LIMITER_NAME = "concurrency_limiter.name"  # invented
+
+# Bucket boundaries. Explicit everywhere: the SDK default is millisecond-sized.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                    15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0)
+FIRST_BYTE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                      5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
+SIZE_BUCKETS = (0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+                16777216.0, 67108864.0)
+CHUNK_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0)
+
+_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    attributes: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    semconv: bool = True  # False: a name we invented because no convention exists
+
+    @property
+    def prometheus_name(self) -> str:
+        """The name the OTel Prometheus exporter gives this instrument."""
+        base = self.name.replace(".", "_") + _UNIT_SUFFIX.get(self.unit, "")
+        return base + "_total" if self.kind is Kind.COUNTER else base
+
+
+HTTP_ATTRS = (METHOD, SCHEME, ROUTE, STATUS, ERROR_TYPE)
+STREAM_ATTRS = (METHOD, ROUTE, STREAM_OUTCOME)
+
+REQUEST_DURATION = InstrumentSpec(
+    "http.server.request.duration", Kind.HISTOGRAM, "s",
+    "Duration of HTTP server requests, to the last byte of the response (streams included).",
+    HTTP_ATTRS, DURATION_BUCKETS)
+REQUEST_BODY_SIZE = InstrumentSpec(
+    "http.server.request.body.size", Kind.HISTOGRAM, "By",
+    "Size of HTTP request bodies, counted as received.", HTTP_ATTRS, SIZE_BUCKETS)
+RESPONSE_BODY_SIZE = InstrumentSpec(
+    "http.server.response.body.size", Kind.HISTOGRAM, "By",
+    "Size of HTTP response bodies, counted as sent (right for streams with no Content-Length).",
+    HTTP_ATTRS, SIZE_BUCKETS)
+ACTIVE_REQUESTS = InstrumentSpec(
+    "http.server.active_requests", Kind.UPDOWNCOUNTER, "{request}",
+    "Requests in flight now.", (METHOD, SCHEME))
+ACTIVE_REQUESTS_PEAK = InstrumentSpec(
+    "http.server.active_requests.peak", Kind.GAUGE, "{request}",
+    "Most requests in flight at once since the process started.", (), semconv=False)
+ROUTE_ACTIVE_REQUESTS = InstrumentSpec(
+    "http.server.route.active_requests", Kind.UPDOWNCOUNTER, "{request}",
+    "Requests in flight now, per route (counted from the moment the router has matched).",
+    (METHOD, ROUTE), semconv=False)
+ROUTE_ACTIVE_REQUESTS_PEAK = InstrumentSpec(
+    "http.server.route.active_requests.peak", Kind.GAUGE, "{request}",
+    "Most requests in flight at once per route since the process started.", (METHOD, ROUTE),
+    semconv=False)
+STREAM_TIME_TO_FIRST_BYTE = InstrumentSpec(
+    "http.server.stream.time_to_first_byte", Kind.HISTOGRAM, "s",
+    "Time from the request's arrival to the first body byte of a streamed response.",
+    STREAM_ATTRS, FIRST_BYTE_BUCKETS, semconv=False)
+STREAM_DURATION = InstrumentSpec(
+    "http.server.stream.duration", Kind.HISTOGRAM, "s",
+    "Whole life of a streamed response, from the request's arrival to its last chunk or its end.",
+    STREAM_ATTRS, DURATION_BUCKETS, semconv=False)
+STREAM_CHUNKS = InstrumentSpec(
+    "http.server.stream.chunks", Kind.HISTOGRAM, "{chunk}",
+    "Non-empty body messages sent per streamed response.", STREAM_ATTRS, CHUNK_BUCKETS, semconv=False)
+STREAM_BODY_SIZE = InstrumentSpec(
+    "http.server.stream.body.size", Kind.HISTOGRAM, "By",
+    "Bytes sent per streamed response.", STREAM_ATTRS, SIZE_BUCKETS, semconv=False)
+STREAMS = InstrumentSpec(
+    "http.server.streams", Kind.COUNTER, "{stream}",
+    "Streamed responses by how they ended: completed, client_cancelled, timeout, error.",
+    STREAM_ATTRS, semconv=False)
+LIMITER_WAITING = InstrumentSpec(
+    "concurrency_limiter.waiting_requests", Kind.UPDOWNCOUNTER, "{request}",
+    "Callers queued at a ConcurrencyLimiter, waiting for a slot.", (LIMITER_NAME,), semconv=False)
+LIMITER_ACTIVE = InstrumentSpec(
+    "concurrency_limiter.active_requests", Kind.UPDOWNCOUNTER, "{request}",
+    "Callers holding a ConcurrencyLimiter slot.", (LIMITER_NAME,), semconv=False)
+LIMITER_LIMIT = InstrumentSpec(
+    "concurrency_limiter.limit", Kind.GAUGE, "{request}",
+    "Slots a ConcurrencyLimiter has.", (LIMITER_NAME,), semconv=False)
+LIMITER_WAIT_TIME = InstrumentSpec(
+    "concurrency_limiter.wait_time", Kind.HISTOGRAM, "s",
+    "Time a caller waited for a ConcurrencyLimiter slot (0 when one was free).",
+    (LIMITER_NAME,), WAIT_BUCKETS, semconv=False)
+
+ALL: tuple[InstrumentSpec, ...] = (
+    REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE,
+    ACTIVE_REQUESTS, ACTIVE_REQUESTS_PEAK, ROUTE_ACTIVE_REQUESTS, ROUTE_ACTIVE_REQUESTS_PEAK,
+    STREAM_TIME_TO_FIRST_BYTE, STREAM_DURATION, STREAM_CHUNKS, STREAM_BODY_SIZE, STREAMS,
+    LIMITER_WAITING, LIMITER_ACTIVE, LIMITER_LIMIT, LIMITER_WAIT_TIME,
+)
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table the README carries."""
+    rows = ["| OTel name | Prometheus name | type | unit | attributes | meaning |",
+            "|---|---|---|---|---|---|"]
+    for spec in ALL:
+        name = f"`{spec.name}`" + ("" if spec.semconv else " *")
+        attrs = ", ".join(f"`{a}`" for a in spec.attributes) or "-"
+        rows.append(f"| {name} | `{spec.prometheus_name}` | {spec.kind.value} | `{spec.unit}` | {attrs} "
+                    f"| {spec.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""HTTP side: the ASGI middleware, the per-request recorder and the numbers they keep."""

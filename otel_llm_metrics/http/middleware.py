@@ -1,0 +1,287 @@
+"""Pure ASGI middleware: one small recorder object per request, plain Python until the end.
+
+Per request: one ``perf_counter`` at each end, a header scan at each end, one dict lookup and
+three bucket increments. Per streamed chunk: a few attribute updates in a plain (non-async)
+``send`` wrapper that returns the server's own awaitable, so no extra coroutine per chunk.
+Nothing here may raise into the app: bookkeeping errors are logged once and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .. import catalogue as c
+from ..config import Settings
+from . import request_id
+from .routes import route_template
+from .stats import HttpStats
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("otel_llm_metrics")
+slow_logger = logging.getLogger("otel_llm_metrics.slow")
+
+SCOPE_MARK = "otel_llm_metrics"  # set on scopes we measure, so a second wrapper stays out
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+                           "QUERY"))
+REQUEST_ID_HEADER = b"x-request-id"
+COMPLETED, CLIENT_CANCELLED, TIMEOUT, ERROR = "completed", "client_cancelled", "timeout", "error"
+_DISCONNECT_ERRORS = ("ClientDisconnect", "ClientDisconnected", "BrokenPipeError", "ConnectionResetError")
+
+
+class MetricsMiddleware:
+    """Measures every HTTP request of the wrapped ASGI app; passes other scopes through."""
+
+    def __init__(self, app: ASGIApp, telemetry: Any = None) -> None:
+        from ..runtime import current_telemetry  # late: runtime imports this module
+
+        self.app = app
+        self.telemetry = telemetry if telemetry is not None else current_telemetry()
+        settings: Settings = self.telemetry.settings
+        self.stats: HttpStats = self.telemetry.http
+        self.exact_excluded = frozenset(p for p in settings.excluded_routes if not p.endswith("*"))
+        self.prefix_excluded = tuple(p[:-1] for p in settings.excluded_routes if p.endswith("*"))
+        self.slow_seconds = settings.slow_request_seconds
+        self.server_timing = settings.server_timing
+        self.tracing = settings.tracing
+        self._logged_failure = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                self.telemetry.ensure_serving()
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if SCOPE_MARK in scope or path in self.exact_excluded or (
+                self.prefix_excluded and path.startswith(self.prefix_excluded)):
+            return await self.app(scope, receive, send)
+        if not self.telemetry.serving:
+            self.telemetry.ensure_serving()
+        exchange = Exchange(self, scope, receive, send)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except BaseException as exc:
+            exchange.error = exc
+            raise
+        finally:
+            try:
+                exchange.finish()
+            except Exception:  # never into the app
+                self._log_failure()
+
+    def _log_failure(self) -> None:
+        if not self._logged_failure:
+            self._logged_failure = True
+            logger.exception("otel_llm_metrics could not record a request; further failures are not logged")
+
+
+class Exchange:
+    """What one request did, kept in plain attributes until ``finish`` records it."""
+
+    __slots__ = ("mw", "scope", "app_receive", "app_send", "start", "method", "active_key", "route_key",
+                 "root_path", "status", "request_bytes", "response_bytes", "chunks", "first_byte", "streamed",
+                 "completed", "disconnected", "error", "request_id", "span", "response_started")
+
+    def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
+        self.start = perf_counter()
+        scope[SCOPE_MARK] = self
+        self.mw = mw
+        self.scope = scope
+        self.app_receive = receive
+        self.app_send = send
+        method = scope.get("method", "")
+        self.method = method if method in KNOWN_METHODS else "_OTHER"
+        self.active_key = (self.method, scope.get("scheme", "http"))
+        mw.stats.started(self.active_key)
+        self.route_key: tuple[str, str | None] | None = None
+        self.root_path = scope.get("root_path", "")
+        self.status = 0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.chunks = 0
+        self.first_byte = 0.0
+        self.streamed = False
+        self.completed = False
+        self.disconnected = False
+        self.response_started = False
+        self.error: BaseException | None = None
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == REQUEST_ID_HEADER:
+                incoming = request_id.sanitised(value)
+                break
+        self.span: Span | None = _recording_span() if mw.tracing else None
+        if incoming is None:
+            incoming = (b"%032x" % self.span.get_span_context().trace_id if self.span is not None
+                        else request_id.new_request_id())
+        elif self.span is not None:
+            self.span.set_attribute("http.request.header.x-request-id", (incoming.decode(),))
+        self.request_id = incoming
+
+    # -- the wrapped ASGI callables -----------------------------------------------------------
+    async def receive(self) -> Message:
+        message = await self.app_receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            body = message.get("body")
+            if body:
+                self.request_bytes += len(body)
+            if self.route_key is None and "route" in self.scope:
+                self._guarded(self._route_matched)
+        elif kind == "http.disconnect" and not self.completed:
+            self.disconnected = True
+        return message
+
+    def send(self, message: Message) -> Awaitable[None]:
+        kind = message.get("type")
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body:
+                if not self.response_bytes:
+                    self.first_byte = perf_counter()
+                self.response_bytes += len(body)
+                self.chunks += 1
+            if message.get("more_body"):
+                self.streamed = True
+            else:
+                self.completed = True
+        elif kind == "http.response.start":
+            self._guarded(self._response_start, message)
+        elif kind == "http.response.pathsend":
+            self.completed = True
+        return self.app_send(message)
+
+    # -- milestones ---------------------------------------------------------------------------
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run a bookkeeping step that must never raise into the app."""
+        try:
+            step(*args)
+        except Exception:
+            self.mw._log_failure()
+
+    def _route_matched(self) -> None:
+        self.route_key = (self.method, route_template(self.scope, self.root_path))
+        self.mw.stats.route_started(self.route_key)
+
+    def _response_start(self, message: Message) -> None:
+        self.response_started = True
+        self.status = message.get("status", 0)
+        if self.route_key is None:
+            self._route_matched()
+        headers = message.get("headers") or ()
+        has_length = has_id = False
+        for name, _ in headers:
+            if name == b"content-length":
+                has_length = True
+            elif name == REQUEST_ID_HEADER:
+                has_id = True
+        added = []
+        if not has_id:
+            added.append((REQUEST_ID_HEADER, self.request_id))
+        if has_length and self.mw.server_timing:
+            added.append((b"server-timing", b"app;dur=%.1f" % ((perf_counter() - self.start) * 1000.0)))
+        if added:
+            message["headers"] = [*headers, *added]
+
+    def finish(self) -> None:
+        """Record everything once; called exactly once, whatever happened."""
+        end = perf_counter()
+        duration = end - self.start
+        mw = self.mw
+        stats = mw.stats
+        stats.ended(self.active_key)
+        if self.route_key is None:
+            self._route_matched()
+        stats.route_ended(self.route_key)  # type: ignore[arg-type]
+        status = self.status or 500  # raised before headers: the server answers 500
+        error = self.error
+        if error is not None and not self.response_started and _is_disconnect(error):
+            status = 499  # the client left before any answer (nginx's convention)
+        error_type = _error_type(error, status)
+        method, route = self.route_key  # type: ignore[misc]
+        histograms = stats.requests.get((method, self.active_key[1], route, status, error_type))
+        histograms[0].record(duration)
+        histograms[1].record(self.request_bytes)
+        histograms[2].record(self.response_bytes)
+        if self.streamed:
+            outcome = self._outcome()
+            stream = stats.streams.get((method, route, outcome))
+            stream[0].record(duration)
+            if self.response_bytes:
+                stream[1].record(self.first_byte - self.start)
+            stream[2].record(self.chunks)
+            stream[3].record(self.response_bytes)
+            if self.span is not None:
+                self._annotate_span(outcome)
+            slow_measure = (self.first_byte or end) - self.start
+        else:
+            slow_measure = duration
+        if mw.slow_seconds and slow_measure > mw.slow_seconds:
+            self._log_slow(route, status, duration, slow_measure)
+
+    def _outcome(self) -> str:
+        error = self.error
+        if self.disconnected or (error is not None and (_is_disconnect(error)
+                                                        or isinstance(error, asyncio.CancelledError))):
+            return CLIENT_CANCELLED
+        if self.completed:
+            return COMPLETED
+        if error is not None and ("Timeout" in type(error).__name__ or isinstance(error, TimeoutError)):
+            return TIMEOUT
+        return ERROR
+
+    def _annotate_span(self, outcome: str) -> None:
+        span = self.span
+        if span is None or not span.is_recording():
+            return
+        if self.first_byte:
+            span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))
+        span.add_event("http.stream.end", {c.STREAM_OUTCOME: outcome, "http.stream.chunks": self.chunks,
+                                           "http.response.body.size": self.response_bytes})
+        span.set_attribute(c.STREAM_OUTCOME, outcome)
+
+    def _log_slow(self, route: str | None, status: int, duration: float, measured: float) -> None:
+        trace_id = "%032x" % self.span.get_span_context().trace_id if self.span is not None else "-"
+        slow_logger.warning(
+            "slow request: %s %s status=%s duration=%.3fs %s=%.3fs request_id=%s trace_id=%s",
+            self.method, route or "(unmatched)", status, duration,
+            "time_to_first_byte" if self.streamed else "threshold_measure", measured,
+            self.request_id.decode(errors="replace"), trace_id)
+
+
+def _recording_span() -> Span | None:
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    return span if span.get_span_context().is_valid else None
+
+
+def _is_disconnect(error: BaseException) -> bool:
+    return type(error).__name__ in _DISCONNECT_ERRORS or isinstance(error, (BrokenPipeError, ConnectionResetError))
+
+
+def _error_type(error: BaseException | None, status: int) -> str | None:
+    """Semantic conventions: the exception's qualified class name, else the 5xx status code."""
+    if error is not None:
+        kind = type(error)
+        return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    if status >= 500:
+        return str(status)
+    return None
+
+
+def _wall_ns(perf: float) -> int:
+    import time
+
+    return time.time_ns() - int((perf_counter() - perf) * 1e9)

@@ -1,0 +1,80 @@
+"""Build the OTel pieces from Settings: resource, metric readers, tracer provider.
+
+Construction only; the lifecycle (lazy Prometheus endpoint, fork, shutdown) is in runtime.py.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from .config import Settings
+
+INSTANCE_ID = "service.instance.id"
+
+
+def make_resource(settings: Settings) -> Resource:
+    """Resource from OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME plus ours; a fresh instance id."""
+    attributes: dict[str, str] = {}
+    if settings.service_name:
+        attributes["service.name"] = settings.service_name
+    if settings.service_version:
+        attributes["service.version"] = settings.service_version
+    resource = Resource.create(attributes)
+    if INSTANCE_ID not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        resource = resource.merge(Resource({INSTANCE_ID: str(uuid.uuid4()), "process.pid": os.getpid()}))
+    return resource
+
+
+def _otlp_endpoint(settings: Settings, signal: str) -> dict:
+    """Keyword arguments for an OTLP exporter; empty means "let the exporter read OTEL_* itself"."""
+    if not settings.otlp_endpoint:
+        return {}
+    base = settings.otlp_endpoint.rstrip("/")
+    if settings.otlp_protocol == "grpc":
+        return {"endpoint": base, "insecure": base.startswith("http://")}
+    return {"endpoint": f"{base}/v1/{signal}"}
+
+
+def make_push_readers(settings: Settings) -> list[MetricReader]:
+    """Readers that push (OTLP, console); the Prometheus reader is made by the runtime."""
+    readers: list[MetricReader] = []
+    timeout_s = settings.export_timeout_ms / 1000
+    if "otlp" in settings.metrics_exporters:
+        if settings.otlp_protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        exporter = OTLPMetricExporter(timeout=timeout_s, **_otlp_endpoint(settings, "metrics"))
+        readers.append(PeriodicExportingMetricReader(exporter, settings.export_interval_ms,
+                                                     settings.export_timeout_ms))
+    if "console" in settings.metrics_exporters:
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), settings.export_interval_ms,
+                                                     settings.export_timeout_ms))
+    return readers
+
+
+def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvider | None:
+    if not settings.tracing:
+        return None
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    if settings.traces_exporter == "otlp":
+        if settings.otlp_protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        exporter = OTLPSpanExporter(timeout=settings.export_timeout_ms / 1000,
+                                    **_otlp_endpoint(settings, "traces"))
+    else:
+        exporter = ConsoleSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=settings.export_timeout_ms))
+    return provider

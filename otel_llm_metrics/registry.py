@@ -1,0 +1,69 @@
+"""Everything one process measures, in one object that providers and exporters read from.
+
+The middleware and limiters write into a registry; ``runtime.Telemetry`` reads it through the
+bridge (histograms) and through SDK observable instruments (counters and gauges).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import Meter
+
+from . import catalogue as c
+from .http.stats import HttpStats
+from .limiter import LimiterStats
+from .series import HistogramGroup
+
+
+class Registry:
+    def __init__(self, max_series: int = 2000) -> None:
+        self.http = HttpStats(max_series)
+        self.limiters = LimiterStats(max_series)
+        _REGISTRIES.add(self)
+
+    def set_max_series(self, max_series: int) -> None:
+        for group in self.histogram_groups():
+            group.max_series = max_series
+        self.http.max_series = max_series
+
+    def histogram_groups(self) -> Iterable[HistogramGroup]:
+        return (self.http.requests, self.http.streams, self.limiters.wait)
+
+    def reset(self) -> None:
+        self.http.reset()
+        self.limiters.reset()
+
+    def register_observables(self, meter: Meter) -> None:
+        """Create the SDK observable instruments; their callbacks run only at collection."""
+        factories: dict[c.Kind, Callable] = {
+            c.Kind.UPDOWNCOUNTER: meter.create_observable_up_down_counter,
+            c.Kind.GAUGE: meter.create_observable_gauge,
+            c.Kind.COUNTER: meter.create_observable_counter,
+        }
+        sources = (
+            (c.ACTIVE_REQUESTS, self.http.observe_active),
+            (c.ACTIVE_REQUESTS_PEAK, self.http.observe_peak),
+            (c.ROUTE_ACTIVE_REQUESTS, self.http.observe_route_active),
+            (c.ROUTE_ACTIVE_REQUESTS_PEAK, self.http.observe_route_peak),
+            (c.STREAMS, self.http.observe_streams),
+            (c.LIMITER_WAITING, self.limiters.observe_waiting),
+            (c.LIMITER_ACTIVE, self.limiters.observe_active),
+            (c.LIMITER_LIMIT, self.limiters.observe_limit),
+        )
+        for spec, callback in sources:
+            factories[spec.kind](spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
+
+
+_REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()
+DEFAULT_REGISTRY = Registry()
+
+
+def _reset_all_after_fork() -> None:
+    for registry in list(_REGISTRIES):
+        registry.reset()
+
+
+os.register_at_fork(after_in_child=_reset_all_after_fork)

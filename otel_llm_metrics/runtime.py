@@ -1,0 +1,225 @@
+"""The running instrumentation of one process: what ``setup()`` returns.
+
+It owns the meter (and tracer) provider, attaches the bridge to every reader, starts the
+embedded Prometheus endpoint lazily in the process that serves requests (so a pre-fork server's
+workers each bind their own), rebuilds the resource after a fork, and shuts down within a bound.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import logging
+import os
+import threading
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from .bridge import MetricsBridge
+from .config import ConfigError, Settings, load_settings
+from .providers import make_push_readers, make_resource, make_tracer_provider
+from .registry import DEFAULT_REGISTRY, Registry
+
+logger = logging.getLogger("otel_llm_metrics")
+SCOPE_NAME = "otel_llm_metrics"
+__version__ = "0.1.0"
+
+_current: Telemetry | None = None
+_current_lock = threading.Lock()
+
+
+class Telemetry:
+    """Providers, readers and the registry of one process; ``shutdown()`` flushes within a bound."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None,
+                 extra_readers: list[MetricReader] | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or DEFAULT_REGISTRY
+        self.registry.set_max_series(settings.max_series)
+        self.http = self.registry.http
+        self._resource_pid = os.getpid()
+        self._resource = make_resource(settings)
+        self.prometheus_port: int | None = None
+        self._prometheus_server: Any = None
+        self._serving_pid: int | None = None
+        self._lock = threading.Lock()
+        self._shut_down = False
+
+        readers = list(extra_readers or [])
+        self._prometheus_reader = None
+        if "prometheus" in settings.metrics_exporters:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+            self._prometheus_reader = PrometheusMetricReader()
+            readers.append(self._prometheus_reader)
+        readers.extend(make_push_readers(settings))
+        self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
+                                            shutdown_on_exit=False)
+        bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
+                               InstrumentationScope(SCOPE_NAME, __version__))
+        for reader in readers:
+            bridge.attach(reader)
+        self.registry.register_observables(self.meter_provider.get_meter(SCOPE_NAME, __version__))
+        self.tracer_provider = make_tracer_provider(settings, self._resource)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    # -- process identity -----------------------------------------------------------------------
+    def resource(self) -> Resource:
+        """This process's resource: a forked child gets its own service.instance.id and pid."""
+        if os.getpid() != self._resource_pid:
+            self._resource_pid = os.getpid()
+            self._resource = make_resource(self.settings)
+        return self._resource
+
+    def _after_fork_in_child(self) -> None:
+        server, self._prometheus_server = self._prometheus_server, None
+        self._serving_pid = None
+        self.prometheus_port = None
+        self._lock = threading.Lock()
+        if server is not None:
+            try:
+                server.server_close()  # our copy of the parent's socket; the parent keeps serving
+            except Exception:
+                pass
+
+    # -- serving --------------------------------------------------------------------------------
+    @property
+    def serving(self) -> bool:
+        return self._serving_pid == os.getpid()
+
+    def ensure_serving(self) -> None:
+        """Start the embedded Prometheus endpoint in this process, once; never raises."""
+        if self.serving:
+            return
+        with self._lock:
+            if self.serving:
+                return
+            self._serving_pid = os.getpid()
+            if self._prometheus_reader is not None:
+                try:
+                    self._start_prometheus()
+                except Exception:
+                    logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
+
+    def _start_prometheus(self) -> None:
+        from prometheus_client import REGISTRY, start_http_server
+
+        host, port = self.settings.prometheus_host, self.settings.prometheus_port
+        last_error: OSError | None = None
+        for candidate in range(port, min(port + self.settings.prometheus_port_attempts, 65536)):
+            try:
+                self._prometheus_server, _ = start_http_server(candidate, host, registry=REGISTRY)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last_error = exc
+                continue
+            self.prometheus_port = candidate
+            if candidate != port:
+                logger.warning("otel_llm_metrics: port %s is taken (another worker?); pid %s serves metrics "
+                               "on http://%s:%s/metrics", port, os.getpid(), host, candidate)
+            else:
+                logger.info("otel_llm_metrics: metrics on http://%s:%s/metrics", host, candidate)
+            return
+        logger.error("otel_llm_metrics: ports %s-%s are all taken, no Prometheus endpoint in pid %s (%s). "
+                     "Set OTEL_EXPORTER_PROMETHEUS_PORT or use OTLP.", port,
+                     port + self.settings.prometheus_port_attempts - 1, os.getpid(), last_error)
+
+    # -- wrapping apps --------------------------------------------------------------------------
+    def instrument(self, app: Any) -> Any:
+        """Wrap any ASGI app; with tracing on, an OTel server span (no per-chunk spans) goes outside."""
+        from .http.middleware import MetricsMiddleware
+
+        wrapped: Any = MetricsMiddleware(app, self)
+        if self.tracer_provider is not None:
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            wrapped = OpenTelemetryMiddleware(wrapped, tracer_provider=self.tracer_provider,
+                                              meter_provider=metrics.NoOpMeterProvider(),
+                                              exclude_spans=["receive", "send"])
+        return wrapped
+
+    def add_to(self, app: Any) -> None:
+        """Add the middleware to a Starlette/FastAPI app in place (before it starts serving)."""
+        from .http.middleware import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware, telemetry=self)
+        if self.tracer_provider is not None:
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            app.add_middleware(OpenTelemetryMiddleware, tracer_provider=self.tracer_provider,
+                               meter_provider=metrics.NoOpMeterProvider(), exclude_spans=["receive", "send"])
+
+    # -- shutdown -------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Flush and stop, never taking longer than ``shutdown_timeout_s`` (a dead collector included)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
+
+        def stop() -> None:
+            for provider in (self.meter_provider, self.tracer_provider):
+                if provider is None:
+                    continue
+                try:
+                    if isinstance(provider, MeterProvider):
+                        provider.shutdown(timeout_millis=timeout_ms)
+                    else:
+                        provider.shutdown()
+                except Exception:
+                    logger.exception("otel_llm_metrics: error during shutdown")
+
+        worker = threading.Thread(target=stop, name="otel-llm-metrics-shutdown", daemon=True)
+        worker.start()
+        worker.join(self.settings.shutdown_timeout_s + 0.5)
+        if worker.is_alive():
+            logger.warning("otel_llm_metrics: shutdown took over %.1fs; gave up waiting for the exporters",
+                           self.settings.shutdown_timeout_s)
+        if self._prometheus_server is not None:
+            self._prometheus_server.shutdown()
+            self._prometheus_server.server_close()
+            self._prometheus_server = None
+
+
+def install(settings: Settings, *, set_global: bool = True) -> Telemetry:
+    """Create this process's Telemetry and make it the current (and global OTel) one."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            return _current
+        telemetry = Telemetry(settings)
+        if set_global:
+            metrics.set_meter_provider(telemetry.meter_provider)
+            if telemetry.tracer_provider is not None:
+                trace.set_tracer_provider(telemetry.tracer_provider)
+        atexit.register(telemetry.shutdown)
+        _current = telemetry
+        return telemetry
+
+
+def current_telemetry() -> Telemetry:
+    """The installed Telemetry, installing one from the environment on first use."""
+    return _current if _current is not None else install(load_settings())
+
+
+def setup(app: Any = None, **settings: Any) -> Telemetry:
+    """One call at start-up: read settings (kwargs win over OTEL_* variables), install, instrument.
+
+    A Starlette or FastAPI ``app`` gets the middleware added in place. For any other ASGI
+    callable, wrap it yourself: ``app = setup().instrument(app)``.
+    """
+    if _current is not None and settings:
+        logger.warning("otel_llm_metrics.setup() was called again; keeping the first settings")
+    telemetry = _current if _current is not None else install(load_settings(**settings))
+    if app is not None:
+        if not hasattr(app, "add_middleware"):
+            raise ConfigError("setup(app): this app has no add_middleware (not Starlette/FastAPI). "
+                              "Fix: app = otel_llm_metrics.setup().instrument(app)")
+        telemetry.add_to(app)
+    return telemetry
