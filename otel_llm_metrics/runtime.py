@@ -22,6 +22,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .bridge import MetricsBridge
 from .config import ConfigError, Settings, load_settings
+from .frameworks import duplicate_dropping_views, native_fastapi, quiet_native_telemetry
 from .providers import make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
 
@@ -59,7 +60,7 @@ class Telemetry:
             readers.append(self._prometheus_reader)
         readers.extend(make_push_readers(settings))
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
-                                            shutdown_on_exit=False)
+                                            views=duplicate_dropping_views(), shutdown_on_exit=False)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(SCOPE_NAME, __version__))
         for reader in readers:
@@ -135,6 +136,7 @@ class Telemetry:
         """Wrap any ASGI app; with tracing on, an OTel server span (no per-chunk spans) goes outside."""
         from .http.middleware import MetricsMiddleware
 
+        quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
         wrapped: Any = MetricsMiddleware(app, self)
         if self.tracer_provider is not None:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -145,11 +147,17 @@ class Telemetry:
         return wrapped
 
     def add_to(self, app: Any) -> None:
-        """Add the middleware to a Starlette/FastAPI app in place (before it starts serving)."""
+        """Add the middleware to a Starlette/FastAPI app in place (before it starts serving).
+
+        Inside FastAPI, its native server span (when tracing) is already active around us, so we
+        use it; other apps get the OTel ASGI server span outside our middleware.
+        """
         from .http.middleware import MetricsMiddleware
 
+        native = native_fastapi(app) is not None
+        quiet_native_telemetry(app, tracing=False)
         app.add_middleware(MetricsMiddleware, telemetry=self)
-        if self.tracer_provider is not None:
+        if self.tracer_provider is not None and not native:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
             app.add_middleware(OpenTelemetryMiddleware, tracer_provider=self.tracer_provider,

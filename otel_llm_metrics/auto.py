@@ -1,0 +1,79 @@
+"""Entry points that ``opentelemetry-instrument`` loads: zero code for any ASGI app under uvicorn.
+
+- ``Distro``: ours, so no other distro's defaults (OTLP to localhost:4317) apply.
+- ``Configurator``: builds providers from OTEL_* settings (embedded Prometheus by default).
+  A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
+  swallows ordinary exceptions, so this exits instead of running uninstrumented unnoticed.
+- ``AsgiServerInstrumentor``: wraps the app where uvicorn loads it (``Config.load``), which covers
+  FastAPI, Starlette and bare ASGI callables, ``--workers`` and gunicorn's UvicornWorker alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.sdk._configuration import _BaseConfigurator
+
+from .config import ConfigError, load_settings
+from .runtime import current_telemetry, install
+
+logger = logging.getLogger("otel_llm_metrics")
+_WRAPPED = "_otel_llm_metrics_wrapped"
+
+
+class Distro(BaseDistro):
+    def _configure(self, **kwargs: Any) -> None:
+        """Nothing to default: the Configurator reads the settings."""
+
+
+class Configurator(_BaseConfigurator):
+    def _configure(self, **kwargs: Any) -> None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from exc
+        if not settings.disabled:
+            install(settings)
+
+
+class AsgiServerInstrumentor(BaseInstrumentor):
+    _original_load: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            from uvicorn.config import Config
+        except ImportError:
+            logger.debug("otel_llm_metrics: uvicorn is not installed; use setup() with other servers")
+            return
+        original = Config.load
+        AsgiServerInstrumentor._original_load = original
+
+        def load(config: Config) -> None:
+            original(config)
+            try:
+                telemetry = current_telemetry()
+                if telemetry.settings.disabled or getattr(config.loaded_app, _WRAPPED, False):
+                    return
+                wrapped = telemetry.instrument(config.loaded_app)
+                setattr(wrapped, _WRAPPED, True)
+                config.loaded_app = wrapped
+            except Exception:  # the app must start even if we cannot
+                logger.exception("otel_llm_metrics could not instrument the app; it runs uninstrumented")
+
+        Config.load = load  # type: ignore[method-assign]
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if AsgiServerInstrumentor._original_load is not None:
+            from uvicorn.config import Config
+
+            Config.load = AsgiServerInstrumentor._original_load  # type: ignore[method-assign]
+            AsgiServerInstrumentor._original_load = None

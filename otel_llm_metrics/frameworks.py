@@ -1,0 +1,51 @@
+"""Living alongside frameworks' own telemetry without counting a request twice.
+
+FastAPI (0.16x) records ``http.server.request.duration`` and ``http.server.active_requests`` itself
+as soon as a global MeterProvider exists, and opentelemetry-instrumentation-asgi/-fastapi do the
+same with semantic-convention opt-in. Where we measure, theirs are switched off on the app we
+wrap, and a view drops any that still reach our MeterProvider under our names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from opentelemetry.sdk.metrics.view import DropAggregation, View
+
+from . import catalogue as c
+
+logger = logging.getLogger("otel_llm_metrics")
+
+OTHER_HTTP_SERVER_SCOPES = ("fastapi", "opentelemetry.instrumentation.asgi", "opentelemetry.instrumentation.fastapi",
+                            "opentelemetry.instrumentation.starlette")
+_OUR_HTTP_NAMES = (c.REQUEST_DURATION.name, c.ACTIVE_REQUESTS.name, c.REQUEST_BODY_SIZE.name,
+                   c.RESPONSE_BODY_SIZE.name)
+
+
+def duplicate_dropping_views() -> list[View]:
+    return [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
+            for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
+
+
+def native_fastapi(app: Any) -> Any | None:
+    """The FastAPI app with native telemetry inside ``app``'s wrapper chain, if there is one."""
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen:
+        seen.add(id(app))
+        if isinstance(getattr(app, "_telemetry", None), dict) and hasattr(app, "_native_telemetry"):
+            return app
+        app = getattr(app, "app", None)
+    return None
+
+
+def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
+    """Turn off FastAPI's native metrics (we measure them), and its span if we make the server span."""
+    fastapi_app = native_fastapi(app)
+    if fastapi_app is None:
+        return
+    fastapi_app._telemetry["metrics"] = False
+    if tracing:
+        fastapi_app._telemetry["tracing"] = False
+    logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
+                 " and tracing" if tracing else "", fastapi_app)
