@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Collection
 from typing import Any
@@ -36,8 +37,10 @@ class Configurator(_BaseConfigurator):
         try:
             settings = load_settings()
         except ConfigError as exc:
+            # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
             print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from exc
+            sys.stdout.flush()
+            os._exit(2)
         if not settings.disabled:
             install(settings)
 

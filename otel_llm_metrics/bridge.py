@@ -78,7 +78,14 @@ class MetricsBridge:
         first = resource_metrics[0]
         scopes = list(first.scope_metrics)
         if ours:
-            scopes.append(ScopeMetrics(self._scope, ours, ""))
+            # One ScopeMetrics per scope: receivers keep only one of two with the same identity.
+            for i, scope_metrics in enumerate(scopes):
+                if (scope_metrics.scope.name, scope_metrics.scope.version) == (self._scope.name, self._scope.version):
+                    scopes[i] = ScopeMetrics(scope_metrics.scope, [*scope_metrics.metrics, *ours],
+                                             scope_metrics.schema_url)
+                    break
+            else:
+                scopes.append(ScopeMetrics(self._scope, ours, ""))
         resource_metrics[0] = ResourceMetrics(resource, scopes, first.schema_url)
         for i in range(1, len(resource_metrics)):
             rm = resource_metrics[i]
@@ -100,8 +107,8 @@ class MetricsBridge:
                         before = state.previous.get(key)
                         state.previous[key] = (counts, total)
                         start = max(state.last_time_ns, group.start_time_ns)
-                        if before is not None and all(a >= b for a, b in zip(counts, before[0])):
-                            counts = tuple(a - b for a, b in zip(counts, before[0]))
+                        if before is not None and all(a >= b for a, b in zip(counts, before[0], strict=True)):
+                            counts = tuple(a - b for a, b in zip(counts, before[0], strict=True))
                             total -= before[1]
                             low = high = None  # unknown for the interval alone
                             if not any(counts):

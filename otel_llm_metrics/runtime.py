@@ -11,6 +11,7 @@ import atexit
 import errno
 import logging
 import os
+import re
 import threading
 from typing import Any
 
@@ -141,9 +142,7 @@ class Telemetry:
         if self.tracer_provider is not None:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-            wrapped = OpenTelemetryMiddleware(wrapped, tracer_provider=self.tracer_provider,
-                                              meter_provider=metrics.NoOpMeterProvider(),
-                                              exclude_spans=["receive", "send"])
+            wrapped = OpenTelemetryMiddleware(wrapped, **self._server_span_options())
         return wrapped
 
     def add_to(self, app: Any) -> None:
@@ -160,8 +159,16 @@ class Telemetry:
         if self.tracer_provider is not None and not native:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-            app.add_middleware(OpenTelemetryMiddleware, tracer_provider=self.tracer_provider,
-                               meter_provider=metrics.NoOpMeterProvider(), exclude_spans=["receive", "send"])
+            app.add_middleware(OpenTelemetryMiddleware, **self._server_span_options())
+
+    def _server_span_options(self) -> dict[str, Any]:
+        """One server span per request: no per-chunk spans, no metrics of its own, no health checks."""
+        from opentelemetry.util.http import ExcludeList
+
+        patterns = [f"//[^/]*{re.escape(p[:-1])}" if p.endswith("*") else f"//[^/]*{re.escape(p)}(\\?|$)"
+                    for p in self.settings.excluded_routes]
+        return {"tracer_provider": self.tracer_provider, "meter_provider": metrics.NoOpMeterProvider(),
+                "exclude_spans": ["receive", "send"], "excluded_urls": ExcludeList(patterns) if patterns else None}
 
     # -- shutdown -------------------------------------------------------------------------------
     def shutdown(self) -> None:

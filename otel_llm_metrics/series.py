@@ -82,7 +82,7 @@ class HistogramGroup:
                 return found
             attributes = dict(OVERFLOW_ATTRIBUTES)
         else:
-            attributes = {k: v for k, v in zip(self.attribute_keys, key) if v is not None}
+            attributes = {k: v for k, v in zip(self.attribute_keys, key, strict=False) if v is not None}
         created = [Histogram(spec.buckets) for spec in self.specs]
         self.attributes[key] = attributes
         self.series[key] = created

@@ -25,11 +25,12 @@ async def call(app, method: str = "GET", path: str = "/", body: bytes = b"", hea
                disconnect_after_chunks: int | None = None, scope_extra: dict | None = None) -> Result:
     """One request; with ``disconnect_after_chunks`` the client goes away after that many chunks."""
     result = Result()
+    path, _, query = path.partition("?")
     gone = asyncio.Event()
     sent_body = False
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode("utf-8", "surrogateescape"),
-             "root_path": "", "query_string": b"", "headers": [(k.lower(), v) for k, v in headers],
+             "root_path": "", "query_string": query.encode(), "headers": [(k.lower(), v) for k, v in headers],
              "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
     scope.update(scope_extra or {})
 

@@ -91,7 +91,7 @@ class Exchange:
 
     __slots__ = ("mw", "scope", "app_receive", "app_send", "start", "method", "active_key", "route_key",
                  "root_path", "status", "request_bytes", "response_bytes", "chunks", "first_byte", "streamed",
-                 "completed", "disconnected", "error", "request_id", "span", "response_started")
+                 "completed", "disconnected", "error", "request_id", "span", "trace_id", "response_started")
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -122,9 +122,9 @@ class Exchange:
                 incoming = request_id.sanitised(value)
                 break
         self.span: Span | None = _recording_span() if mw.tracing else None
+        self.trace_id = self.span.get_span_context().trace_id if self.span is not None else 0
         if incoming is None:
-            incoming = (b"%032x" % self.span.get_span_context().trace_id if self.span is not None
-                        else request_id.new_request_id())
+            incoming = b"%032x" % self.trace_id if self.trace_id else request_id.new_request_id()
         elif self.span is not None:
             self.span.set_attribute("http.request.header.x-request-id", (incoming.decode(),))
         self.request_id = incoming
@@ -156,6 +156,8 @@ class Exchange:
                 self.streamed = True
             else:
                 self.completed = True
+                if self.span is not None:  # the OTel ASGI middleware ends its span on this message
+                    self._guarded(self._annotate_span, COMPLETED)
         elif kind == "http.response.start":
             self._guarded(self._response_start, message)
         elif kind == "http.response.pathsend":
@@ -222,11 +224,11 @@ class Exchange:
                 stream[1].record(self.first_byte - self.start)
             stream[2].record(self.chunks)
             stream[3].record(self.response_bytes)
-            if self.span is not None:
-                self._annotate_span(outcome)
             slow_measure = (self.first_byte or end) - self.start
         else:
             slow_measure = duration
+        if self.span is not None:
+            self._annotate_span(self._outcome())
         if mw.slow_seconds and slow_measure > mw.slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
 
@@ -242,17 +244,22 @@ class Exchange:
         return ERROR
 
     def _annotate_span(self, outcome: str) -> None:
-        span = self.span
+        """Once per request: the route (the outer span cannot know it) and, for streams, milestones."""
+        span, self.span = self.span, None
         if span is None or not span.is_recording():
             return
-        if self.first_byte:
-            span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))
-        span.add_event("http.stream.end", {c.STREAM_OUTCOME: outcome, "http.stream.chunks": self.chunks,
-                                           "http.response.body.size": self.response_bytes})
-        span.set_attribute(c.STREAM_OUTCOME, outcome)
+        if self.route_key is not None and self.route_key[1] is not None:
+            span.set_attribute(c.ROUTE, self.route_key[1])
+            span.update_name(f"{self.method} {self.route_key[1]}")
+        if self.streamed:
+            if self.first_byte:
+                span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))
+            span.add_event("http.stream.end", {c.STREAM_OUTCOME: outcome, "http.stream.chunks": self.chunks,
+                                               "http.response.body.size": self.response_bytes})
+            span.set_attribute(c.STREAM_OUTCOME, outcome)
 
     def _log_slow(self, route: str | None, status: int, duration: float, measured: float) -> None:
-        trace_id = "%032x" % self.span.get_span_context().trace_id if self.span is not None else "-"
+        trace_id = f"{self.trace_id:032x}" if self.trace_id else "-"
         slow_logger.warning(
             "slow request: %s %s status=%s duration=%.3fs %s=%.3fs request_id=%s trace_id=%s",
             self.method, route or "(unmatched)", status, duration,

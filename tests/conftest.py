@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from otel_llm_metrics import Registry, Telemetry, load_settings
+
+
+class MetricsView:
+    """The points an in-memory reader collected, by instrument name."""
+
+    def __init__(self, reader: InMemoryMetricReader) -> None:
+        self.by_name: dict[str, list] = {}
+        self.resources = []
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else []:
+            self.resources.append(dict(rm.resource.attributes))
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    self.by_name.setdefault(metric.name, []).extend(metric.data.data_points)
+
+    def points(self, name: str) -> list:
+        return self.by_name.get(name, [])
+
+    def one(self, name: str, **attributes) -> object:
+        """The single point of ``name`` whose attributes include ``attributes`` (dots as __)."""
+        wanted = {k.replace("__", "."): v for k, v in attributes.items()}
+        found = [p for p in self.points(name) if all(p.attributes.get(k) == v for k, v in wanted.items())]
+        everything = [dict(p.attributes) for p in self.points(name)]
+        assert len(found) == 1, f"{name} {wanted}: {len(found)} points in {everything}"
+        return found[0]
+
+    def total_count(self, name: str) -> int:
+        return sum(p.count for p in self.points(name))
+
+
+@pytest.fixture
+def make_telemetry():
+    created: list[Telemetry] = []
+
+    def make(temporality: dict | None = None, **settings) -> Telemetry:
+        reader = InMemoryMetricReader(preferred_temporality=temporality or {})
+        settings.setdefault("metrics_exporters", ("none",))
+        telemetry = Telemetry(load_settings(environ={}, **settings), Registry(), [reader])
+        telemetry.collect = lambda: MetricsView(reader)  # type: ignore[attr-defined]
+        created.append(telemetry)
+        return telemetry
+
+    yield make
+    for telemetry in created:
+        telemetry.shutdown()

@@ -1,0 +1,246 @@
+"""The middleware on real Starlette/FastAPI apps, driven through the ASGI protocol in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from otel_llm_metrics.http.middleware import MetricsMiddleware
+from tests.apps import AppError, fastapi_app, starlette_app
+from tests.asgi_client import call
+
+DURATION = "http.server.request.duration"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_plain_request_records_route_template_status_and_sizes(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, "GET", "/items/42"))
+    assert result.status == 200 and result.body == b'{"item":"42"}'
+    posted = run(call(app, "POST", "/echo", body=b"x" * 1000))
+    assert posted.body == b"1000"
+
+    view = telemetry.collect()
+    point = view.one(DURATION, http__route="/items/{item_id}")
+    assert point.count == 1
+    assert dict(point.attributes) == {"http.request.method": "GET", "url.scheme": "http",
+                                      "http.route": "/items/{item_id}", "http.response.status_code": 200}
+    assert view.one("http.server.response.body.size", http__route="/items/{item_id}").sum == len(result.body)
+    assert view.one("http.server.request.body.size", http__route="/echo").sum == 1000
+    assert view.one("http.server.active_requests", http__request__method="GET").value == 0
+    assert view.one("http.server.active_requests.peak").value == 1
+    assert not view.points("http.server.stream.duration"), "a one-message response is not a stream"
+
+
+def test_request_id_and_server_timing_headers(make_telemetry):
+    app = make_telemetry().instrument(starlette_app())
+    plain = run(call(app, "GET", "/items/1"))
+    assert plain.header(b"x-request-id")
+    assert plain.header(b"server-timing").startswith(b"app;dur=")
+    honoured = run(call(app, "GET", "/items/1", headers=[(b"x-request-id", b"abc-123")]))
+    assert honoured.header(b"x-request-id") == b"abc-123"
+    streamed = run(call(app, "GET", "/stream?n=3"))
+    assert streamed.header(b"server-timing") is None, "no Server-Timing on streams: headers precede the work"
+    assert streamed.header(b"x-request-id")
+
+
+@pytest.mark.parametrize("bad", [b"a b", b"x\r\nInjected: 1", b"\xff\xfe", b"r" * 10_000, b""])
+def test_malformed_or_huge_request_id_is_replaced(make_telemetry, bad):
+    app = make_telemetry().instrument(starlette_app())
+    result = run(call(app, "GET", "/items/1", headers=[(b"x-request-id", bad)]))
+    returned = result.header(b"x-request-id")
+    assert result.status == 200
+    assert returned and returned != bad and len(returned) <= 128
+    assert all(32 < byte < 127 for byte in returned)
+
+
+def test_unmatched_paths_share_one_series_and_never_leak_the_raw_path(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    for i in range(5):
+        assert run(call(app, "GET", f"/no/such/{i}")).status == 404
+    points = telemetry.collect().points(DURATION)
+    assert len(points) == 1 and points[0].count == 5
+    assert "http.route" not in points[0].attributes
+
+
+def test_mounted_routes_keep_the_mount_prefix(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    assert run(call(app, "GET", "/api/items/7")).status == 200
+    assert telemetry.collect().one(DURATION).attributes["http.route"] == "/api/items/{item_id}"
+
+
+def test_hundred_chunk_stream_is_measured_to_the_last_byte(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, "GET", "/stream?n=100&delay=0.002"))
+    assert len(result.chunks) == 100
+
+    view = telemetry.collect()
+    attrs = {"http__route": "/stream", "http__stream__outcome": "completed"}
+    assert view.one("http.server.stream.chunks", **attrs).sum == 100
+    assert view.one("http.server.stream.body.size", **attrs).sum == len(result.body)
+    assert view.one("http.server.response.body.size").sum == len(result.body)
+    assert view.one("http.server.streams", **attrs).value == 1
+    ttfb = view.one("http.server.stream.time_to_first_byte", **attrs).sum
+    stream_duration = view.one("http.server.stream.duration", **attrs).sum
+    request_duration = view.one(DURATION).sum
+    # 100 sleeps of 2 ms: the duration covers the whole stream, not just the headers.
+    assert request_duration >= 0.2 and stream_duration >= 0.2
+    assert 0 < ttfb < stream_duration
+
+
+def test_client_that_leaves_mid_stream_is_counted_once_as_cancelled(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, "GET", "/stream?n=1000&delay=0.001", disconnect_after_chunks=3))
+    assert result.raised is None and len(result.chunks) == 3
+
+    view = telemetry.collect()
+    assert view.total_count(DURATION) == 1
+    assert view.one("http.server.streams").attributes["http.stream.outcome"] == "client_cancelled"
+    assert view.one("http.server.streams").value == 1
+    assert view.one("http.server.active_requests").value == 0
+    assert view.one("http.server.route.active_requests").value == 0
+
+
+def test_app_raising_before_headers_is_a_500_and_the_exception_reaches_the_server(make_telemetry):
+    telemetry = make_telemetry()
+    inner = starlette_app()
+    app = telemetry.instrument(inner)
+    result = run(call(app, "GET", "/boom"))
+    assert isinstance(result.raised, AppError), "the app's own exception, unchanged"
+    point = telemetry.collect().one(DURATION)
+    assert point.count == 1
+    assert point.attributes["http.response.status_code"] == 500
+    assert point.attributes["error.type"] == "tests.apps.AppError"
+
+
+@pytest.mark.parametrize(("query", "outcome", "error"), [
+    ("fail_after=3", "error", "tests.apps.AppError"),
+    ("timeout_after=2", "timeout", "TimeoutError"),
+])
+def test_stream_failing_after_headers(make_telemetry, query, outcome, error):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, "GET", f"/stream?n=10&{query}"))
+    assert result.status == 200 and result.raised is not None
+    view = telemetry.collect()
+    assert view.one("http.server.streams").attributes["http.stream.outcome"] == outcome
+    point = view.one(DURATION)
+    assert point.count == 1
+    assert point.attributes["error.type"] == error
+    assert point.attributes["http.response.status_code"] == 200
+
+
+def test_websocket_and_lifespan_scopes_pass_through_unmeasured(make_telemetry):
+    telemetry = make_telemetry()
+    seen = []
+
+    async def bare(scope, receive, send):
+        seen.append(scope["type"])
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+
+    app = MetricsMiddleware(bare, telemetry)
+
+    async def scenario():
+        async def receive():
+            return {"type": "lifespan.startup"}
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        await app({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
+        return sent
+
+    assert run(scenario()) == [{"type": "lifespan.startup.complete"}]
+    assert seen == ["lifespan", "websocket"]
+    view = telemetry.collect()
+    assert not view.points(DURATION)
+    assert telemetry.serving, "the lifespan scope starts the process's endpoint"
+
+
+def test_non_utf8_path_is_served_and_counted(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, "GET", "/caf\udce9/x"))
+    assert result.status == 404 and result.raised is None
+    assert telemetry.collect().total_count(DURATION) == 1
+
+
+def test_excluded_routes_exact_and_prefix(make_telemetry):
+    telemetry = make_telemetry(excluded_routes=("/health", "/internal/*"))
+    app = telemetry.instrument(starlette_app())
+    for path in ("/health", "/internal/x", "/items/1"):
+        assert run(call(app, "GET", path)).status == 200
+    points = telemetry.collect().points(DURATION)
+    assert [p.attributes["http.route"] for p in points] == ["/items/{item_id}"]
+
+
+def test_wrapping_twice_counts_once(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(telemetry.instrument(starlette_app()))
+    run(call(app, "GET", "/items/3"))
+    assert telemetry.collect().total_count(DURATION) == 1
+
+
+def test_slow_request_is_logged_with_its_ids(make_telemetry, caplog):
+    telemetry = make_telemetry(slow_request_seconds=0.05)
+    app = telemetry.instrument(starlette_app())
+    caplog.set_level(logging.WARNING, logger="otel_llm_metrics.slow")
+    run(call(app, "GET", "/items/1", headers=[(b"x-request-id", b"req-42")]))
+    assert not caplog.records, "a fast request is not slow"
+    run(call(app, "GET", "/stream?n=3&delay=0.04", headers=[(b"x-request-id", b"req-43")]))
+    assert not caplog.records, "streams are judged by time to first byte (40 ms < 50 ms)"
+    run(call(app, "GET", "/stream?n=1&delay=0.08", headers=[(b"x-request-id", b"req-44")]))
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    for part in ("GET", "/stream", "status=200", "request_id=req-44", "trace_id="):
+        assert part in message
+
+
+def test_series_count_is_capped_with_an_overflow_series(make_telemetry):
+    telemetry = make_telemetry(max_series=3)
+    app = telemetry.instrument(starlette_app())
+    methods = ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW", "SPAM"]
+    for method in methods:
+        run(call(app, method, "/items/1"))
+    points = telemetry.collect().points(DURATION)
+    assert len(points) == 4
+    assert sum(p.count for p in points) == len(methods), "overflow keeps the count"
+    assert [p for p in points if p.attributes.get("otel.metric.overflow") is True]
+    assert {p.attributes.get("http.request.method") for p in points} <= {"GET", "PUT", "DELETE", None}
+
+
+def test_unknown_methods_collapse_to_other(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(starlette_app())
+    for method in ("BREW", "SPAM", "X" * 500):
+        run(call(app, method, "/items/1"))
+    (point,) = telemetry.collect().points(DURATION)
+    assert point.attributes["http.request.method"] == "_OTHER" and point.count == 3
+
+
+def test_fastapi_routes_and_streams(make_telemetry):
+    telemetry = make_telemetry()
+    app = telemetry.instrument(fastapi_app())
+    assert run(call(app, "GET", "/items/5")).status == 200
+    assert run(call(app, "GET", "/items/notanint")).status == 422
+    assert len(run(call(app, "GET", "/stream?n=7")).chunks) == 7
+    view = telemetry.collect()
+    assert view.one(DURATION, http__response__status_code=200, http__route="/items/{item_id}").count == 1
+    assert view.one(DURATION, http__response__status_code=422).attributes["http.route"] == "/items/{item_id}"
+    assert view.one("http.server.stream.chunks").sum == 7

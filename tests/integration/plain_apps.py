@@ -1,0 +1,26 @@
+"""Unmodified apps for the zero-code tests: nothing here imports otel_llm_metrics."""
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+
+async def hello(request):
+    return PlainTextResponse(f"hello {request.path_params['name']}")
+
+
+async def health(request):
+    return PlainTextResponse("ok")
+
+
+starlette_app = Starlette(routes=[Route("/hello/{name}", hello), Route("/health", health)])
+
+
+async def bare_app(scope, receive, send):
+    """A bare ASGI callable: no framework, no routes, no lifespan support."""
+    if scope["type"] != "http":
+        raise RuntimeError("http only")
+    body = b"bare"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,166 @@
+"""Real servers for integration tests: started on free loopback ports, stopped by their own PID.
+
+A missing binary is a failure, never a skip: ``make test`` installs them on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 30.0, interval: float = 0.05):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError, ValueError, KeyError, IndexError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    pytest.fail(f"{what}: not reached within {deadline_s}s (last error: {last_error})")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make test` (scripts/install-system-deps.sh installs it)")
+    return path
+
+
+class Process:
+    """A child process with its output in a log file, stopped by PID (SIGINT, then SIGKILL)."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="proc-", suffix=".log")[1])
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.command = command
+        self.popen = subprocess.Popen(command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._log.close()
+        return self.popen.returncode
+
+
+class AppServer(Process):
+    """uvicorn serving an unmodified app through ``opentelemetry-instrument`` (zero code)."""
+
+    def __init__(self, app: str, env: dict[str, str] | None = None, workers: int = 1,
+                 zero_code: bool = True) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(self.port),
+                   "--no-access-log", "--workers", str(workers)]
+        if zero_code:
+            command = [str(BIN / "opentelemetry-instrument"), *command]
+        base_env = {"OTEL_EXPORTER_PROMETHEUS_PORT": str(self.metrics_port), "PYTHONPATH": str(ROOT),
+                    "DEMO_FIRST_TOKEN_MS": "20", "DEMO_TOKENS_PER_SECOND": "500"}
+        super().__init__(command, {**base_env, **(env or {})})
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def wait_ready(self, path: str = "/health") -> AppServer:
+        def ready() -> bool:
+            if self.popen.poll() is not None:
+                pytest.fail(f"app exited with {self.popen.returncode}:\n{self.log()}")
+            return httpx.get(self.url + path, timeout=2).status_code < 500
+        wait_for(ready, f"{self.command} answering {path}")
+        return self
+
+
+class Prometheus(Process):
+    def __init__(self, targets: list[str], rules: list[Path] | None = None) -> None:
+        binary = require_binary("prometheus")
+        self.dir = Path(tempfile.mkdtemp(prefix="prom-"))
+        self.port = free_port()
+        rule_lines = "".join(f"  - {p}\n" for p in rules or [])
+        config = ("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                  + (f"rule_files:\n{rule_lines}" if rule_lines else "")
+                  + "scrape_configs:\n  - job_name: app\n    static_configs:\n"
+                  + f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
+        (self.dir / "prometheus.yml").write_text(config)
+        super().__init__([binary, f"--config.file={self.dir / 'prometheus.yml'}",
+                          f"--storage.tsdb.path={self.dir / 'data'}",
+                          f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_for(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
+
+    def query(self, promql: str) -> list[dict]:
+        response = httpx.get(self.url + "/api/v1/query", params={"query": promql}, timeout=5)
+        response.raise_for_status()
+        return response.json()["data"]["result"]
+
+    def value(self, promql: str) -> float | None:
+        result = self.query(promql)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_value(self, promql: str, expected: float, deadline_s: float = 30.0) -> float:
+        wait_for(lambda: self.value(promql) == expected, f"PromQL {promql} == {expected} "
+                 f"(last: {self._safe_value(promql)})", deadline_s)
+        return expected
+
+    def _safe_value(self, promql: str) -> float | None:
+        try:
+            return self.value(promql)
+        except Exception:  # noqa: BLE001 - only for the failure message
+            return None
+
+
+class Rotel(Process):
+    """rotel, a small OTLP collector from PyPI; it logs what it receives in the debug format."""
+
+    def __init__(self) -> None:
+        import rotel
+
+        binary = Path(rotel.__file__).parent / "rotel-agent"
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rotel-"))
+        super().__init__([str(binary), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
+                          "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
+                          "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed",
+                          "--disable-batching", "--pid-file", str(self.dir / "rotel.pid")])
+        for port in (self.grpc_port, self.http_port):
+            wait_for(lambda p=port: _port_open(p), f"rotel listening on {port}")
+
+    def endpoint(self, protocol: str) -> str:
+        return f"http://127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,84 @@
+"""A real Prometheus scrapes the demo app served by real uvicorn; PromQL sees exact numbers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import pytest
+
+from otel_llm_metrics import catalogue
+from tests.integration.servers import require_binary
+
+pytestmark = pytest.mark.integration
+CHAT = {"model": "demo-model", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 8}
+
+
+def _full_stream(client: httpx.Client) -> tuple[int, int]:
+    """(data lines, bytes) the client received for one complete stream."""
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        raw = b"".join(response.iter_raw())
+    return raw.count(b"data:"), len(raw)
+
+
+def _abandoned_stream(client: httpx.Client) -> None:
+    body = {**CHAT, "stream": True, "max_tokens": 2000}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:") and '"content":"' in line:
+                break  # leave mid-stream; closing the response closes the connection
+
+
+def test_exact_counts_outcomes_and_sizes_in_promql(demo_app, prometheus):
+    plain, streams, cancelled = 10, 4, 2
+    received_chunks = received_bytes = 0
+    with httpx.Client(base_url=demo_app.url, timeout=30) as client:
+        for _ in range(plain):
+            assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+        for _ in range(streams):
+            chunks, size = _full_stream(client)
+            received_chunks += chunks
+            received_bytes += size
+    for _ in range(cancelled):
+        with httpx.Client(base_url=demo_app.url, timeout=30) as client:
+            _abandoned_stream(client)
+
+    route = 'http_route="/v1/chat/completions"'
+    prometheus.wait_value(f"sum(http_server_request_duration_seconds_count{{{route}}})", plain + streams + cancelled)
+    prometheus.wait_value('sum(http_server_streams_total{http_stream_outcome="completed"})', streams)
+    prometheus.wait_value('sum(http_server_streams_total{http_stream_outcome="client_cancelled"})', cancelled)
+    prometheus.wait_value("sum(http_server_active_requests)", 0)
+    prometheus.wait_value('sum(http_server_route_active_requests{http_route="/v1/chat/completions"})', 0)
+    completed = 'http_stream_outcome="completed"'
+    prometheus.wait_value(f"sum(http_server_stream_chunks_sum{{{completed}}})", received_chunks)
+    prometheus.wait_value(f"sum(http_server_stream_body_size_bytes_sum{{{completed}}})", received_bytes)
+    assert prometheus.value(f"sum(http_server_stream_time_to_first_byte_seconds_count{{{completed}}})") == streams
+    assert prometheus.value('max(http_server_route_active_requests_peak{http_route="/v1/chat/completions"})') >= 1
+    assert prometheus.value("sum(concurrency_limiter_wait_time_seconds_count)") >= plain + streams
+    assert prometheus.value("count(target_info{service_instance_id!=''})") == 1
+    # Plain requests take ~40 ms of simulated upstream: p95 must sit in the low buckets.
+    buckets = f"http_server_request_duration_seconds_bucket{{{route}}}"
+    p95 = prometheus.value(f"histogram_quantile(0.95, sum by (le) ({buckets}))")
+    assert p95 is not None and 0 < p95 < 2.5
+
+
+def test_every_catalogue_instrument_is_scraped_and_promtool_accepts_the_exposition(demo_app):
+    with httpx.Client(base_url=demo_app.url, timeout=30) as client:
+        client.post("/v1/chat/completions", json=CHAT)
+        _full_stream(client)
+    text = httpx.get(demo_app.metrics_url, timeout=5).text
+    missing = [spec.prometheus_name for spec in catalogue.ALL if f"\n{spec.prometheus_name}" not in text]
+    assert not missing, f"catalogue names not in the scrape: {missing}"
+    checked = subprocess.run([require_binary("promtool"), "check", "metrics"], input=text.encode(),
+                             capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
+def test_health_checks_are_excluded_and_headers_are_returned(demo_app):
+    before = httpx.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"')
+    response = httpx.get(demo_app.url + "/v1/models", headers={"x-request-id": "trace-me-1"})
+    assert response.headers["x-request-id"] == "trace-me-1"
+    assert response.headers["server-timing"].startswith("app;dur=")
+    httpx.get(demo_app.url + "/health")
+    assert httpx.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"') == before == 0

@@ -1,0 +1,69 @@
+"""`opentelemetry-instrument uvicorn app:app` on unmodified apps, in real subprocesses."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import httpx
+import pytest
+
+from otel_llm_metrics.cli import parse
+from tests.integration.servers import BIN, ROOT, AppServer, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _count(metrics_url: str, **labels: str) -> float:
+    _, histograms = parse(httpx.get(metrics_url, timeout=5).text)
+    series = histograms.get("http_server_request_duration_seconds", {})
+    return sum(data.count for key, data in series.items()
+               if all(dict(key).get(k) == v for k, v in labels.items()))
+
+
+@pytest.mark.parametrize(("app", "path", "route"), [
+    ("tests.integration.plain_apps:starlette_app", "/hello/ada", "/hello/{name}"),
+    ("tests.integration.plain_apps:bare_app", "/anything/at/all", None),
+])
+def test_unmodified_app_is_measured(app, path, route):
+    server = AppServer(app)
+    try:
+        server.wait_ready(path)
+        for _ in range(5):
+            assert httpx.get(server.url + path).status_code == 200
+        labels = {"http_route": route} if route else {}
+        wait_for(lambda: _count(server.metrics_url, **labels) == 6, "6 requests counted (5 + readiness)")
+        if route is None:
+            text = httpx.get(server.metrics_url).text
+            assert "http_route=" not in re.sub(r"(?m)^#.*$", "", text.split("http_server_request_duration")[1][:2000])
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_invalid_setting_stops_start_up_with_a_message_naming_it():
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        env={"PATH": str(BIN), "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_PROMETHEUS_PORT": "ninety"},
+        capture_output=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 2
+    assert b"app ran" not in result.stdout
+    assert b"OTEL_EXPORTER_PROMETHEUS_PORT='ninety'" in result.stderr
+
+
+def test_each_worker_reports_itself_on_its_own_port():
+    server = AppServer("tests.integration.plain_apps:starlette_app", workers=2)
+    try:
+        server.wait_ready("/hello/x")
+        urls = [server.metrics_url, server.metrics_url.replace(str(server.metrics_port), str(server.metrics_port + 1))]
+        wait_for(lambda: all(httpx.get(u, timeout=2).status_code == 200 for u in urls), "both workers serving metrics")
+        with httpx.Client(base_url=server.url) as client:
+            for _ in range(40):
+                client.get("/hello/y", headers={"connection": "close"})
+        wait_for(lambda: sum(_count(u, http_route="/hello/{name}") for u in urls) == 41, "41 requests over workers")
+        instances = set()
+        for url in urls:
+            text = httpx.get(url).text
+            instances.update(re.findall(r'service_instance_id="([^"]+)"', text))
+        assert len(instances) == 2, "each worker has its own service.instance.id"
+    finally:
+        server.stop()

@@ -1,0 +1,27 @@
+"""One catalogue: the README shows exactly what the code publishes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otel_llm_metrics import catalogue
+
+
+def test_readme_catalogue_is_current():
+    readme = Path("README.md").read_text(encoding="utf-8")
+    assert catalogue.markdown_table() in readme, "regenerate with: python -m otel_llm_metrics.docs"
+
+
+def test_names_are_unique_and_histograms_have_explicit_buckets():
+    names = [spec.name for spec in catalogue.ALL]
+    assert len(names) == len(set(names))
+    for spec in catalogue.ALL:
+        if spec.kind is catalogue.Kind.HISTOGRAM:
+            assert spec.buckets and list(spec.buckets) == sorted(spec.buckets), spec.name
+
+
+def test_prometheus_names_follow_the_exporter_rules():
+    assert catalogue.REQUEST_DURATION.prometheus_name == "http_server_request_duration_seconds"
+    assert catalogue.RESPONSE_BODY_SIZE.prometheus_name == "http_server_response_body_size_bytes"
+    assert catalogue.STREAMS.prometheus_name == "http_server_streams_total"
+    assert catalogue.ACTIVE_REQUESTS.prometheus_name == "http_server_active_requests"
