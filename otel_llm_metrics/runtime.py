@@ -48,7 +48,7 @@ class Telemetry:
         self._resource = make_resource(settings)
         self.prometheus_port: int | None = None
         self._prometheus_server: Any = None
-        self._serving_pid: int | None = None
+        self.serving = False  # reset in a forked child; a flag, since getpid() is a syscall per request
         self._lock = threading.Lock()
         self._shut_down = False
 
@@ -80,7 +80,7 @@ class Telemetry:
 
     def _after_fork_in_child(self) -> None:
         server, self._prometheus_server = self._prometheus_server, None
-        self._serving_pid = None
+        self.serving = False
         self.prometheus_port = None
         self._lock = threading.Lock()
         if server is not None:
@@ -90,10 +90,6 @@ class Telemetry:
                 pass
 
     # -- serving --------------------------------------------------------------------------------
-    @property
-    def serving(self) -> bool:
-        return self._serving_pid == os.getpid()
-
     def ensure_serving(self) -> None:
         """Start the embedded Prometheus endpoint in this process, once; never raises."""
         if self.serving:
@@ -101,7 +97,7 @@ class Telemetry:
         with self._lock:
             if self.serving:
                 return
-            self._serving_pid = os.getpid()
+            self.serving = True
             if self._prometheus_reader is not None:
                 try:
                     self._start_prometheus()

@@ -47,8 +47,8 @@ class HistogramSnapshot:
     attributes: dict
     counts: tuple[int, ...]
     total: float
-    min: float
-    max: float
+    min: float | None
+    max: float | None
 
 
 class HistogramGroup:
@@ -59,13 +59,17 @@ class HistogramGroup:
     the series count without bound.
     """
 
-    def __init__(self, specs: Sequence[InstrumentSpec], max_series: int = 2000) -> None:
+    def __init__(self, specs: Sequence[InstrumentSpec], max_series: int = 2000,
+                 extremes: Sequence[bool] | None = None) -> None:
         names = {spec.attributes for spec in specs}
         if len(names) != 1:
             raise ValueError("a HistogramGroup's instruments must share their attribute keys")
         self.specs = tuple(specs)
         self.attribute_keys = specs[0].attributes
         self.max_series = max_series
+        # Whether each instrument tracks min/max; the middleware inlines its updates and skips
+        # them where nobody reads them (body sizes), so they are exported as unknown there.
+        self.extremes = tuple(extremes) if extremes is not None else (True,) * len(self.specs)
         self.series: dict[tuple, list[Histogram]] = {}
         self.attributes: dict[tuple, dict] = {}
         self.start_time_ns = time.time_ns()
@@ -96,7 +100,9 @@ class HistogramGroup:
             counts = tuple(h.counts)
             if not any(counts):
                 continue
-            out.append(HistogramSnapshot(self.attributes[key], counts, h.total, h.min, h.max))
+            known = self.extremes[index] and h.min <= h.max
+            out.append(HistogramSnapshot(self.attributes[key], counts, h.total,
+                                         h.min if known else None, h.max if known else None))
         return out
 
     def reset(self) -> None:

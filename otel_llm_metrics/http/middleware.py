@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from .. import catalogue as c
 from ..config import Settings
 from . import request_id
 from .routes import route_template
-from .stats import HttpStats
+from .stats import HttpStats, InFlight
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -79,6 +80,7 @@ class MetricsMiddleware:
                 exchange.finish()
             except Exception:  # never into the app
                 self._log_failure()
+            exchange.error = None  # exception -> traceback -> this frame -> exchange: break the cycle
 
     def _log_failure(self) -> None:
         if not self._logged_failure:
@@ -89,32 +91,36 @@ class MetricsMiddleware:
 class Exchange:
     """What one request did, kept in plain attributes until ``finish`` records it."""
 
-    __slots__ = ("mw", "scope", "app_receive", "app_send", "start", "method", "active_key", "route_key",
-                 "root_path", "status", "request_bytes", "response_bytes", "chunks", "first_byte", "streamed",
-                 "completed", "disconnected", "error", "request_id", "span", "trace_id", "response_started")
+    __slots__ = ("mw", "stats", "scope", "app_receive", "app_send", "start", "method", "scheme", "active",
+                 "route_active", "route", "root_path", "status", "request_bytes", "response_bytes", "chunks",
+                 "first_byte", "streamed", "completed", "disconnected", "error", "request_id", "span", "trace_id",
+                 "response_started")
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
-        scope[SCOPE_MARK] = self
+        scope[SCOPE_MARK] = True  # a flag, not self: scope <-> recorder would be a cycle per request
         self.mw = mw
+        stats = self.stats = mw.stats
         self.scope = scope
         self.app_receive = receive
         self.app_send = send
         method = scope.get("method", "")
-        self.method = method if method in KNOWN_METHODS else "_OTHER"
-        self.active_key = (self.method, scope.get("scheme", "http"))
-        mw.stats.started(self.active_key)
-        self.route_key: tuple[str, str | None] | None = None
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        self.method = method
+        scheme = self.scheme = scope.get("scheme", "http")
+        active = stats.active.get((method, scheme)) or stats.new_active((method, scheme))
+        active.active += 1
+        self.active = active
+        in_flight = stats.in_flight = stats.in_flight + 1
+        if in_flight > stats.peak:
+            stats.peak = in_flight
+        self.route_active: InFlight | None = None
+        self.route: str | None = None
         self.root_path = scope.get("root_path", "")
-        self.status = 0
-        self.request_bytes = 0
-        self.response_bytes = 0
-        self.chunks = 0
+        self.status = self.request_bytes = self.response_bytes = self.chunks = 0
         self.first_byte = 0.0
-        self.streamed = False
-        self.completed = False
-        self.disconnected = False
-        self.response_started = False
+        self.streamed = self.completed = self.disconnected = self.response_started = False
         self.error: BaseException | None = None
         incoming = None
         for name, value in scope.get("headers", ()):
@@ -137,29 +143,38 @@ class Exchange:
             body = message.get("body")
             if body:
                 self.request_bytes += len(body)
-            if self.route_key is None and "route" in self.scope:
+            if self.route_active is None and "route" in self.scope:
                 self._guarded(self._route_matched)
         elif kind == "http.disconnect" and not self.completed:
             self.disconnected = True
         return message
 
     def send(self, message: Message) -> Awaitable[None]:
-        kind = message.get("type")
-        if kind == "http.response.body":
+        if message.get("more_body"):  # a chunk of a stream (only body messages carry more_body): kept minimal
             body = message.get("body")
             if body:
-                if not self.response_bytes:
+                if not self.chunks:
                     self.first_byte = perf_counter()
                 self.response_bytes += len(body)
                 self.chunks += 1
-            if message.get("more_body"):
-                self.streamed = True
-            else:
-                self.completed = True
-                if self.span is not None:  # the OTel ASGI middleware ends its span on this message
-                    self._guarded(self._annotate_span, COMPLETED)
+            self.streamed = True
+            return self.app_send(message)
+        kind = message.get("type")
+        if kind == "http.response.body":  # the last (or only) body message
+            body = message.get("body")
+            if body:
+                if not self.chunks:
+                    self.first_byte = perf_counter()
+                self.response_bytes += len(body)
+                self.chunks += 1
+            self.completed = True
+            if self.span is not None:  # the OTel ASGI middleware ends its span on this message
+                self._guarded(self._annotate_span, COMPLETED)
         elif kind == "http.response.start":
-            self._guarded(self._response_start, message)
+            try:
+                self._response_start(message)
+            except Exception:  # never into the app
+                self.mw._log_failure()
         elif kind == "http.response.pathsend":
             self.completed = True
         return self.app_send(message)
@@ -173,13 +188,19 @@ class Exchange:
             self.mw._log_failure()
 
     def _route_matched(self) -> None:
-        self.route_key = (self.method, route_template(self.scope, self.root_path))
-        self.mw.stats.route_started(self.route_key)
+        """The router has run (or never will): count the request against its route from now on."""
+        route = self.route = route_template(self.scope, self.root_path) if "route" in self.scope else None
+        stats = self.stats
+        gauge = stats.route_active.get((self.method, route)) or stats.new_route_active((self.method, route))
+        active = gauge.active = gauge.active + 1
+        if active > gauge.peak:
+            gauge.peak = active
+        self.route_active = gauge
 
     def _response_start(self, message: Message) -> None:
         self.response_started = True
         self.status = message.get("status", 0)
-        if self.route_key is None:
+        if self.route_active is None:
             self._route_matched()
         headers = message.get("headers") or ()
         has_length = has_id = False
@@ -188,39 +209,53 @@ class Exchange:
                 has_length = True
             elif name == REQUEST_ID_HEADER:
                 has_id = True
-        added = []
-        if not has_id:
-            added.append((REQUEST_ID_HEADER, self.request_id))
         if has_length and self.mw.server_timing:
-            added.append((b"server-timing", b"app;dur=%.1f" % ((perf_counter() - self.start) * 1000.0)))
-        if added:
-            message["headers"] = [*headers, *added]
+            tenths_ms = int((perf_counter() - self.start) * 10_000)
+            timing = (b"server-timing", b"app;dur=%d.%d" % divmod(tenths_ms, 10))
+            message["headers"] = [*headers, timing] if has_id else [*headers, (REQUEST_ID_HEADER, self.request_id),
+                                                                    timing]
+        elif not has_id:
+            message["headers"] = [*headers, (REQUEST_ID_HEADER, self.request_id)]
 
     def finish(self) -> None:
-        """Record everything once; called exactly once, whatever happened."""
+        """Record everything once; called exactly once, whatever happened. Inlined: the hot path."""
         end = perf_counter()
         duration = end - self.start
-        mw = self.mw
-        stats = mw.stats
-        stats.ended(self.active_key)
-        if self.route_key is None:
+        stats = self.stats
+        self.active.active -= 1
+        stats.in_flight -= 1
+        if self.route_active is None:
             self._route_matched()
-        stats.route_ended(self.route_key)  # type: ignore[arg-type]
+        self.route_active.active -= 1  # type: ignore[union-attr]
         status = self.status or 500  # raised before headers: the server answers 500
         error = self.error
-        if error is not None and not self.response_started and _is_disconnect(error):
-            status = 499  # the client left before any answer (nginx's convention)
-        error_type = _error_type(error, status)
-        method, route = self.route_key  # type: ignore[misc]
-        histograms = stats.requests.get((method, self.active_key[1], route, status, error_type))
-        histograms[0].record(duration)
-        histograms[1].record(self.request_bytes)
-        histograms[2].record(self.response_bytes)
+        if error is None:
+            error_type = str(status) if status >= 500 else None
+        else:
+            if not self.response_started and _is_disconnect(error):
+                status = 499  # the client left before any answer (nginx's convention)
+            error_type = _error_type(error)
+        method, route = self.method, self.route
+        key = (method, self.scheme, route, status, error_type)
+        series = stats.requests.series.get(key) or stats.requests.get(key)
+        h = series[0]
+        h.counts[bisect_left(h.bounds, duration)] += 1
+        h.total += duration
+        if duration < h.min:
+            h.min = duration
+        if duration > h.max:
+            h.max = duration
+        h, size = series[1], self.request_bytes
+        h.counts[bisect_left(h.bounds, size)] += 1
+        h.total += size
+        h, size = series[2], self.response_bytes
+        h.counts[bisect_left(h.bounds, size)] += 1
+        h.total += size
         if self.streamed:
             outcome = self._outcome()
             stream = stats.streams.get((method, route, outcome))
             stream[0].record(duration)
-            if self.response_bytes:
+            if self.chunks:
                 stream[1].record(self.first_byte - self.start)
             stream[2].record(self.chunks)
             stream[3].record(self.response_bytes)
@@ -229,7 +264,8 @@ class Exchange:
             slow_measure = duration
         if self.span is not None:
             self._annotate_span(self._outcome())
-        if mw.slow_seconds and slow_measure > mw.slow_seconds:
+        slow_seconds = self.mw.slow_seconds
+        if slow_seconds and slow_measure > slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
 
     def _outcome(self) -> str:
@@ -248,9 +284,9 @@ class Exchange:
         span, self.span = self.span, None
         if span is None or not span.is_recording():
             return
-        if self.route_key is not None and self.route_key[1] is not None:
-            span.set_attribute(c.ROUTE, self.route_key[1])
-            span.update_name(f"{self.method} {self.route_key[1]}")
+        if self.route is not None:
+            span.set_attribute(c.ROUTE, self.route)
+            span.update_name(f"{self.method} {self.route}")
         if self.streamed:
             if self.first_byte:
                 span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))
@@ -278,14 +314,10 @@ def _is_disconnect(error: BaseException) -> bool:
     return type(error).__name__ in _DISCONNECT_ERRORS or isinstance(error, (BrokenPipeError, ConnectionResetError))
 
 
-def _error_type(error: BaseException | None, status: int) -> str | None:
-    """Semantic conventions: the exception's qualified class name, else the 5xx status code."""
-    if error is not None:
-        kind = type(error)
-        return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    if status >= 500:
-        return str(status)
-    return None
+def _error_type(error: BaseException) -> str:
+    """Semantic conventions: the exception's fully qualified class name."""
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _wall_ns(perf: float) -> int:

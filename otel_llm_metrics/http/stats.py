@@ -1,7 +1,8 @@
-"""The HTTP numbers one process keeps: histogram groups and in-flight counters.
+"""The HTTP numbers one process keeps: histogram groups and in-flight gauges.
 
-Everything here is plain Python written by the event loop; ``observe`` functions turn the
-counters into OTel observations at collection time only.
+Everything here is plain Python written by the event loop; ``observe_*`` turn it into OTel
+observations at collection time only. In-flight gauges are small objects that a request looks up
+once when it starts and decrements directly when it ends: no second lookup.
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ from collections.abc import Iterator
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
-from ..series import HistogramGroup
+from ..series import OVERFLOW_ATTRIBUTES, HistogramGroup
+
+
+class InFlight:
+    """Requests in flight for one attribute set, and the most there have been at once."""
+
+    __slots__ = ("attributes", "active", "peak")
+
+    def __init__(self, attributes: dict) -> None:
+        self.attributes = attributes
+        self.active = 0
+        self.peak = 0
 
 
 class HttpStats:
-    """In-flight counters, peaks and the request/stream histogram groups."""
+    """In-flight gauges, the process-wide peak and the request/stream histogram groups."""
 
     def __init__(self, max_series: int = 2000) -> None:
         self.requests = HistogramGroup((c.REQUEST_DURATION, c.REQUEST_BODY_SIZE, c.RESPONSE_BODY_SIZE),
-                                       max_series)
+                                       max_series, extremes=(True, False, False))
         self.streams = HistogramGroup((c.STREAM_DURATION, c.STREAM_TIME_TO_FIRST_BYTE, c.STREAM_CHUNKS,
                                        c.STREAM_BODY_SIZE), max_series)
         self.max_series = max_series
@@ -29,62 +41,46 @@ class HttpStats:
         """Forget everything (a forked worker starts from zero, not from its parent's numbers)."""
         self.requests.reset()
         self.streams.reset()
-        self.active: dict[tuple[str, str], int] = {}
+        self.active: dict[tuple[str, str], InFlight] = {}
+        self.route_active: dict[tuple[str, str | None], InFlight] = {}
         self.in_flight = 0
         self.peak = 0
-        self.route_active: dict[tuple[str, str | None], int] = {}
-        self.route_peak: dict[tuple[str, str | None], int] = {}
 
-    # -- hot path ---------------------------------------------------------------------------
-    def started(self, key: tuple[str, str]) -> None:
-        self.active[key] = self.active.get(key, 0) + 1
-        self.in_flight += 1
-        if self.in_flight > self.peak:
-            self.peak = self.in_flight
+    # -- first sight of an attribute set (slow path) --------------------------------------------
+    def new_active(self, key: tuple[str, str]) -> InFlight:
+        return self._new(self.active, key, {c.METHOD: key[0], c.SCHEME: key[1]})
 
-    def ended(self, key: tuple[str, str]) -> None:
-        self.active[key] -= 1
-        self.in_flight -= 1
+    def new_route_active(self, key: tuple[str, str | None]) -> InFlight:
+        attributes = {c.METHOD: key[0]}
+        if key[1] is not None:
+            attributes[c.ROUTE] = key[1]
+        return self._new(self.route_active, key, attributes)
 
-    def route_started(self, key: tuple[str, str | None]) -> None:
-        route_active = self.route_active
-        count = route_active.get(key)
-        if count is None:
-            if len(route_active) >= self.max_series:
-                return
-            count = 0
-        count += 1
-        route_active[key] = count
-        if count > self.route_peak.get(key, 0):
-            self.route_peak[key] = count
-
-    def route_ended(self, key: tuple[str, str | None]) -> None:
-        if key in self.route_active:
-            self.route_active[key] -= 1
+    def _new(self, table: dict, key: tuple, attributes: dict) -> InFlight:
+        if len(table) >= self.max_series:
+            key, attributes = ("__overflow__",), dict(OVERFLOW_ATTRIBUTES)
+            if key in table:
+                return table[key]
+        gauge = table[key] = InFlight(attributes)
+        return gauge
 
     # -- collection -------------------------------------------------------------------------
     def observe_active(self, _: CallbackOptions) -> Iterator[Observation]:
-        for (method, scheme), count in self.active.copy().items():
-            yield Observation(count, {c.METHOD: method, c.SCHEME: scheme})
+        for gauge in list(self.active.values()):
+            yield Observation(gauge.active, gauge.attributes)
 
     def observe_peak(self, _: CallbackOptions) -> Iterator[Observation]:
         yield Observation(self.peak)
 
     def observe_route_active(self, _: CallbackOptions) -> Iterator[Observation]:
-        yield from _per_route(self.route_active)
+        for gauge in list(self.route_active.values()):
+            yield Observation(gauge.active, gauge.attributes)
 
     def observe_route_peak(self, _: CallbackOptions) -> Iterator[Observation]:
-        yield from _per_route(self.route_peak)
+        for gauge in list(self.route_active.values()):
+            yield Observation(gauge.peak, gauge.attributes)
 
     def observe_streams(self, _: CallbackOptions) -> Iterator[Observation]:
         """Stream outcomes, counted from the stream-duration histogram: no extra hot-path work."""
         for snap in self.streams.snapshot(0):
             yield Observation(sum(snap.counts), snap.attributes)
-
-
-def _per_route(counts: dict[tuple[str, str | None], int]) -> Iterator[Observation]:
-    for (method, route), count in counts.copy().items():
-        attributes = {c.METHOD: method}
-        if route is not None:
-            attributes[c.ROUTE] = route
-        yield Observation(count, attributes)
