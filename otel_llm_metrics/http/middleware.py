@@ -89,12 +89,25 @@ class MetricsMiddleware:
 
 
 class Exchange:
-    """What one request did, kept in plain attributes until ``finish`` records it."""
+    """What one request did, kept in plain attributes until ``finish`` records it.
 
-    __slots__ = ("mw", "stats", "scope", "app_receive", "app_send", "start", "method", "scheme", "active",
-                 "route_active", "route", "root_path", "status", "request_bytes", "response_bytes", "chunks",
-                 "first_byte", "streamed", "completed", "disconnected", "error", "request_id", "span", "trace_id",
-                 "response_started")
+    Most fields start as class-level defaults, so a request stores only what it changes (no
+    ``__slots__``: with them every field must be written in ``__init__``, on every request).
+    """
+
+    route_active: InFlight | None = None
+    route: str | None = None
+    status = 0  # 0 until the response starts
+    request_bytes = 0
+    response_bytes = 0
+    chunks = 0
+    first_byte = 0.0
+    streamed = False
+    completed = False
+    disconnected = False
+    error: BaseException | None = None
+    span: Span | None = None
+    trace_id = 0
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -115,20 +128,16 @@ class Exchange:
         in_flight = stats.in_flight = stats.in_flight + 1
         if in_flight > stats.peak:
             stats.peak = in_flight
-        self.route_active: InFlight | None = None
-        self.route: str | None = None
         self.root_path = scope.get("root_path", "")
-        self.status = self.request_bytes = self.response_bytes = self.chunks = 0
-        self.first_byte = 0.0
-        self.streamed = self.completed = self.disconnected = self.response_started = False
-        self.error: BaseException | None = None
         incoming = None
         for name, value in scope.get("headers", ()):
             if name == REQUEST_ID_HEADER:
                 incoming = request_id.sanitised(value)
                 break
-        self.span: Span | None = _recording_span() if mw.tracing else None
-        self.trace_id = self.span.get_span_context().trace_id if self.span is not None else 0
+        if mw.tracing:
+            self.span = _recording_span()
+            if self.span is not None:
+                self.trace_id = self.span.get_span_context().trace_id
         if incoming is None:
             incoming = b"%032x" % self.trace_id if self.trace_id else request_id.new_request_id()
         elif self.span is not None:
@@ -198,7 +207,6 @@ class Exchange:
         self.route_active = gauge
 
     def _response_start(self, message: Message) -> None:
-        self.response_started = True
         self.status = message.get("status", 0)
         if self.route_active is None:
             self._route_matched()
@@ -232,7 +240,7 @@ class Exchange:
         if error is None:
             error_type = str(status) if status >= 500 else None
         else:
-            if not self.response_started and _is_disconnect(error):
+            if not self.status and _is_disconnect(error):
                 status = 499  # the client left before any answer (nginx's convention)
             error_type = _error_type(error)
         method, route = self.method, self.route
