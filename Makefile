@@ -31,8 +31,8 @@ bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_asgi.py
 	$(PY) benchmarks/bench_uvicorn.py
 
-docs: $(PY)
-	$(PY) -m otel_llm_metrics.docs
+docs: $(VENV)/.installed-test
+	$(PY) -m otel_llm_metrics.docs --write README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

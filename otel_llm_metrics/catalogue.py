@@ -25,6 +25,12 @@ STATUS = "http.response.status_code"
 ERROR_TYPE = "error.type"
 STREAM_OUTCOME = "http.stream.outcome"  # invented: completed | client_cancelled | timeout | error
 LIMITER_NAME = "concurrency_limiter.name"  # invented
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_PROVIDER = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
+GEN_AI_ESTIMATED = "gen_ai.usage.estimated"  # invented: true when counted from content deltas
 
 # Bucket boundaries. Explicit everywhere: the SDK default is millisecond-sized.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -36,6 +42,13 @@ SIZE_BUCKETS = (0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 10
 CHUNK_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 30.0, 60.0)
+
+# GenAI semantic conventions' boundaries.
+GEN_AI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+GEN_AI_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+GEN_AI_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TOKEN_BUCKETS = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+                 16777216.0, 67108864.0)
 
 _UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}
 
@@ -117,11 +130,41 @@ LIMITER_WAIT_TIME = InstrumentSpec(
     "Time a caller waited for a ConcurrencyLimiter slot (0 when one was free).",
     (LIMITER_NAME,), WAIT_BUCKETS, semconv=False)
 
+GEN_AI_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, ERROR_TYPE)
+GEN_AI_TOKEN_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+                      GEN_AI_TOKEN_TYPE, GEN_AI_ESTIMATED)
+GEN_AI_SERVER_DURATION = InstrumentSpec(
+    "gen_ai.server.request.duration", Kind.HISTOGRAM, "s",
+    "LLM request duration as this app served it, to the last byte or output token.",
+    GEN_AI_ATTRS, GEN_AI_DURATION_BUCKETS)
+GEN_AI_SERVER_TTFT = InstrumentSpec(
+    "gen_ai.server.time_to_first_token", Kind.HISTOGRAM, "s",
+    "Time from the request's arrival to the first chunk carrying generated content (streams).",
+    GEN_AI_ATTRS, GEN_AI_TTFT_BUCKETS)
+GEN_AI_SERVER_TPOT = InstrumentSpec(
+    "gen_ai.server.time_per_output_token", Kind.HISTOGRAM, "s",
+    "Time per output token after the first, for successful streams.", GEN_AI_ATTRS, GEN_AI_TPOT_BUCKETS)
+GEN_AI_SERVER_TOKENS = InstrumentSpec(
+    "gen_ai.server.token.usage", Kind.HISTOGRAM, "{token}",
+    "Tokens per request this app served, by gen_ai.token.type; gen_ai.usage.estimated=true when the "
+    "upstream reported no usage and output tokens were counted from content deltas.",
+    GEN_AI_TOKEN_ATTRS, TOKEN_BUCKETS, semconv=False)
+GEN_AI_CLIENT_DURATION = InstrumentSpec(
+    "gen_ai.client.operation.duration", Kind.HISTOGRAM, "s",
+    "LLM calls this app made upstream, from gen_ai client spans of other instrumentations.",
+    GEN_AI_ATTRS, GEN_AI_DURATION_BUCKETS)
+GEN_AI_CLIENT_TOKENS = InstrumentSpec(
+    "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
+    "Tokens per upstream LLM call, from gen_ai client spans (gen_ai.usage.input_tokens/output_tokens).",
+    GEN_AI_ATTRS[:4] + (GEN_AI_TOKEN_TYPE,), TOKEN_BUCKETS)
+
 ALL: tuple[InstrumentSpec, ...] = (
     REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE,
     ACTIVE_REQUESTS, ACTIVE_REQUESTS_PEAK, ROUTE_ACTIVE_REQUESTS, ROUTE_ACTIVE_REQUESTS_PEAK,
     STREAM_TIME_TO_FIRST_BYTE, STREAM_DURATION, STREAM_CHUNKS, STREAM_BODY_SIZE, STREAMS,
     LIMITER_WAITING, LIMITER_ACTIVE, LIMITER_LIMIT, LIMITER_WAIT_TIME,
+    GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS,
+    GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TOKENS,
 )
 
 

@@ -36,6 +36,9 @@ class Settings:
     excluded_routes: tuple[str, ...] = DEFAULT_EXCLUDED
     max_series: int = 2000
     server_timing: bool = True
+    llm_parsing: bool = True
+    llm_provider: str | None = None
+    max_model_names: int = 100
     disabled: bool = False
 
     @property
@@ -139,6 +142,12 @@ ENV_VARS: tuple[tuple[str, str, object, str], ...] = (
     ("max_series", "OTEL_LLM_METRICS_MAX_SERIES", _int_in(1, 1_000_000),
      "attribute sets per instrument before overflow"),
     ("server_timing", "OTEL_LLM_METRICS_SERVER_TIMING", _bool, "add Server-Timing to non-streamed responses"),
+    ("llm_parsing", "OTEL_LLM_METRICS_LLM_PARSING", _bool,
+     "parse LLM requests and responses for GenAI metrics (true); false keeps only HTTP metrics"),
+    ("llm_provider", "OTEL_LLM_METRICS_PROVIDER_NAME", _str,
+     "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
+    ("max_model_names", "OTEL_LLM_METRICS_MAX_MODEL_NAMES", _int_in(1, 100_000),
+     "distinct model names kept per attribute; later ones become _OTHER"),
     ("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", _int_in(1, 1024),
      "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
     ("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", _seconds, "bound on the final flush, seconds"),

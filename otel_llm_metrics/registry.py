@@ -15,6 +15,7 @@ from opentelemetry.metrics import Meter
 from . import catalogue as c
 from .http.stats import HttpStats
 from .limiter import LimiterStats
+from .llm.stats import GenAiStats
 from .series import HistogramGroup
 
 
@@ -22,19 +23,22 @@ class Registry:
     def __init__(self, max_series: int = 2000) -> None:
         self.http = HttpStats(max_series)
         self.limiters = LimiterStats(max_series)
+        self.gen_ai = GenAiStats(max_series)
         _REGISTRIES.add(self)
 
-    def set_max_series(self, max_series: int) -> None:
+    def configure(self, max_series: int, max_model_names: int) -> None:
         for group in self.histogram_groups():
             group.max_series = max_series
         self.http.max_series = max_series
+        self.gen_ai.models.max_values = max_model_names
 
     def histogram_groups(self) -> Iterable[HistogramGroup]:
-        return (self.http.requests, self.http.streams, self.limiters.wait)
+        return (self.http.requests, self.http.streams, self.limiters.wait, *self.gen_ai.groups())
 
     def reset(self) -> None:
         self.http.reset()
         self.limiters.reset()
+        self.gen_ai.reset()
 
     def register_observables(self, meter: Meter) -> None:
         """Create the SDK observable instruments; their callbacks run only at collection."""

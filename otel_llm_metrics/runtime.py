@@ -42,7 +42,7 @@ class Telemetry:
                  extra_readers: list[MetricReader] | None = None) -> None:
         self.settings = settings
         self.registry = registry or DEFAULT_REGISTRY
-        self.registry.set_max_series(settings.max_series)
+        self.registry.configure(settings.max_series, settings.max_model_names)
         self.http = self.registry.http
         self._resource_pid = os.getpid()
         self._resource = make_resource(settings)

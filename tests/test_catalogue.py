@@ -9,7 +9,7 @@ from otel_llm_metrics import catalogue
 
 def test_readme_catalogue_is_current():
     readme = Path("README.md").read_text(encoding="utf-8")
-    assert catalogue.markdown_table() in readme, "regenerate with: python -m otel_llm_metrics.docs"
+    assert catalogue.markdown_table() in readme, "regenerate with: make docs"
 
 
 def test_names_are_unique_and_histograms_have_explicit_buckets():

@@ -63,4 +63,4 @@ def test_setup_refuses_an_app_it_cannot_add_middleware_to():
 
 def test_readme_configuration_table_is_current():
     readme = Path("README.md").read_text(encoding="utf-8")
-    assert settings_table() in readme, "regenerate with: python -m otel_llm_metrics.docs"
+    assert settings_table() in readme, "regenerate with: make docs"

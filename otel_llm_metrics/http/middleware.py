@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import catalogue as c
 from ..config import Settings
+from ..llm.endpoints import endpoint_for
+from ..llm.exchange import LlmExchange
+from ..llm.parse import ResponseParser
 from . import request_id
 from .routes import route_template
 from .stats import HttpStats, InFlight
@@ -56,6 +59,9 @@ class MetricsMiddleware:
         self.slow_seconds = settings.slow_request_seconds
         self.server_timing = settings.server_timing
         self.tracing = settings.tracing
+        self.llm_parsing = settings.llm_parsing
+        self.llm_provider = settings.llm_provider
+        self.gen_ai = self.telemetry.registry.gen_ai
         self._logged_failure = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +114,8 @@ class Exchange:
     error: BaseException | None = None
     span: Span | None = None
     trace_id = 0
+    llm: LlmExchange | None = None  # set for LLM calls only
+    parser: ResponseParser | None = None  # the LLM response parser, once the response starts
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -129,6 +137,10 @@ class Exchange:
         if in_flight > stats.peak:
             stats.peak = in_flight
         self.root_path = scope.get("root_path", "")
+        if mw.llm_parsing and method == "POST":
+            endpoint = endpoint_for(method, scope.get("path", ""))
+            if endpoint is not None:
+                self.llm = LlmExchange(endpoint, mw.gen_ai, mw.llm_provider)
         incoming = None
         for name, value in scope.get("headers", ()):
             if name == REQUEST_ID_HEADER:
@@ -152,6 +164,8 @@ class Exchange:
             body = message.get("body")
             if body:
                 self.request_bytes += len(body)
+                if self.llm is not None:
+                    self._guarded(self.llm.request.feed, body)
             if self.route_active is None and "route" in self.scope:
                 self._guarded(self._route_matched)
         elif kind == "http.disconnect" and not self.completed:
@@ -166,6 +180,8 @@ class Exchange:
                     self.first_byte = perf_counter()
                 self.response_bytes += len(body)
                 self.chunks += 1
+                if self.parser is not None:
+                    self._feed(body)
             self.streamed = True
             return self.app_send(message)
         kind = message.get("type")
@@ -176,6 +192,8 @@ class Exchange:
                     self.first_byte = perf_counter()
                 self.response_bytes += len(body)
                 self.chunks += 1
+                if self.parser is not None:
+                    self._feed(body)
             self.completed = True
             if self.span is not None:  # the OTel ASGI middleware ends its span on this message
                 self._guarded(self._annotate_span, COMPLETED)
@@ -194,6 +212,16 @@ class Exchange:
         try:
             step(*args)
         except Exception:
+            self.mw._log_failure()
+
+    def _feed(self, body: bytes) -> None:
+        """Hand a body chunk to the LLM parser; a parser bug stops parsing, never the response."""
+        try:
+            self.parser.feed(body)  # type: ignore[union-attr]
+        except Exception:
+            self.parser = None
+            if self.llm is not None:
+                self.llm.parser = None
             self.mw._log_failure()
 
     def _route_matched(self) -> None:
@@ -224,6 +252,8 @@ class Exchange:
                                                                     timing]
         elif not has_id:
             message["headers"] = [*headers, (REQUEST_ID_HEADER, self.request_id)]
+        if self.llm is not None:
+            self.parser = self.llm.response_started(headers)
 
     def finish(self) -> None:
         """Record everything once; called exactly once, whatever happened. Inlined: the hot path."""
@@ -270,6 +300,9 @@ class Exchange:
             slow_measure = (self.first_byte or end) - self.start
         else:
             slow_measure = duration
+        if self.llm is not None:
+            cancelled = self.disconnected or (error is not None and self._outcome() == CLIENT_CANCELLED)
+            self.llm.record(self.start, end, status, error_type, cancelled, self.streamed)
         if self.span is not None:
             self._annotate_span(self._outcome())
         slow_seconds = self.mw.slow_seconds

@@ -1,0 +1,69 @@
+"""The LLM side of one request: the requested model, the response parser, and the GenAI record.
+
+Created by the HTTP recorder only for requests that ``endpoints.endpoint_for`` recognises, so
+other routes pay one ``endswith`` scan at start and one attribute check per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .endpoints import OLLAMA, Endpoint
+from .parse import RequestModel, ResponseParser
+from .stats import GenAiStats
+
+
+class LlmExchange:
+    __slots__ = ("endpoint", "stats", "provider", "request", "parser", "skip")
+
+    def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None) -> None:
+        self.endpoint = endpoint
+        self.stats = stats
+        self.provider = provider or ("ollama" if endpoint.dialect == OLLAMA else "openai")
+        self.request = RequestModel()
+        self.parser: ResponseParser | None = None
+        self.skip = False
+
+    def response_started(self, headers: Iterable[tuple[bytes, bytes]]) -> ResponseParser | None:
+        """Start parsing unless the body is compressed (then only timings are recorded)."""
+        content_type = b""
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.lower()
+            elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                self.skip = True
+        if not self.skip:
+            self.parser = ResponseParser(self.endpoint, content_type)
+        return self.parser
+
+    def record(self, start: float, end: float, status: int, error_type: str | None, cancelled: bool,
+               streamed: bool) -> None:
+        """Record the GenAI metrics of this request; ``cancelled``: the client left mid-answer."""
+        stats, parser = self.stats, self.parser
+        if parser is not None:
+            parser.finish()
+        request_model = stats.models(self.request.model)
+        response_model = stats.models(parser.response_model) if parser is not None else None
+        if error_type is None and status >= 400:
+            error_type = str(status)
+        if error_type is None and parser is not None and parser.error_event:
+            error_type = "_OTHER"
+        operation = self.endpoint.operation
+        if not cancelled:
+            series = stats.server.get((operation, self.provider, request_model, response_model, error_type))
+            series[0].record(end - start)
+            if error_type is None and streamed and parser is not None and parser.first_token_at:
+                series[1].record(parser.first_token_at - start)
+                output = parser.output_token_count()
+                if output and output > 1:
+                    series[2].record((end - parser.first_token_at) / (output - 1))
+        if parser is None:
+            return
+        if parser.input_tokens is not None:
+            stats.server_tokens.get((operation, self.provider, request_model, response_model, "input",
+                                     False))[0].record(parser.input_tokens)
+        output = parser.output_token_count()
+        if output is not None:
+            stats.server_tokens.get((operation, self.provider, request_model, response_model, "output",
+                                     parser.output_estimated))[0].record(output)
+

@@ -1,0 +1,259 @@
+"""Understand LLM responses (and the requested model) as they pass, in bounded memory.
+
+Per streamed chunk this does no JSON parsing: SSE and NDJSON are framed by line (a line split
+across body messages is carried over, up to a bound), and generated content is recognised by
+counting ``"content":"`` (or ``"text":"``/``"response":"``) minus its empty form with
+``bytes.count``. The rare fields (the usage object, finish reason, model, Ollama's final counts)
+are parsed once each, from the single event that carries them. Non-streamed JSON keeps only a
+head and a tail window, because those fields sit at the ends of the document.
+
+Nothing here raises: malformed input leaves fields unknown, and unknown fields are not recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from time import perf_counter
+
+from .endpoints import OLLAMA, Endpoint
+
+MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
+WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
+MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_FINISH = re.compile(rb'"(?:finish_reason|done_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_DECODER = json.JSONDecoder()
+# Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
+_RARE = re.compile(rb'"usage"\s*:\s*\{|"done"\s*:\s*true|"error"\s*:|_reason"\s*:\s*"')
+
+
+def _count(value: object) -> int | None:
+    """A token count if it is a sane whole number, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return json.loads(b'"' + raw + b'"')
+    except ValueError:
+        return None
+
+
+class RequestModel:
+    """Finds the top-level ``"model": "..."`` in a request body as it is received.
+
+    The OpenAI Python client writes ``messages`` before ``model``, so the whole body is searched,
+    chunk by chunk with a small overlap; a ``"model"`` key whose value is not a string (a tool
+    schema's property, say) is skipped.
+    """
+
+    __slots__ = ("model", "_tail", "_done")
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self._tail = b""
+        self._done = False
+
+    def feed(self, body: bytes) -> None:
+        if self._done:
+            return
+        data = self._tail + body if self._tail else body
+        start = data.find(b'"model"')
+        while start != -1:
+            match = _MODEL.match(data, start)
+            if match:
+                self.model = _text(match.group(1))
+                self._done = True
+                return
+            start = data.find(b'"model"', start + 7)
+        self._tail = data[-300:]
+
+
+class ResponseParser:
+    """Everything an LLM response tells us, gathered as its body messages pass."""
+
+    __slots__ = ("endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format",
+                 "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
+                 "finish_reason", "error_event", "done", "gave_up", "_partial", "_head", "_tail", "_size")
+
+    def __init__(self, endpoint: Endpoint, content_type: bytes) -> None:
+        self.endpoint = endpoint
+        # The spelling of the content key (compact or spaced) is settled by the first content seen.
+        self._key, self._other_key = endpoint.content_patterns
+        self._empty = self._key + b'"'
+        # SSE or NDJSON: framed line by line as it streams; anything else is one JSON document.
+        self.streamed_format = b"event-stream" in content_type or b"ndjson" in content_type
+        self._one_event_newlines = 2 if b"event-stream" in content_type else 1
+        self.first_token_at = 0.0
+        self.content_events = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.response_model: str | None = None
+        self.finish_reason: str | None = None
+        self.error_event = False
+        self.done = False
+        self.gave_up = False
+        self._partial = b""
+        self._head = b""
+        self._tail = b""
+        self._size = 0
+
+    # -- per body message -------------------------------------------------------------------------
+    def feed(self, body: bytes) -> None:
+        if self.gave_up:
+            return
+        if not self.streamed_format:
+            self._keep_windows(body)
+            return
+        if self._partial:
+            body = self._partial + body
+            self._partial = b""
+        if not body.endswith(b"\n"):
+            cut = body.rfind(b"\n") + 1
+            self._partial = body[cut:]
+            if len(self._partial) > MAX_LINE:
+                self.gave_up = True
+                self._partial = b""
+                return
+            body = body[:cut]
+            if not body:
+                return
+        events = body.count(self._key) - body.count(self._empty)
+        if events > 0:
+            if not self.content_events:
+                self.first_token_at = perf_counter()
+            self.content_events += events
+            if body.count(b"\n") <= self._one_event_newlines:
+                return  # one content event: it carries no usage, finish reason or error
+        else:
+            events = self._uncommon_content(body)
+            if events:
+                if not self.content_events:
+                    self.first_token_at = perf_counter()
+                self.content_events += events
+        if _RARE.search(body):
+            self._rare_fields(body)
+        if self.response_model is None and b'"model"' in body:
+            match = _MODEL.search(body)
+            if match:
+                self.response_model = _text(match.group(1))
+
+    def _uncommon_content(self, body: bytes) -> int:
+        """Content in the other spelling (then switch to it), or tool-call deltas."""
+        if self._other_key in body:
+            self._key, self._other_key = self._other_key, self._key
+            self._empty = self._key + b'"'
+            return body.count(self._key) - body.count(self._empty)
+        return body.count(b'"tool_calls":[{') + body.count(b'"tool_calls": [{')
+
+    def _rare_fields(self, body: bytes) -> None:
+        """The few events that carry usage, finish reason, errors or Ollama's final counts."""
+        match = _FINISH.search(body)
+        if match:
+            self.finish_reason = match.group(1).decode()
+        for line in body.split(b"\n"):
+            if _RARE.search(line):
+                document = _json_line(line)
+                if isinstance(document, dict):
+                    self._take(document)
+
+    def _keep_windows(self, body: bytes) -> None:
+        self._size += len(body)
+        if len(self._head) < WINDOW:
+            self._head += body[: WINDOW - len(self._head)]
+        self._tail = (self._tail + body)[-WINDOW:] if len(body) < WINDOW else body[-WINDOW:]
+
+    # -- at the end -----------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Parse what a non-streamed body left in its windows."""
+        if self.streamed_format or self.gave_up or not self._size:
+            return
+        whole = self._head if self._size <= WINDOW else None
+        document = None
+        if whole is not None:
+            try:
+                document = json.loads(whole)
+            except ValueError:
+                document = None
+        if isinstance(document, dict):
+            self._take(document)
+            self._content_from(document)
+            return
+        # Too large to keep: the usage object and counts sit in the tail, the model in the head.
+        match = _MODEL.search(self._head)
+        if match:
+            self.response_model = _text(match.group(1))
+        at = self._tail.rfind(b'"usage"')
+        if at != -1:
+            self._take(_object_around(self._tail, at))
+        match = _FINISH.search(self._tail)
+        if match:
+            self.finish_reason = match.group(1).decode()
+
+    def _take(self, document: dict) -> None:
+        if "error" in document and document.get("error"):
+            self.error_event = True
+        model = document.get("model")
+        if isinstance(model, str) and self.response_model is None:
+            self.response_model = model
+        usage = document.get("usage")
+        if isinstance(usage, dict):
+            self.input_tokens = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+            self.output_tokens = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+        if self.endpoint.dialect == OLLAMA and document.get("done") is True:
+            self.done = True
+            self.input_tokens = _count(document.get("prompt_eval_count"))
+            self.output_tokens = _count(document.get("eval_count"))
+            reason = document.get("done_reason")
+            if isinstance(reason, str):
+                self.finish_reason = reason[:64]
+        choices = document.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                    self.finish_reason = choice["finish_reason"][:64]
+
+    def _content_from(self, document: dict) -> None:
+        """A non-streamed answer: did it carry generated content at all (for the estimate flag)."""
+        choices = document.get("choices")
+        if isinstance(choices, list) and choices:
+            self.content_events = 1
+
+    @property
+    def output_estimated(self) -> bool:
+        """No usage reported: the output count is the number of content events (one per token)."""
+        return self.output_tokens is None and self.streamed_format and self.content_events > 0
+
+    def output_token_count(self) -> int | None:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return self.content_events if self.output_estimated else None
+
+
+def _json_line(line: bytes) -> object:
+    line = line.strip()
+    if line.startswith(b"data:"):
+        line = line[5:].strip()
+    if not line.startswith(b"{"):
+        return None
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _object_around(tail: bytes, at: int) -> dict:
+    """Decode ``{"usage": {...}}``-like fields found at ``at`` inside a truncated document."""
+    try:
+        text = tail[at:].decode("utf-8", errors="replace")
+        key, end = _DECODER.raw_decode(text)
+        rest = text[end:].lstrip()
+        if not rest.startswith(":"):
+            return {}
+        value, _ = _DECODER.raw_decode(rest[1:].lstrip())
+        return {key: value}
+    except ValueError:
+        return {}
