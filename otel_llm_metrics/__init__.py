@@ -9,8 +9,9 @@ or, with no code: ``opentelemetry-instrument uvicorn app:app``.
 from .config import ConfigError, Settings, load_settings
 from .http.middleware import MetricsMiddleware
 from .limiter import ConcurrencyLimiter
+from .llm.span_processor import SpanMetricsProcessor
 from .registry import Registry
 from .runtime import Telemetry, __version__, current_telemetry, setup
 
-__all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "Telemetry",
-           "__version__", "current_telemetry", "load_settings", "setup"]
+__all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "SpanMetricsProcessor",
+           "Telemetry", "__version__", "current_telemetry", "load_settings", "setup"]

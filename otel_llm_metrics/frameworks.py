@@ -23,9 +23,18 @@ _OUR_HTTP_NAMES = (c.REQUEST_DURATION.name, c.ACTIVE_REQUESTS.name, c.REQUEST_BO
                    c.RESPONSE_BODY_SIZE.name)
 
 
+# LLM client instrumentations that record gen_ai.client.* themselves; the span processor derives
+# the same metrics from their spans, uniformly across libraries.
+GEN_AI_CLIENT_SCOPES = ("opentelemetry.instrumentation.openai_v2", "opentelemetry.instrumentation.openai",
+                        "opentelemetry.instrumentation.ollama", "openlit")
+
+
 def duplicate_dropping_views() -> list[View]:
-    return [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
-            for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
+    views = [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
+             for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
+    views += [View(meter_name=scope, instrument_name="gen_ai.client.*", aggregation=DropAggregation())
+              for scope in GEN_AI_CLIENT_SCOPES]
+    return views
 
 
 def native_fastapi(app: Any) -> Any | None:

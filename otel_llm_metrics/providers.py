@@ -78,3 +78,10 @@ def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvid
         exporter = ConsoleSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=settings.export_timeout_ms))
     return provider
+
+
+def add_span_metrics(provider: TracerProvider, registry: object) -> None:
+    """Spans become metrics as they end (gen_ai client spans, non-ASGI server spans)."""
+    from .llm.span_processor import SpanMetricsProcessor
+
+    provider.add_span_processor(SpanMetricsProcessor(registry))  # type: ignore[arg-type]

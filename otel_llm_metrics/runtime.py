@@ -24,7 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from .bridge import MetricsBridge
 from .config import ConfigError, Settings, load_settings
 from .frameworks import duplicate_dropping_views, native_fastapi, quiet_native_telemetry
-from .providers import make_push_readers, make_resource, make_tracer_provider
+from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
 
 logger = logging.getLogger("otel_llm_metrics")
@@ -68,6 +68,8 @@ class Telemetry:
             bridge.attach(reader)
         self.registry.register_observables(self.meter_provider.get_meter(SCOPE_NAME, __version__))
         self.tracer_provider = make_tracer_provider(settings, self._resource)
+        if self.tracer_provider is not None:
+            add_span_metrics(self.tracer_provider, self.registry)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     # -- process identity -----------------------------------------------------------------------

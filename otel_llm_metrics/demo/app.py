@@ -92,3 +92,74 @@ async def _stream(completion_id: str, model: str, prompt_tokens: int, max_tokens
                  "total_tokens": prompt_tokens + max_tokens}
         yield f"data: {json.dumps({'id': completion_id, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': usage}, separators=(',', ':'))}\n\n"  # noqa: E501
     yield "data: [DONE]\n\n"
+
+
+@app.post("/v1/completions")
+async def completions(request: Request) -> Any:
+    """The legacy text completions API (non-streamed), with usage."""
+    body = await request.json()
+    prompt = str(body.get("prompt") or "")
+    max_tokens = int(body.get("max_tokens") or 16)
+    prompt_tokens = count_tokens(prompt)
+    async with limiter:
+        text = "".join([t async for t in upstream.generate(prompt_tokens, max_tokens)])
+    return {"id": f"cmpl-{next(_ids)}", "object": "text_completion", "created": int(time.time()),
+            "model": str(body.get("model") or MODEL),
+            "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens,
+                      "total_tokens": prompt_tokens + max_tokens}}
+
+
+@app.post("/v1/embeddings")
+async def embeddings(request: Request) -> Any:
+    body = await request.json()
+    inputs = body.get("input") or []
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    tokens = sum(count_tokens(str(item)) for item in inputs)
+    data = [{"object": "embedding", "index": i, "embedding": [round(0.001 * (i + j), 3) for j in range(64)]}
+            for i in range(len(inputs))]
+    return {"object": "list", "data": data, "model": str(body.get("model") or "demo-embed"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+@app.post("/api/chat")
+async def ollama_chat(request: Request) -> Any:
+    """Ollama's native chat API: NDJSON when streaming (its default), one JSON object otherwise."""
+    body = await request.json()
+    prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in body.get("messages") or []
+                        if isinstance(m, dict))
+    return await _ollama(body, prompt_tokens, lambda token: {"message": {"role": "assistant", "content": token}})
+
+
+@app.post("/api/generate")
+async def ollama_generate(request: Request) -> Any:
+    body = await request.json()
+    return await _ollama(body, count_tokens(str(body.get("prompt") or "")), lambda token: {"response": token})
+
+
+async def _ollama(body: dict, prompt_tokens: int, piece) -> Any:
+    model = str(body.get("model") or "demo-llama")
+    max_tokens = int((body.get("options") or {}).get("num_predict") or 16)
+    started = time.monotonic_ns()
+
+    def line(fields: dict) -> str:
+        return json.dumps({"model": model, "created_at": "2026-11-22T00:00:00Z", **fields},
+                          separators=(",", ":")) + "\n"
+
+    def final(text: str | None) -> dict:
+        last = piece("" if text is None else text)
+        return {**last, "done": True, "done_reason": "length", "total_duration": time.monotonic_ns() - started,
+                "prompt_eval_count": prompt_tokens, "eval_count": max_tokens}
+
+    if body.get("stream", True) is False:
+        async with limiter:
+            text = "".join([t async for t in upstream.generate(prompt_tokens, max_tokens)])
+        return JSONResponse(json.loads(line(final(text))))
+
+    async def lines():
+        async with limiter:
+            async for token in upstream.generate(prompt_tokens, max_tokens):
+                yield line({**piece(token), "done": False})
+        yield line(final(None))
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

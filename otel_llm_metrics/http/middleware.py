@@ -54,6 +54,7 @@ class MetricsMiddleware:
         self.telemetry = telemetry if telemetry is not None else current_telemetry()
         settings: Settings = self.telemetry.settings
         self.stats: HttpStats = self.telemetry.http
+        self.stats.middleware_active = True
         self.exact_excluded = frozenset(p for p in settings.excluded_routes if not p.endswith("*"))
         self.prefix_excluded = tuple(p[:-1] for p in settings.excluded_routes if p.endswith("*"))
         self.slow_seconds = settings.slow_request_seconds

@@ -35,6 +35,7 @@ class HttpStats:
         self.streams = HistogramGroup((c.STREAM_DURATION, c.STREAM_TIME_TO_FIRST_BYTE, c.STREAM_CHUNKS,
                                        c.STREAM_BODY_SIZE), max_series)
         self.max_series = max_series
+        self.middleware_active = False  # set once a MetricsMiddleware records into these stats
         self.reset()
 
     def reset(self) -> None:

@@ -21,7 +21,7 @@ from .endpoints import OLLAMA, Endpoint
 MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
 WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
 MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
-_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,2048})"')  # long names are truncated later
 _FINISH = re.compile(rb'"(?:finish_reason|done_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 _DECODER = json.JSONDecoder()
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.

@@ -1,0 +1,115 @@
+"""Metrics from spans, derived one span at a time as each ends: O(1) time and memory per span.
+
+- ``gen_ai.*`` client spans from other instrumentations (opentelemetry-instrumentation-openai-v2,
+  OpenLLMetry, OpenLIT) become ``gen_ai.client.operation.duration`` and
+  ``gen_ai.client.token.usage``: an app that calls an LLM upstream sees what its upstream did next
+  to what its own clients got.
+- SERVER spans of frameworks our middleware does not wrap (Flask, Django: WSGI) become
+  ``http.server.request.duration``, so tracing users get RED metrics there too. Server spans of
+  ASGI instrumentations are skipped while our middleware measures this process's requests, so no
+  request is counted twice.
+
+Nothing is buffered and no lookup grows: each span is read, recorded and forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+
+from ..frameworks import OTHER_HTTP_SERVER_SCOPES
+from ..http.middleware import KNOWN_METHODS
+from ..registry import DEFAULT_REGISTRY, Registry
+from .parse import MAX_TOKENS
+
+logger = logging.getLogger("otel_llm_metrics")
+_ASGI_SCOPES = frozenset(OTHER_HTTP_SERVER_SCOPES)
+_INPUT_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+_OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+
+
+class SpanMetricsProcessor(SpanProcessor):
+    """Add to any SDK TracerProvider: ``provider.add_span_processor(SpanMetricsProcessor())``."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry or DEFAULT_REGISTRY
+        self._logged = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            attributes = span.attributes
+            if not attributes:
+                return
+            if "gen_ai.operation.name" in attributes:
+                if span.kind is not SpanKind.SERVER:
+                    self._gen_ai_client(span, attributes)
+            elif span.kind is SpanKind.SERVER:
+                self._http_server(span, attributes)
+        except Exception:  # never into the tracing pipeline
+            if not self._logged:
+                self._logged = True
+                logger.exception("otel_llm_metrics could not derive metrics from a span")
+
+    def _gen_ai_client(self, span: ReadableSpan, attributes) -> None:
+        stats = self.registry.gen_ai
+        operation = str(attributes["gen_ai.operation.name"])[:64]
+        provider = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
+        provider = str(provider)[:64] if provider is not None else None
+        request_model = stats.models(_str(attributes.get("gen_ai.request.model")))
+        response_model = stats.models(_str(attributes.get("gen_ai.response.model")))
+        error_type = attributes.get("error.type")
+        if error_type is None and span.status.status_code is StatusCode.ERROR:
+            error_type = "_OTHER"
+        if span.end_time and span.start_time:
+            series = stats.client.get((operation, provider, request_model, response_model,
+                                       str(error_type)[:128] if error_type is not None else None))
+            series[0].record((span.end_time - span.start_time) / 1e9)
+        for token_type, keys in (("input", _INPUT_KEYS), ("output", _OUTPUT_KEYS)):
+            count = _first_count(attributes, keys)
+            if count is not None:
+                stats.client_tokens.get((operation, provider, request_model, response_model,
+                                         token_type))[0].record(count)
+
+    def _http_server(self, span: ReadableSpan, attributes) -> None:
+        http = self.registry.http
+        scope = span.instrumentation_scope
+        if http.middleware_active and scope is not None and scope.name in _ASGI_SCOPES:
+            return  # our middleware measured this request already
+        method = attributes.get("http.request.method") or attributes.get("http.method")
+        if method is None or not span.end_time or not span.start_time:
+            return
+        method = method if method in KNOWN_METHODS else "_OTHER"
+        status = attributes.get("http.response.status_code") or attributes.get("http.status_code") or 0
+        status = status if isinstance(status, int) else 0
+        error_type = attributes.get("error.type")
+        if error_type is None and status >= 500:
+            error_type = str(status)
+        scheme = attributes.get("url.scheme") or attributes.get("http.scheme") or "http"
+        route = _str(attributes.get("http.route"))
+        series = http.requests.get((method, scheme, route, status, error_type))
+        h = series[0]
+        h.record((span.end_time - span.start_time) / 1e9)
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _first_count(attributes, keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if 0 <= value <= MAX_TOKENS else None
+    return None
