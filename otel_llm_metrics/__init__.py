@@ -6,6 +6,7 @@
 or, with no code: ``opentelemetry-instrument uvicorn app:app``.
 """
 
+from . import catalogue
 from .config import ConfigError, Settings, load_settings
 from .http.middleware import MetricsMiddleware
 from .limiter import ConcurrencyLimiter
@@ -14,4 +15,4 @@ from .registry import Registry
 from .runtime import Telemetry, __version__, current_telemetry, setup
 
 __all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "SpanMetricsProcessor",
-           "Telemetry", "__version__", "current_telemetry", "load_settings", "setup"]
+           "Telemetry", "__version__", "catalogue", "current_telemetry", "load_settings", "setup"]

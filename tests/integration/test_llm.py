@@ -1,0 +1,96 @@
+"""LLM metrics from real traffic: the official openai client, raw httpx on Ollama's API, a proxy."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from otel_llm_metrics.cli import parse
+from tests.integration.servers import AppServer, wait_for
+
+pytestmark = pytest.mark.integration
+MODEL = "llm-test-model"  # its own label value: other tests share the demo app
+PROMPT = [{"role": "user", "content": "one two three four"}]  # 4 tokens for the demo's tokenizer
+
+
+def _sum(prometheus, metric: str, **labels: str) -> float:
+    selector = ",".join(f'{k}="{v}"' for k, v in {"gen_ai_request_model": MODEL, **labels}.items())
+    return prometheus.value(f"sum({metric}{{{selector}}})") or 0.0
+
+
+def test_openai_client_token_sums_and_time_to_first_token(demo_app, prometheus):
+    client = openai.OpenAI(base_url=demo_app.url + "/v1", api_key="unused", max_retries=0)
+    plain, streams, bare_streams = 5, 3, 2
+    for _ in range(plain):
+        client.chat.completions.create(model=MODEL, messages=PROMPT, max_tokens=7)
+    for _ in range(streams):
+        for _chunk in client.chat.completions.create(model=MODEL, messages=PROMPT, max_tokens=5, stream=True,
+                                                     stream_options={"include_usage": True}):
+            pass
+    for _ in range(bare_streams):  # no usage asked for: output is counted from the deltas
+        for _chunk in client.chat.completions.create(model=MODEL, messages=PROMPT, max_tokens=4, stream=True):
+            pass
+    with client.chat.completions.create(model=MODEL, messages=PROMPT, max_tokens=2000, stream=True) as abandoned:
+        next(iter(abandoned))
+        next(iter(abandoned))
+
+    tokens = "gen_ai_server_token_usage_sum"
+    wait_for(lambda: _sum(prometheus, "gen_ai_server_request_duration_seconds_count")
+             == plain + streams + bare_streams, "every finished LLM request counted once, the abandoned one not")
+    assert _sum(prometheus, tokens, gen_ai_token_type="input") == 4 * (plain + streams)
+    reported = _sum(prometheus, tokens, gen_ai_token_type="output", gen_ai_usage_estimated="false")
+    assert reported == 7 * plain + 5 * streams
+    wait_for(lambda: _sum(prometheus, tokens, gen_ai_token_type="output", gen_ai_usage_estimated="true") >= 4 * 2 + 1,
+             "estimated output of the usage-less and the abandoned streams")
+    assert _sum(prometheus, "gen_ai_server_time_per_output_token_seconds_count") == streams + bare_streams
+    selector = f'gen_ai_request_model="{MODEL}"'
+    p50 = prometheus.value("histogram_quantile(0.5, sum by (le) "
+                           f"(gen_ai_server_time_to_first_token_seconds_bucket{{{selector}}}))")
+    assert p50 is not None and 0.02 <= p50 <= 0.25, f"simulated first-token delay is 20 ms, p50 was {p50}"
+
+
+def test_ollama_native_api_over_http(demo_app):
+    with httpx.Client(base_url=demo_app.url, timeout=30) as client:
+        lines = client.post("/api/chat", json={"model": "llama-native", "messages": PROMPT,
+                                               "options": {"num_predict": 6}}).text.strip().splitlines()
+        assert len(lines) == 7
+        client.post("/api/generate", json={"model": "llama-native", "prompt": "a b", "stream": False,
+                                           "options": {"num_predict": 3}})
+
+    def tokens() -> dict:
+        _, histograms = parse(httpx.get(demo_app.metrics_url).text)
+        found = {}
+        for key, data in histograms.get("gen_ai_server_token_usage", {}).items():
+            labels = dict(key)
+            if labels.get("gen_ai_request_model") == "llama-native":
+                found[(labels["gen_ai_operation_name"], labels["gen_ai_token_type"])] = data.total
+        return found
+    wait_for(lambda: tokens() == {("chat", "input"): 4, ("chat", "output"): 6, ("text_completion", "input"): 2,
+                                  ("text_completion", "output"): 3}, "Ollama token counts on the metrics endpoint")
+
+
+def test_proxy_translating_ollama_ndjson_to_openai_sse():
+    upstream = AppServer("otel_llm_metrics.demo.app:app", zero_code=False).wait_ready()
+    proxy = AppServer("tests.integration.proxy_app:app", env={"UPSTREAM_URL": upstream.url}).wait_ready()
+    try:
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
+        text = "".join(chunk.choices[0].delta.content or ""
+                       for chunk in client.chat.completions.create(
+                           model="proxied", messages=PROMPT, max_tokens=9, stream=True,
+                           stream_options={"include_usage": True}) if chunk.choices)
+        assert len(text.split()) == 9
+
+        def numbers() -> dict:
+            _, histograms = parse(httpx.get(proxy.metrics_url).text)
+            out = {}
+            for key, data in histograms.get("gen_ai_server_token_usage", {}).items():
+                out[dict(key)["gen_ai_token_type"]] = (data.total, dict(key).get("gen_ai_response_model"))
+            ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
+            out["ttft"] = sum(d.count for d in ttft.values())
+            return out
+        wait_for(lambda: numbers() == {"input": (4, "proxied"), "output": (9, "proxied"), "ttft": 1},
+                 "the proxy's token counts, from the usage it translated")
+    finally:
+        proxy.stop()
+        upstream.stop()
