@@ -116,7 +116,7 @@ class MetricsBridge:
                     points.append(HistogramDataPoint(
                         attributes=snap.attributes, start_time_unix_nano=start, time_unix_nano=now,
                         count=sum(counts), sum=total, bucket_counts=counts, explicit_bounds=spec.buckets,
-                        min=low, max=high))
+                        min=low, max=high, exemplars=snap.exemplars))
                 if points:
                     metrics.append(Metric(spec.name, spec.description, spec.unit,
                                           Histogram(points, state.temporality)))

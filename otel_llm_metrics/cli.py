@@ -114,12 +114,50 @@ def summary(text: str) -> str:
         sent = sum(d.total for d in histograms.get("http_server_stream_body_size_bytes", {}).values())
         lines.append(f"  time to first byte p50 {_ms(ttfb.quantile(0.5))}, p95 {_ms(ttfb.quantile(0.95))}; "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
+    lines.extend(_llm_lines(histograms))
     waiting = samples.get("concurrency_limiter_waiting_requests", {})
     for key, value in sorted(waiting.items()):
         wait = histograms.get("concurrency_limiter_wait_time_seconds", {}).get(key, HistogramData())
         lines.append(f"Limiter {_label(key, 'concurrency_limiter_name')}: waiting now {value:.0f}, "
                      f"wait p95 {_ms(wait.quantile(0.95))} over {wait.count:.0f} acquisitions")
     return "\n".join(lines)
+
+
+def _merged(series: dict[tuple, HistogramData], **labels: str | None) -> HistogramData:
+    """All series whose labels match (None: the label is absent, which the exporter writes as "")."""
+    merged = HistogramData()
+    for key, data in series.items():
+        if all((dict(key).get(k) or None) == (v or None) for k, v in labels.items()):
+            merged.count += data.count
+            merged.total += data.total
+            for bound, count in data.buckets.items():
+                merged.buckets[bound] = merged.buckets.get(bound, 0.0) + count
+    return merged
+
+
+def _llm_lines(histograms: dict) -> list[str]:
+    """Tokens, time to first token and time per output token, per model."""
+    durations = histograms.get("gen_ai_server_request_duration_seconds", {})
+    if not durations:
+        return []
+    lines = ["LLM requests by model (count, tokens in/out, time to first token p50/p95, per output token p50):"]
+    tokens = histograms.get("gen_ai_server_token_usage", {})
+    ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
+    tpot = histograms.get("gen_ai_server_time_per_output_token_seconds", {})
+    models = sorted({(_label(k, "gen_ai_operation_name"), _label(k, "gen_ai_request_model", "")) for k in durations})
+    for operation, model in models:
+        labels = {"gen_ai_operation_name": operation, "gen_ai_request_model": model or None}
+        model = model or "(no model)"
+        count = _merged(durations, **labels).count
+        tokens_in = _merged(tokens, gen_ai_token_type="input", **labels).total
+        tokens_out = _merged(tokens, gen_ai_token_type="output", **labels).total
+        estimated = _merged(tokens, gen_ai_token_type="output", gen_ai_usage_estimated="true", **labels).total
+        first, per_token = _merged(ttft, **labels), _merged(tpot, **labels)
+        lines.append(f"  {operation:15} {model:20} {count:5.0f}  in {tokens_in:6.0f}  out {tokens_out:6.0f}"
+                     + (f" ({estimated:.0f} estimated)" if estimated else "")
+                     + f"  ttft {_ms(first.quantile(0.5))}/{_ms(first.quantile(0.95))}"
+                     + f"  tpot {_ms(per_token.quantile(0.5))}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from opentelemetry.sdk.metrics import Exemplar
+
 from .catalogue import InstrumentSpec
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
@@ -24,7 +26,7 @@ _OVERFLOW_KEY = ("__overflow__",)
 class Histogram:
     """Explicit-bucket histogram; bucket i holds values in (bounds[i-1], bounds[i]]."""
 
-    __slots__ = ("bounds", "counts", "total", "min", "max")
+    __slots__ = ("bounds", "counts", "total", "min", "max", "exemplars")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = bounds
@@ -32,6 +34,7 @@ class Histogram:
         self.total = 0.0
         self.min = math.inf
         self.max = -math.inf
+        self.exemplars: list[tuple[float, int, int, int] | None] | None = None
 
     def record(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
@@ -41,6 +44,12 @@ class Histogram:
         if value > self.max:
             self.max = value
 
+    def exemplar(self, value: float, trace_id: int, span_id: int) -> None:
+        """Keep the latest sampled measurement of ``value``'s bucket, so a slow bucket links to a trace."""
+        if self.exemplars is None:
+            self.exemplars = [None] * len(self.counts)
+        self.exemplars[bisect_left(self.bounds, value)] = (value, time.time_ns(), trace_id, span_id)
+
 
 @dataclass(frozen=True)
 class HistogramSnapshot:
@@ -49,6 +58,7 @@ class HistogramSnapshot:
     total: float
     min: float | None
     max: float | None
+    exemplars: tuple[Exemplar, ...] = ()
 
 
 class HistogramGroup:
@@ -101,8 +111,9 @@ class HistogramGroup:
             if not any(counts):
                 continue
             known = self.extremes[index] and h.min <= h.max
+            exemplars = tuple(Exemplar({}, e[0], e[1], e[3], e[2]) for e in list(h.exemplars or ()) if e)
             out.append(HistogramSnapshot(self.attributes[key], counts, h.total,
-                                         h.min if known else None, h.max if known else None))
+                                         h.min if known else None, h.max if known else None, exemplars))
         return out
 
     def reset(self) -> None:

@@ -115,6 +115,7 @@ class Exchange:
     error: BaseException | None = None
     span: Span | None = None
     trace_id = 0
+    exemplar_ids: tuple[int, int] | None = None  # (trace id, span id) of a sampled server span
     llm: LlmExchange | None = None  # set for LLM calls only
     parser: ResponseParser | None = None  # the LLM response parser, once the response starts
 
@@ -150,7 +151,10 @@ class Exchange:
         if mw.tracing:
             self.span = _recording_span()
             if self.span is not None:
-                self.trace_id = self.span.get_span_context().trace_id
+                context = self.span.get_span_context()
+                self.trace_id = context.trace_id
+                if context.trace_flags.sampled:
+                    self.exemplar_ids = (context.trace_id, context.span_id)
         if incoming is None:
             incoming = b"%032x" % self.trace_id if self.trace_id else request_id.new_request_id()
         elif self.span is not None:
@@ -284,6 +288,8 @@ class Exchange:
             h.min = duration
         if duration > h.max:
             h.max = duration
+        if self.exemplar_ids is not None:
+            h.exemplar(duration, *self.exemplar_ids)
         h, size = series[1], self.request_bytes
         h.counts[bisect_left(h.bounds, size)] += 1
         h.total += size
@@ -303,7 +309,7 @@ class Exchange:
             slow_measure = duration
         if self.llm is not None:
             cancelled = self.disconnected or (error is not None and self._outcome() == CLIENT_CANCELLED)
-            self.llm.record(self.start, end, status, error_type, cancelled, self.streamed)
+            self.llm.record(self.start, end, status, error_type, cancelled, self.streamed, self.exemplar_ids)
         if self.span is not None:
             self._annotate_span(self._outcome())
         slow_seconds = self.mw.slow_seconds

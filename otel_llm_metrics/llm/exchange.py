@@ -37,7 +37,7 @@ class LlmExchange:
         return self.parser
 
     def record(self, start: float, end: float, status: int, error_type: str | None, cancelled: bool,
-               streamed: bool) -> None:
+               streamed: bool, exemplar_ids: tuple[int, int] | None = None) -> None:
         """Record the GenAI metrics of this request; ``cancelled``: the client left mid-answer."""
         stats, parser = self.stats, self.parser
         if parser is not None:
@@ -52,8 +52,12 @@ class LlmExchange:
         if not cancelled:
             series = stats.server.get((operation, self.provider, request_model, response_model, error_type))
             series[0].record(end - start)
+            if exemplar_ids is not None:
+                series[0].exemplar(end - start, *exemplar_ids)
             if error_type is None and streamed and parser is not None and parser.first_token_at:
                 series[1].record(parser.first_token_at - start)
+                if exemplar_ids is not None:
+                    series[1].exemplar(parser.first_token_at - start, *exemplar_ids)
                 output = parser.output_token_count()
                 if output and output > 1:
                     series[2].record((end - parser.first_token_at) / (output - 1))

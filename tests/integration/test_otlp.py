@@ -53,6 +53,13 @@ def test_metrics_and_spans_arrive_over_otlp(rotel, protocol):
         spans = re.findall(r"Name\s+: (.+)", rotel.log())
         assert spans.count("POST /v1/chat/completions") == 4, spans
         assert len(spans) == 4, f"one span per request, none per chunk: {spans}"
+        # Exemplars: latency points link to the traces of the requests they measured.
+        log = rotel.log()
+        span_traces = set(re.findall(r"Trace ID\s+: ([0-9a-f]{32})", log))
+        for name in ("http.server.request.duration", "gen_ai.server.time_to_first_token"):
+            linked = {t for block in _metric_blocks(log, name)
+                      for t in re.findall(r"Exemplar #\d+\n\s+-> Trace ID: ([0-9a-f]{32})", block)}
+            assert linked and linked <= span_traces, name
     finally:
         app.stop()
 

@@ -1,0 +1,133 @@
+"""What LLM parsing adds: the same streams with ``llm_parsing`` on and off, in the same run.
+
+Cases: a 100-chunk OpenAI SSE chat stream (with a final usage chunk) and a 100-line Ollama NDJSON
+stream, plus their 1-chunk versions so that the per-chunk cost is told apart from the fixed
+per-request cost (request-model search, parser set-up, the GenAI record at the end).
+
+    .venv/bin/python benchmarks/bench_llm.py [--requests 5000] [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+from pathlib import Path
+from time import perf_counter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.responses import StreamingResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from otel_llm_metrics import Registry, Telemetry, load_settings  # noqa: E402
+
+REQUEST = json.dumps({"messages": [{"role": "user", "content": "word " * 150}], "model": "bench-model",
+                      "stream": True}).encode()
+
+
+def _openai_events(n: int) -> list[bytes]:
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "bench-model"}
+    events = [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
+              for i in range(n)]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({**base, "choices": [], "usage": {"prompt_tokens": 150, "completion_tokens": n,
+                                                    "total_tokens": 150 + n}})
+    return [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+def _ollama_lines(n: int) -> list[bytes]:
+    lines = [{"model": "bench-model", "created_at": "2026-11-22T00:00:00Z",
+              "message": {"role": "assistant", "content": f"tok{i} "}, "done": False} for i in range(n)]
+    lines.append({"model": "bench-model", "created_at": "2026-11-22T00:00:00Z",
+                  "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                  "prompt_eval_count": 150, "eval_count": n})
+    return [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
+
+
+def make_app() -> Starlette:
+    cases = {"/v1/chat/completions": ("text/event-stream", _openai_events),
+             "/api/chat": ("application/x-ndjson", _ollama_lines)}
+    prepared = {(path, n): make(n) for path, (_, make) in cases.items() for n in (1, 100)}
+
+    async def endpoint(request):
+        await request.body()
+        n = int(request.query_params.get("n", "100"))
+        media_type = cases[request.url.path][0]
+        chunks = prepared[(request.url.path, n)]
+
+        async def body():
+            for chunk in chunks:
+                yield chunk
+        return StreamingResponse(body(), media_type=media_type)
+
+    return Starlette(routes=[Route(path, endpoint, methods=["POST"]) for path in cases])
+
+
+async def _drive(app, path: str, n: int, count: int) -> float:
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": REQUEST, "more_body": False}
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    started = perf_counter()
+    for _ in range(count):
+        sent = False
+        await app({"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+                   "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+                   "query_string": f"n={n}".encode(), "headers": [(b"content-type", b"application/json")],
+                   "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}, receive, send)
+    return (perf_counter() - started) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    apps = {}
+    for parsing in (False, True):
+        settings = load_settings(environ={}, metrics_exporters=("none",), llm_parsing=parsing)
+        apps[parsing] = Telemetry(settings, Registry()).instrument(make_app())
+    per_batch = max(args.requests // args.repeats, 20)
+
+    async def measure() -> dict:
+        samples: dict = {}
+        for app in apps.values():
+            for path in ("/v1/chat/completions", "/api/chat"):
+                await _drive(app, path, 100, 50)
+        for _ in range(args.repeats):
+            for path in ("/v1/chat/completions", "/api/chat"):
+                for n in (1, 100):
+                    for parsing, app in apps.items():
+                        gc.collect()
+                        count = per_batch if n == 1 else max(per_batch // 10, 20)
+                        samples.setdefault((path, n, parsing), []).append(await _drive(app, path, n, count))
+        return {key: statistics.median(values) for key, values in samples.items()}
+
+    result = asyncio.run(measure())
+    print(f"LLM parsing on vs off, in-process, medians of {args.repeats} interleaved repeats\n")
+    print("| stream | parsing off (us) | parsing on (us) | added per request (us) | fixed per request (us) "
+          "| per chunk (us) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for path, name in (("/v1/chat/completions", "OpenAI SSE, 100 chunks + usage"),
+                       ("/api/chat", "Ollama NDJSON, 100 lines + final")):
+        off, on = result[(path, 100, False)] * 1e6, result[(path, 100, True)] * 1e6
+        fixed = (result[(path, 1, True)] - result[(path, 1, False)]) * 1e6
+        per_chunk = ((on - off) - fixed) / 99
+        print(f"| {name} | {off:.0f} | {on:.0f} | {on - off:+.1f} | {fixed:+.1f} | {per_chunk:+.3f} |")
+
+
+if __name__ == "__main__":
+    main()
