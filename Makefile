@@ -29,6 +29,8 @@ lint: $(VENV)/.installed-test
 
 bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_asgi.py
+	$(PY) benchmarks/bench_llm.py
+	$(PY) benchmarks/bench_span_processor.py
 	$(PY) benchmarks/bench_uvicorn.py
 
 docs: $(VENV)/.installed-test
