@@ -341,6 +341,8 @@ class Exchange:
             span.add_event("http.stream.end", {c.STREAM_OUTCOME: outcome, "http.stream.chunks": self.chunks,
                                                "http.response.body.size": self.response_bytes})
             span.set_attribute(c.STREAM_OUTCOME, outcome)
+        if self.llm is not None:
+            self.llm.annotate(span)
 
     def _log_slow(self, route: str | None, status: int, duration: float, measured: float) -> None:
         trace_id = f"{self.trace_id:032x}" if self.trace_id else "-"

@@ -36,6 +36,27 @@ class LlmExchange:
             self.parser = ResponseParser(self.endpoint, content_type)
         return self.parser
 
+    def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
+        """GenAI attributes on the server span: models, finish reason, token counts (never text)."""
+        span.set_attribute("gen_ai.operation.name", self.endpoint.operation)
+        span.set_attribute("gen_ai.provider.name", self.provider)
+        if self.request.model is not None:
+            span.set_attribute("gen_ai.request.model", self.stats.models(self.request.model) or "")
+        parser = self.parser
+        if parser is None:
+            return
+        parser.finish()
+        if parser.response_model is not None:
+            span.set_attribute("gen_ai.response.model", self.stats.models(parser.response_model) or "")
+        if parser.finish_reason is not None:
+            span.set_attribute("gen_ai.response.finish_reasons", (parser.finish_reason,))
+        if parser.input_tokens is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", parser.input_tokens)
+        output = parser.output_token_count()
+        if output is not None:
+            span.set_attribute("gen_ai.usage.output_tokens", output)
+            span.set_attribute("gen_ai.usage.estimated", parser.output_estimated)
+
     def record(self, start: float, end: float, status: int, error_type: str | None, cancelled: bool,
                streamed: bool, exemplar_ids: tuple[int, int] | None = None) -> None:
         """Record the GenAI metrics of this request; ``cancelled``: the client left mid-answer."""

@@ -77,7 +77,8 @@ class ResponseParser:
 
     __slots__ = ("endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format",
                  "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
-                 "finish_reason", "error_event", "done", "gave_up", "_partial", "_head", "_tail", "_size")
+                 "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_head", "_tail",
+                 "_size")
 
     def __init__(self, endpoint: Endpoint, content_type: bytes) -> None:
         self.endpoint = endpoint
@@ -96,6 +97,7 @@ class ResponseParser:
         self.error_event = False
         self.done = False
         self.gave_up = False
+        self.finished = False
         self._partial = b""
         self._head = b""
         self._tail = b""
@@ -168,7 +170,10 @@ class ResponseParser:
 
     # -- at the end -----------------------------------------------------------------------------
     def finish(self) -> None:
-        """Parse what a non-streamed body left in its windows."""
+        """Parse what a non-streamed body left in its windows (once; later calls do nothing)."""
+        if self.finished:
+            return
+        self.finished = True
         if self.streamed_format or self.gave_up or not self._size:
             return
         whole = self._head if self._size <= WINDOW else None

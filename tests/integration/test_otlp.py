@@ -55,6 +55,8 @@ def test_metrics_and_spans_arrive_over_otlp(rotel, protocol):
         assert len(spans) == 4, f"one span per request, none per chunk: {spans}"
         # Exemplars: latency points link to the traces of the requests they measured.
         log = rotel.log()
+        assert "gen_ai.response.finish_reasons: Slice(Str(length))" in log
+        assert "gen_ai.usage.output_tokens: Int(5)" in log
         span_traces = set(re.findall(r"Trace ID\s+: ([0-9a-f]{32})", log))
         for name in ("http.server.request.duration", "gen_ai.server.time_to_first_token"):
             linked = {t for block in _metric_blocks(log, name)
