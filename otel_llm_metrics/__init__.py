@@ -12,7 +12,11 @@ from .http.middleware import MetricsMiddleware
 from .limiter import ConcurrencyLimiter
 from .llm.span_processor import SpanMetricsProcessor
 from .registry import Registry
+from .resources.caches import cache_metrics, cached, instrument_redis
+from .resources.gauges import observe_gauge
+from .resources.pools import observe_pool
 from .runtime import Telemetry, __version__, current_telemetry, setup
 
 __all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "SpanMetricsProcessor",
-           "Telemetry", "__version__", "catalogue", "current_telemetry", "load_settings", "setup"]
+           "Telemetry", "__version__", "cache_metrics", "cached", "catalogue", "current_telemetry", "instrument_redis",
+           "load_settings", "observe_gauge", "observe_pool", "setup"]

@@ -50,7 +50,7 @@ GEN_AI_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 
 TOKEN_BUCKETS = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  16777216.0, 67108864.0)
 
-_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "1": "_ratio"}
+_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "1": "_ratio", "Cel": "_celsius", "W": "_watts"}
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,101 @@ GEN_AI_CLIENT_TOKENS = InstrumentSpec(
     "Tokens per upstream LLM call, from gen_ai client spans (gen_ai.usage.input_tokens/output_tokens).",
     GEN_AI_ATTRS[:4] + (GEN_AI_TOKEN_TYPE,), TOKEN_BUCKETS)
 
+# -- resources (issue: process/system, event loop, pools, caches) --------------------------------
+CPU_MODE = "cpu.mode"
+POOL_NAME = "db.client.connection.pool.name"
+POOL_STATE = "db.client.connection.state"
+CACHE_NAME = "cache.name"  # invented
+CACHE_OPERATION = "cache.operation"  # invented
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+POOL_TIME_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CACHE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+def _spec(name: str, kind: Kind, unit: str, description: str, attributes: tuple[str, ...] = (),
+          buckets: tuple[float, ...] = (), semconv: bool = True) -> InstrumentSpec:
+    return InstrumentSpec(name, kind, unit, description, attributes, buckets, semconv)
+
+
+PROCESS_CPU_TIME = _spec("process.cpu.time", Kind.COUNTER, "s", "CPU seconds used by this process.", (CPU_MODE,))
+PROCESS_CPU_UTILIZATION = _spec("process.cpu.utilization", Kind.GAUGE, "1",
+                                "CPU used since the last collection / (elapsed time x CPUs), by mode.", (CPU_MODE,))
+PROCESS_MEMORY_USAGE = _spec("process.memory.usage", Kind.UPDOWNCOUNTER, "By", "Resident memory (RSS).")
+PROCESS_MEMORY_VIRTUAL = _spec("process.memory.virtual", Kind.UPDOWNCOUNTER, "By", "Virtual memory.")
+PROCESS_THREADS = _spec("process.thread.count", Kind.UPDOWNCOUNTER, "{thread}", "Threads of this process.")
+PROCESS_FDS = _spec("process.unix.file_descriptor.count", Kind.UPDOWNCOUNTER, "{file_descriptor}",
+                    "Open file descriptors.")
+PROCESS_CONTEXT_SWITCHES = _spec("process.context_switches", Kind.COUNTER, "{context_switch}",
+                                 "Context switches, by process.context_switch.type.",
+                                 ("process.context_switch.type",))
+PROCESS_UPTIME = _spec("process.uptime", Kind.GAUGE, "s", "Seconds since the process started.")
+GC_COLLECTIONS = _spec("cpython.gc.collections", Kind.COUNTER, "{collection}",
+                       "Garbage collector runs, by generation.", ("cpython.gc.generation",))
+GC_COLLECTED = _spec("cpython.gc.collected_objects", Kind.COUNTER, "{object}",
+                     "Objects the garbage collector freed, by generation.", ("cpython.gc.generation",))
+GC_UNCOLLECTABLE = _spec("cpython.gc.uncollectable_objects", Kind.COUNTER, "{object}",
+                         "Objects the garbage collector found uncollectable, by generation.",
+                         ("cpython.gc.generation",))
+SYSTEM_CPU_UTILIZATION = _spec("system.cpu.utilization", Kind.GAUGE, "1",
+                               "Share of all CPUs' time since the last collection, by mode.", (CPU_MODE,))
+SYSTEM_MEMORY_USAGE = _spec("system.memory.usage", Kind.UPDOWNCOUNTER, "By", "Memory by state.",
+                            ("system.memory.state",))
+SYSTEM_MEMORY_UTILIZATION = _spec("system.memory.utilization", Kind.GAUGE, "1", "Share of memory by state.",
+                                  ("system.memory.state",))
+SYSTEM_DISK_IO = _spec("system.disk.io", Kind.COUNTER, "By", "Disk bytes read and written.",
+                       ("system.device", "disk.io.direction"))
+SYSTEM_NETWORK_IO = _spec("system.network.io", Kind.COUNTER, "By", "Network bytes received and sent.",
+                          ("network.interface.name", "network.io.direction"))
+SYSTEM_FILESYSTEM_USAGE = _spec("system.filesystem.usage", Kind.UPDOWNCOUNTER, "By", "Filesystem bytes by state.",
+                                ("system.device", "system.filesystem.mountpoint", "system.filesystem.type",
+                                 "system.filesystem.state"))
+LOOP_LAG = _spec("asyncio.event_loop.lag", Kind.HISTOGRAM, "s",
+                 "How late the event loop ran a callback scheduled to the interval (blocking code shows here).",
+                 (), LAG_BUCKETS, semconv=False)
+POOL_COUNT = _spec("db.client.connection.count", Kind.UPDOWNCOUNTER, "{connection}",
+                   "Connections in the pool, by db.client.connection.state (idle, used).", (POOL_NAME, POOL_STATE))
+POOL_MAX = _spec("db.client.connection.max", Kind.UPDOWNCOUNTER, "{connection}",
+                 "Most connections the pool allows.", (POOL_NAME,))
+POOL_IDLE_MAX = _spec("db.client.connection.idle.max", Kind.UPDOWNCOUNTER, "{connection}",
+                      "Most idle connections the pool keeps.", (POOL_NAME,))
+POOL_IDLE_MIN = _spec("db.client.connection.idle.min", Kind.UPDOWNCOUNTER, "{connection}",
+                      "Fewest idle connections the pool keeps.", (POOL_NAME,))
+POOL_PENDING = _spec("db.client.connection.pending_requests", Kind.UPDOWNCOUNTER, "{request}",
+                     "Callers waiting for a connection.", (POOL_NAME,))
+POOL_TIMEOUTS = _spec("db.client.connection.timeouts", Kind.COUNTER, "{timeout}",
+                      "Requests for a connection that timed out.", (POOL_NAME,))
+POOL_WAIT_TIME = _spec("db.client.connection.wait_time", Kind.HISTOGRAM, "s",
+                       "Time to obtain a connection from the pool.", (POOL_NAME,), POOL_TIME_BUCKETS)
+POOL_USE_TIME = _spec("db.client.connection.use_time", Kind.HISTOGRAM, "s",
+                      "Time between borrowing a connection and returning it.", (POOL_NAME,), POOL_TIME_BUCKETS)
+CACHE_HITS = _spec("cache.hits", Kind.COUNTER, "{request}", "Lookups that found a value.", (CACHE_NAME,),
+                   semconv=False)
+CACHE_MISSES = _spec("cache.misses", Kind.COUNTER, "{request}", "Lookups that found nothing.", (CACHE_NAME,),
+                     semconv=False)
+CACHE_SETS = _spec("cache.sets", Kind.COUNTER, "{request}", "Values stored.", (CACHE_NAME,), semconv=False)
+CACHE_DELETES = _spec("cache.deletes", Kind.COUNTER, "{request}", "Values deleted.", (CACHE_NAME,), semconv=False)
+CACHE_ERRORS = _spec("cache.errors", Kind.COUNTER, "{request}", "Cache operations that failed.", (CACHE_NAME,),
+                     semconv=False)
+CACHE_DURATION = _spec("cache.operation.duration", Kind.HISTOGRAM, "s", "Cache operation latency.",
+                       (CACHE_NAME, CACHE_OPERATION), CACHE_BUCKETS, semconv=False)
+GPU_UTILIZATION = _spec("gpu.utilization", Kind.GAUGE, "1", "GPU busy share (NVML), per GPU; only with a GPU.",
+                        ("gpu.index",), semconv=False)
+GPU_MEMORY_USAGE = _spec("gpu.memory.usage", Kind.UPDOWNCOUNTER, "By", "GPU memory used and total (NVML).",
+                         ("gpu.index", "gpu.memory.state"), semconv=False)
+GPU_TEMPERATURE = _spec("gpu.temperature", Kind.GAUGE, "Cel", "GPU temperature (NVML).", ("gpu.index",),
+                        semconv=False)
+GPU_POWER = _spec("gpu.power.usage", Kind.GAUGE, "W", "GPU power draw (NVML).", ("gpu.index",), semconv=False)
+
+PROCESS_SPECS = (PROCESS_CPU_TIME, PROCESS_CPU_UTILIZATION, PROCESS_MEMORY_USAGE, PROCESS_MEMORY_VIRTUAL,
+                 PROCESS_THREADS, PROCESS_FDS, PROCESS_CONTEXT_SWITCHES, PROCESS_UPTIME, GC_COLLECTIONS,
+                 GC_COLLECTED, GC_UNCOLLECTABLE)
+SYSTEM_SPECS = (SYSTEM_CPU_UTILIZATION, SYSTEM_MEMORY_USAGE, SYSTEM_MEMORY_UTILIZATION, SYSTEM_DISK_IO,
+                SYSTEM_NETWORK_IO, SYSTEM_FILESYSTEM_USAGE)
+POOL_SPECS = (POOL_COUNT, POOL_MAX, POOL_IDLE_MAX, POOL_IDLE_MIN, POOL_PENDING, POOL_TIMEOUTS, POOL_WAIT_TIME,
+              POOL_USE_TIME)
+CACHE_SPECS = (CACHE_HITS, CACHE_MISSES, CACHE_SETS, CACHE_DELETES, CACHE_ERRORS, CACHE_DURATION)
+GPU_SPECS = (GPU_UTILIZATION, GPU_MEMORY_USAGE, GPU_TEMPERATURE, GPU_POWER)
+
 ALL: tuple[InstrumentSpec, ...] = (
     REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE,
     ACTIVE_REQUESTS, ACTIVE_REQUESTS_PEAK, ROUTE_ACTIVE_REQUESTS, ROUTE_ACTIVE_REQUESTS_PEAK,
@@ -165,6 +260,7 @@ ALL: tuple[InstrumentSpec, ...] = (
     LIMITER_WAITING, LIMITER_ACTIVE, LIMITER_LIMIT, LIMITER_WAIT_TIME,
     GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS,
     GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TOKENS,
+    *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
 )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+RESOURCE_GROUPS = ("process", "system", "gpu", "none")
 DEFAULT_EXCLUDED = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
 
 
@@ -39,6 +40,8 @@ class Settings:
     llm_parsing: bool = True
     llm_provider: str | None = None
     max_model_names: int = 100
+    resources: tuple[str, ...] = ("process", "system", "gpu")
+    loop_lag_interval: float = 0.5
     disabled: bool = False
 
     @property
@@ -148,6 +151,10 @@ ENV_VARS: tuple[tuple[str, str, object, str], ...] = (
      "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
     ("max_model_names", "OTEL_LLM_METRICS_MAX_MODEL_NAMES", _int_in(1, 100_000),
      "distinct model names kept per attribute; later ones become _OTHER"),
+    ("resources", "OTEL_LLM_METRICS_RESOURCES", _choice_list(RESOURCE_GROUPS),
+     "resource metric groups: process, system, gpu (all by default; gpu only where NVML answers); none"),
+    ("loop_lag_interval", "OTEL_LLM_METRICS_LOOP_LAG_INTERVAL", _seconds,
+     "event-loop lag sampling interval, seconds (0.5); 0 turns it off"),
     ("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", _int_in(1, 1024),
      "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
     ("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", _seconds, "bound on the final flush, seconds"),

@@ -16,6 +16,10 @@ from . import catalogue as c
 from .http.stats import HttpStats
 from .limiter import LimiterStats
 from .llm.stats import GenAiStats
+from .resources.caches import CacheStats
+from .resources.loop_lag import lag_group
+from .resources.pools import PoolStats
+from .resources.process import observe
 from .series import HistogramGroup
 
 
@@ -24,6 +28,11 @@ class Registry:
         self.http = HttpStats(max_series)
         self.limiters = LimiterStats(max_series)
         self.gen_ai = GenAiStats(max_series)
+        self.pools = PoolStats(max_series)
+        self.caches = CacheStats(max_series)
+        self.loop_lag = lag_group(max_series)
+        self._meter: Meter | None = None
+        self._waiting_for_meter: list[Callable[[Meter], object]] = []
         _REGISTRIES.add(self)
 
     def configure(self, max_series: int, max_model_names: int) -> None:
@@ -33,12 +42,23 @@ class Registry:
         self.gen_ai.models.max_values = max_model_names
 
     def histogram_groups(self) -> Iterable[HistogramGroup]:
-        return (self.http.requests, self.http.streams, self.limiters.wait, *self.gen_ai.groups())
+        return (self.http.requests, self.http.streams, self.limiters.wait, *self.gen_ai.groups(), self.loop_lag,
+                self.pools.wait, self.pools.use, self.caches.durations)
 
     def reset(self) -> None:
         self.http.reset()
         self.limiters.reset()
         self.gen_ai.reset()
+        self.pools.reset()
+        self.caches.reset()
+        self.loop_lag.reset()
+
+    def with_meter(self, register: Callable[[Meter], object]) -> None:
+        """Create instruments now if a Telemetry reads this registry, else as soon as one does."""
+        if self._meter is not None:
+            register(self._meter)
+        else:
+            self._waiting_for_meter.append(register)
 
     def register_observables(self, meter: Meter) -> None:
         """Create the SDK observable instruments; their callbacks run only at collection."""
@@ -59,6 +79,16 @@ class Registry:
         )
         for spec, callback in sources:
             factories[spec.kind](spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
+        pools = self.pools
+        for spec, callback in ((c.POOL_COUNT, pools.observe_count), (c.POOL_MAX, pools.observe_max),
+                               (c.POOL_IDLE_MAX, pools.observe_idle_max), (c.POOL_IDLE_MIN, pools.observe_idle_min),
+                               (c.POOL_PENDING, pools.observe_pending), (c.POOL_TIMEOUTS, pools.observe_timeouts),
+                               *self.caches.observers().items()):
+            observe(meter, spec, callback)
+        self._meter = meter
+        waiting, self._waiting_for_meter = self._waiting_for_meter, []
+        for register in waiting:
+            register(meter)
 
 
 _REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()

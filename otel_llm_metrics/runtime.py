@@ -7,6 +7,7 @@ workers each bind their own), rebuilds the resource after a fork, and shuts down
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import errno
 import logging
@@ -26,6 +27,9 @@ from .config import ConfigError, Settings, load_settings
 from .frameworks import duplicate_dropping_views, native_fastapi, quiet_native_telemetry
 from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
+from .resources.gpu import register_gpu
+from .resources.loop_lag import LoopLagMonitor
+from .resources.process import register_process, register_system
 
 logger = logging.getLogger("otel_llm_metrics")
 SCOPE_NAME = "otel_llm_metrics"
@@ -66,11 +70,23 @@ class Telemetry:
                                InstrumentationScope(SCOPE_NAME, __version__))
         for reader in readers:
             bridge.attach(reader)
-        self.registry.register_observables(self.meter_provider.get_meter(SCOPE_NAME, __version__))
+        meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
+        self.registry.register_observables(meter)
+        self._register_resources(meter)
+        self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, settings.loop_lag_interval)
         self.tracer_provider = make_tracer_provider(settings, self._resource)
         if self.tracer_provider is not None:
             add_span_metrics(self.tracer_provider, self.registry)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _register_resources(self, meter: Any) -> None:
+        groups = set(self.settings.resources)
+        if "process" in groups:
+            register_process(meter)
+        if "system" in groups:
+            register_system(meter)
+        if "gpu" in groups:
+            register_gpu(meter)
 
     # -- process identity -----------------------------------------------------------------------
     def resource(self) -> Resource:
@@ -83,6 +99,7 @@ class Telemetry:
     def _after_fork_in_child(self) -> None:
         server, self._prometheus_server = self._prometheus_server, None
         self.serving = False
+        self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, self.settings.loop_lag_interval)
         self.prometheus_port = None
         self._lock = threading.Lock()
         if server is not None:
@@ -100,11 +117,21 @@ class Telemetry:
             if self.serving:
                 return
             self.serving = True
+            self._start_loop_monitor()
             if self._prometheus_reader is not None:
                 try:
                     self._start_prometheus()
                 except Exception:
                     logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
+
+    def _start_loop_monitor(self) -> None:
+        """Measure the lag of the loop serving requests (called from inside it)."""
+        if not self.settings.loop_lag_interval:
+            return
+        try:
+            self.loop_monitor.start(asyncio.get_running_loop())
+        except RuntimeError:  # not called from a running loop
+            pass
 
     def _start_prometheus(self) -> None:
         from prometheus_client import REGISTRY, start_http_server
@@ -174,6 +201,7 @@ class Telemetry:
         if self._shut_down:
             return
         self._shut_down = True
+        self.loop_monitor.stop()
         timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
 
         def stop() -> None:

@@ -8,6 +8,8 @@ declare -A NEEDED=(
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
   [wrk]=wrk
+  [redis-server]=redis-server
+  [pg_ctlcluster]=postgresql
 )
 missing=()
 for binary in "${!NEEDED[@]}"; do

@@ -69,6 +69,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 self.telemetry.ensure_serving()
+                return await self.app(scope, self._lifespan_receive(receive), send)
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if SCOPE_MARK in scope or path in self.exact_excluded or (
@@ -88,6 +89,15 @@ class MetricsMiddleware:
             except Exception:  # never into the app
                 self._log_failure()
             exchange.error = None  # exception -> traceback -> this frame -> exchange: break the cycle
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        """Stop the event-loop monitor when the server announces shutdown."""
+        async def wrapped() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                self.telemetry.loop_monitor.stop()
+            return message
+        return wrapped
 
     def _log_failure(self) -> None:
         if not self._logged_failure:

@@ -5,6 +5,8 @@ A missing binary is a failure, never a skip: ``make test`` installs them on a fr
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import signal
@@ -108,16 +110,27 @@ class Prometheus(Process):
         self.dir = Path(tempfile.mkdtemp(prefix="prom-"))
         self.port = free_port()
         rule_lines = "".join(f"  - {p}\n" for p in rules or [])
+        self.targets = list(targets)
+        self._write_targets()
         config = ("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                   + (f"rule_files:\n{rule_lines}" if rule_lines else "")
-                  + "scrape_configs:\n  - job_name: app\n    static_configs:\n"
-                  + f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
+                  + "scrape_configs:\n  - job_name: app\n    file_sd_configs:\n"
+                  + f"      - files: ['{self.dir / 'targets.json'}']\n")
         (self.dir / "prometheus.yml").write_text(config)
         super().__init__([binary, f"--config.file={self.dir / 'prometheus.yml'}",
                           f"--storage.tsdb.path={self.dir / 'data'}",
                           f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
+
+    def _write_targets(self) -> None:
+        (self.dir / "targets.json").write_text(json.dumps([{"targets": self.targets}]))
+
+    def add_target(self, target: str) -> None:
+        """Scrape one more endpoint (file-based discovery: no restart, ~5 s until the first scrape)."""
+        self.targets.append(target)
+        self._write_targets()
+        httpx.post(self.url + "/-/reload", timeout=5)
 
     def query(self, promql: str) -> list[dict]:
         response = httpx.get(self.url + "/api/v1/query", params={"query": promql}, timeout=5)
@@ -164,3 +177,44 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Redis(Process):
+    def __init__(self) -> None:
+        self.port = free_port()
+        super().__init__([require_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no"])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        wait_for(lambda: _port_open(self.port), "redis-server listening")
+
+
+class Postgres(Process):
+    """A throwaway cluster: initdb in a temp dir, trust auth on 127.0.0.1 (as user postgres if we are root)."""
+
+    def __init__(self) -> None:
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bindirs:
+            pytest.fail("PostgreSQL is not installed: run `make test` (scripts/install-system-deps.sh installs it)")
+        bindir = Path(bindirs[-1])
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-"))
+        self.port = free_port()
+        as_user: list[str] = []
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            as_user = ["runuser", "-u", "postgres", "--"]
+        data = self.dir / "data"
+        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8"], check=True, capture_output=True, timeout=120)
+        super().__init__([*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+                          "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off", "-c", "max_connections=60"])
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        wait_for(self._accepts, "PostgreSQL accepting connections", deadline_s=60)
+
+    def _accepts(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=2) as conn:
+                return conn.execute("select 1").fetchone() == (1,)
+        except psycopg.Error:
+            return False

@@ -1,0 +1,228 @@
+"""Database and Redis connection pools as ``db.client.connection.*`` instruments.
+
+``observe_pool(pool_or_engine, name=...)`` takes a SQLAlchemy engine (sync or async), an asyncpg
+pool, a psycopg_pool pool (sync or async) or a redis-py pool or client (sync or async). Each
+driver reports what it really exposes; an instrument a driver cannot fill is left out for that
+pool, never guessed:
+
+| driver | count (idle/used) | max | idle.max | idle.min | pending_requests | timeouts | wait_time | use_time |
+|---|---|---|---|---|---|---|---|---|
+| SQLAlchemy QueuePool / AsyncAdaptedQueuePool | yes | size + max_overflow | size | - | yes | yes | yes | yes |
+| asyncpg | yes | max_size | - | min_size | - | - | - | - |
+| psycopg_pool | yes | max_size | - | min_size | yes | yes (errors: timeouts, too many waiting) | - | - |
+| redis-py ConnectionPool / BlockingConnectionPool | yes | max_connections | - | - | - | - | - | - |
+
+Pools are held weakly (asyncpg's strongly, until it closes): a pool that is closed or garbage
+collected stops reporting, and one whose
+reading fails is skipped for that collection while the others still report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .. import catalogue as c
+from ..series import Histogram, HistogramGroup
+
+logger = logging.getLogger("otel_llm_metrics")
+
+
+@dataclass
+class PoolReading:
+    used: int | None = None
+    idle: int | None = None
+    max: int | None = None
+    idle_max: int | None = None
+    idle_min: int | None = None
+    pending: int | None = None
+    timeouts: int | None = None
+
+
+class ObservedPool:
+    """One pool: a weak reference, how to read it, and its event-fed numbers."""
+
+    def __init__(self, name: str, target: Any, read: Callable[[Any], PoolReading | None]) -> None:
+        self.name = name
+        try:
+            self._target: Callable[[], Any] = weakref.ref(target)
+        except TypeError:  # asyncpg's Pool has no __weakref__: held strongly, dropped once it closes
+            self._target = lambda: target
+        self._read = read
+        self.pending = 0
+        self.timeouts = 0
+        self.attributes = {c.POOL_NAME: name}
+
+    def reading(self) -> PoolReading | None:
+        target = self._target()
+        return None if target is None else self._read(target)  # None: the pool is gone
+
+
+class PoolStats:
+    def __init__(self, max_series: int = 2000) -> None:
+        self.pools: list[ObservedPool] = []
+        self.wait = HistogramGroup((c.POOL_WAIT_TIME,), max_series)
+        self.use = HistogramGroup((c.POOL_USE_TIME,), max_series)
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, pool: ObservedPool) -> None:
+        with self._lock:
+            self.pools = [p for p in self.pools if p.name != pool.name] + [pool]
+
+    def _readings(self) -> Iterator[tuple[ObservedPool, PoolReading]]:
+        for pool in list(self.pools):
+            try:
+                reading = pool.reading()
+            except Exception:  # a disposed pool, a driver change: skip it, keep the others
+                if pool.name not in self._failed:
+                    self._failed.add(pool.name)
+                    logger.warning("otel_llm_metrics: cannot read pool %r; skipping it", pool.name, exc_info=True)
+                continue
+            if reading is None:
+                with self._lock:
+                    self.pools = [p for p in self.pools if p is not pool]
+                continue
+            yield pool, reading
+
+    def _field(self, name: str) -> Iterator[Observation]:
+        for pool, reading in self._readings():
+            value = getattr(reading, name)
+            if value is not None:
+                yield Observation(value, pool.attributes)
+
+    def observe_count(self, _: CallbackOptions) -> Iterator[Observation]:
+        for pool, reading in self._readings():
+            for state, value in (("used", reading.used), ("idle", reading.idle)):
+                if value is not None:
+                    yield Observation(value, {**pool.attributes, c.POOL_STATE: state})
+
+    def observe_max(self, _: CallbackOptions) -> Iterator[Observation]:
+        return self._field("max")
+
+    def observe_idle_max(self, _: CallbackOptions) -> Iterator[Observation]:
+        return self._field("idle_max")
+
+    def observe_idle_min(self, _: CallbackOptions) -> Iterator[Observation]:
+        return self._field("idle_min")
+
+    def observe_pending(self, _: CallbackOptions) -> Iterator[Observation]:
+        return self._field("pending")
+
+    def observe_timeouts(self, _: CallbackOptions) -> Iterator[Observation]:
+        return self._field("timeouts")
+
+    def reset(self) -> None:
+        self.wait.reset()
+        self.use.reset()
+
+
+# -- drivers ------------------------------------------------------------------------------------
+def _sqlalchemy(engine: Any, observed: ObservedPool, stats: PoolStats) -> Callable[[Any], PoolReading]:
+    """QueuePool numbers, plus wait/pending/timeouts timed around the pool's own acquire."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    wait: Histogram = stats.wait.get((observed.name,))[0]
+    use: Histogram = stats.use.get((observed.name,))[0]
+    hooked: weakref.WeakSet = weakref.WeakSet()
+
+    def hook(pool: Any) -> None:
+        if pool in hooked or not hasattr(pool, "_do_get"):
+            return
+        hooked.add(pool)
+        acquire = pool._do_get
+
+        def timed_acquire() -> Any:
+            observed.pending += 1
+            started = perf_counter()
+            try:
+                return acquire()
+            except PoolTimeoutError:
+                observed.timeouts += 1
+                raise
+            finally:
+                observed.pending -= 1
+                wait.record(perf_counter() - started)
+
+        pool._do_get = timed_acquire
+        event.listen(pool, "checkout", lambda _conn, record, _proxy: record.info.__setitem__(
+            "otel_llm_metrics.checkout", perf_counter()))
+        event.listen(pool, "checkin", lambda _conn, record: _record_use(record, use))
+
+    def read(target: Any) -> PoolReading:
+        pool = target.pool  # dispose() swaps in a new pool: hook whichever is current
+        hook(pool)
+        if not hasattr(pool, "checkedout"):
+            return PoolReading()
+        size = pool.size()
+        overflow = getattr(pool, "_max_overflow", None)
+        return PoolReading(used=pool.checkedout(), idle=pool.checkedin(),
+                           max=size + overflow if isinstance(overflow, int) and overflow >= 0 else None,
+                           idle_max=size, pending=observed.pending, timeouts=observed.timeouts)
+
+    read(engine)
+    return read
+
+
+def _record_use(record: Any, use: Histogram) -> None:
+    started = record.info.pop("otel_llm_metrics.checkout", None)
+    if started is not None:
+        use.record(perf_counter() - started)
+
+
+def _asyncpg(pool: Any) -> PoolReading | None:
+    if pool.is_closing():
+        return None  # closed: stop reporting it
+    size, idle = pool.get_size(), pool.get_idle_size()
+    return PoolReading(used=size - idle, idle=idle, max=pool.get_max_size(), idle_min=pool.get_min_size())
+
+
+def _psycopg(pool: Any) -> PoolReading:
+    if getattr(pool, "closed", False):
+        return PoolReading()
+    stats = pool.get_stats()
+    size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+    return PoolReading(used=size - available, idle=available, max=stats.get("pool_max"),
+                       idle_min=stats.get("pool_min"), pending=stats.get("requests_waiting", 0),
+                       timeouts=stats.get("requests_errors", 0))
+
+
+def _redis(pool: Any) -> PoolReading:
+    if hasattr(pool, "_connections") and hasattr(pool, "pool"):  # BlockingConnectionPool
+        idle = sum(1 for conn in list(pool.pool.queue) if conn is not None)
+        return PoolReading(used=len(pool._connections) - idle, idle=idle, max=pool.max_connections)
+    return PoolReading(used=len(pool._in_use_connections), idle=len(pool._available_connections),
+                       max=pool.max_connections)
+
+
+def observe_pool(pool_or_engine: Any, name: str, *, registry: Any = None) -> None:
+    """Report a connection pool's numbers under ``db.client.connection.pool.name`` = ``name``."""
+    from ..registry import DEFAULT_REGISTRY
+
+    stats: PoolStats = (registry or DEFAULT_REGISTRY).pools
+    target = getattr(pool_or_engine, "sync_engine", pool_or_engine)  # AsyncEngine -> its Engine
+    module = type(target).__module__
+    if hasattr(target, "connection_pool") and module.startswith("redis"):  # a redis client
+        target = target.connection_pool
+        module = type(target).__module__
+    if module.startswith("sqlalchemy") and hasattr(target, "pool"):
+        observed = ObservedPool(name, target, lambda _: PoolReading())
+        observed._read = _sqlalchemy(target, observed, stats)
+    elif module.startswith("asyncpg"):
+        observed = ObservedPool(name, target, _asyncpg)
+    elif module.startswith("psycopg_pool"):
+        observed = ObservedPool(name, target, _psycopg)
+    elif module.startswith("redis"):
+        observed = ObservedPool(name, target, _redis)
+    else:
+        raise TypeError(f"observe_pool: {type(pool_or_engine).__qualname__} is not a supported pool. Expected a "
+                        "SQLAlchemy engine, an asyncpg pool, a psycopg_pool pool, or a redis-py pool or client.")
+    stats.add(observed)
