@@ -31,6 +31,7 @@ bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_asgi.py
 	$(PY) benchmarks/bench_llm.py
 	$(PY) benchmarks/bench_span_processor.py
+	$(PY) benchmarks/bench_resources.py
 	$(PY) benchmarks/bench_uvicorn.py
 
 docs: $(VENV)/.installed-test

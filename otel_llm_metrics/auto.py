@@ -53,6 +53,12 @@ class AsgiServerInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
+            from .resources.pools import discover_sqlalchemy_engines
+
+            discover_sqlalchemy_engines()
+        except Exception:  # discovery is a convenience; the app must start regardless
+            logger.debug("otel_llm_metrics: SQLAlchemy engine discovery is off", exc_info=True)
+        try:
             from uvicorn.config import Config
         except ImportError:
             logger.debug("otel_llm_metrics: uvicorn is not installed; use setup() with other servers")

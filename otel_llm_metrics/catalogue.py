@@ -50,7 +50,7 @@ GEN_AI_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 
 TOKEN_BUCKETS = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  16777216.0, 67108864.0)
 
-_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "1": "_ratio", "Cel": "_celsius", "W": "_watts"}
+_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "Cel": "_celsius", "W": "_watts"}  # "1" and {...}: none
 
 
 @dataclass(frozen=True)

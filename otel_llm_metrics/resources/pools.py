@@ -203,6 +203,46 @@ def _redis(pool: Any) -> PoolReading:
                        max=pool.max_connections)
 
 
+def discover_sqlalchemy_engines(registry: Any = None) -> bool:
+    """Zero code: observe every SQLAlchemy engine when it first connects (class-level event API).
+
+    The pool is named ``driver/database`` (never the credentials), made unique with ``#2``...;
+    returns False when SQLAlchemy is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("sqlalchemy") is None:
+        return False
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: weakref.WeakSet = weakref.WeakSet()
+    names: set[str] = set()
+    lock = threading.Lock()
+
+    def first_connect(connection: Any) -> None:
+        engine = connection.engine
+        if engine in seen:
+            return
+        with lock:
+            if engine in seen:
+                return
+            seen.add(engine)
+            base = f"{engine.url.drivername}/{engine.url.database or ''}"
+            name, n = base, 1
+            while name in names:
+                n += 1
+                name = f"{base}#{n}"
+            names.add(name)
+        try:
+            observe_pool(engine, name, registry=registry)
+        except Exception:
+            logger.debug("otel_llm_metrics: could not observe engine %s", name, exc_info=True)
+
+    event.listen(Engine, "engine_connect", first_connect)
+    return True
+
+
 def observe_pool(pool_or_engine: Any, name: str, *, registry: Any = None) -> None:
     """Report a connection pool's numbers under ``db.client.connection.pool.name`` = ``name``."""
     from ..registry import DEFAULT_REGISTRY

@@ -6,13 +6,14 @@ import asyncio
 import threading
 
 import asyncpg
+import httpx
 import psycopg_pool
 import pytest
 import redis
 import sqlalchemy
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from otel_llm_metrics import Registry, Telemetry, instrument_redis, load_settings, observe_pool
+from otel_llm_metrics import Registry, Telemetry, catalogue, instrument_redis, load_settings, observe_pool
 from tests.conftest import MetricsView
 from tests.integration.servers import Postgres, Redis, free_port, wait_for
 
@@ -94,6 +95,10 @@ def test_sqlalchemy_used_idle_in_prometheus_pending_timeouts_and_times(postgres,
     use = telemetry.collect().one("db.client.connection.use_time")
     assert use.count == 5
 
+    text = httpx.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
+    names = {spec.prometheus_name for spec in catalogue.POOL_SPECS if spec is not catalogue.POOL_IDLE_MIN}
+    assert {n for n in names if f"\n{n}" not in text} == set(), "SQLAlchemy fills all but idle.min"
+
     engine.dispose()  # a disposed engine keeps reporting its (new, empty) pool; nothing raises
     assert _used_idle(telemetry.collect(), "orders-db") == {"used": 0, "idle": 0}
 
@@ -143,6 +148,7 @@ def _expect_timeout(pool, errors: list) -> None:
 
 
 def test_redis_pool_and_exact_cache_counters(redis_server, telemetry):
+    telemetry.ensure_serving()
     pool = redis.ConnectionPool.from_url(redis_server.url, max_connections=5)
     client = redis.Redis(connection_pool=pool)
     observe_pool(client, "redis", registry=telemetry.registry)
@@ -165,6 +171,8 @@ def test_redis_pool_and_exact_cache_counters(redis_server, telemetry):
     assert counts == {"hits": 3, "misses": 2, "sets": 2, "deletes": 2}
     durations = {p.attributes["cache.operation"]: p.count for p in view.points("cache.operation.duration")}
     assert durations == {"set": 2, "get": 2, "mget": 1, "delete": 1}
+    text = httpx.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
+    assert all(f"\n{spec.prometheus_name}" in text for spec in catalogue.CACHE_SPECS)
 
 
 def test_async_redis_and_a_redis_that_went_away(telemetry):
@@ -186,3 +194,25 @@ def test_async_redis_and_a_redis_that_went_away(telemetry):
     assert view.one("cache.errors", cache__name="async-sessions").value == 1
     assert view.one("cache.hits", cache__name="async-sessions").value == 1
     assert view.points(COUNT), "the pool of a dead server still reports its (local) numbers"
+
+
+def test_async_engine_and_automatic_discovery(postgres, telemetry):
+    """AsyncEngine pools report like sync ones; discovery observes engines with no code."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from otel_llm_metrics.resources.pools import discover_sqlalchemy_engines
+
+    assert discover_sqlalchemy_engines(registry=telemetry.registry)
+
+    async def scenario() -> dict:
+        engine = create_async_engine(postgres.dsn.replace("postgresql://", "postgresql+asyncpg://"), pool_size=4)
+        held = [await engine.connect() for _ in range(2)]
+        for connection in held:
+            await connection.exec_driver_sql("select 1")
+        counts = _used_idle(telemetry.collect(), "postgresql+asyncpg/postgres")
+        for connection in held:
+            await connection.close()
+        await engine.dispose()
+        return counts
+
+    assert asyncio.run(scenario()) == {"used": 2, "idle": 0}

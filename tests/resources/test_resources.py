@@ -1,0 +1,150 @@
+"""Process, system, event-loop, cache-decorator and app-gauge metrics, read back through the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+from otel_llm_metrics import cached, observe_gauge
+from otel_llm_metrics.resources.gpu import register_gpu
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_process_gauges_match_psutil(make_telemetry):
+    telemetry = make_telemetry(resources=("process",))
+    extra = [threading.Thread(target=time.sleep, args=(1,)) for _ in range(3)]
+    for thread in extra:
+        thread.start()
+    view = telemetry.collect()
+    me = psutil.Process()
+    assert view.one("process.thread.count").value == me.num_threads()
+    assert abs(view.one("process.memory.usage").value - me.memory_info().rss) < 20 * 2**20
+    assert view.one("process.unix.file_descriptor.count").value == pytest.approx(me.num_fds(), abs=5)
+    assert view.one("process.cpu.time", cpu__mode="user").value == pytest.approx(me.cpu_times().user, abs=0.5)
+    assert 0 < view.one("process.uptime").value < time.time() - me.create_time() + 5
+    assert {p.attributes["cpython.gc.generation"] for p in view.points("cpython.gc.collections")} == {0, 1, 2}
+    for thread in extra:
+        thread.join()
+
+
+def test_cpu_utilization_is_right_on_the_first_collection(make_telemetry):
+    telemetry = make_telemetry(resources=("process",))
+    _burn(0.3)
+    user = telemetry.collect().one("process.cpu.utilization", cpu__mode="user").value
+    assert user > 0.05, "no leading zero: the baseline was taken when the instruments were made"
+    assert user <= 1.0
+
+
+def test_system_metrics(make_telemetry):
+    view = make_telemetry(resources=("system",)).collect()
+    memory = {p.attributes["system.memory.state"]: p.value for p in view.points("system.memory.usage")}
+    assert memory["used"] > 0 and memory["free"] > 0
+    assert view.points("system.network.io") and view.points("system.filesystem.usage")
+    assert all(0 <= p.value <= 1 for p in view.points("system.memory.utilization"))
+    assert not view.points("process.cpu.time"), "process group is off here"
+
+
+def test_forked_child_reports_its_own_process(make_telemetry):
+    telemetry = make_telemetry(resources=("process",))
+    telemetry.collect()
+    ballast = bytearray(64 * 2**20)  # the parent is 64 MB bigger than a fresh child will make itself
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            del ballast
+            view = telemetry.collect()
+            os.write(write_end, json.dumps({"pid": os.getpid(), "resource_pid": view.resources[0]["process.pid"],
+                                            "threads": view.one("process.thread.count").value,
+                                            "uptime": view.one("process.uptime").value}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = json.loads(os.read(read_end, 10_000))
+    assert child["resource_pid"] == child["pid"] == pid
+    assert child["threads"] == 1, "the forked child has one thread, whatever the parent has"
+    assert child["uptime"] < 5, "the child's own start time, not the parent's"
+    assert ballast
+
+
+def test_event_loop_lag_sees_a_blocked_loop_and_stops_cleanly(make_telemetry):
+    telemetry = make_telemetry(loop_lag_interval=0.05)
+
+    async def scenario() -> None:
+        telemetry.ensure_serving()
+        assert telemetry.loop_monitor.running
+        await asyncio.sleep(0.12)
+        time.sleep(0.3)  # blocking code in the loop
+        await asyncio.sleep(0.12)
+        telemetry.loop_monitor.stop()
+
+    asyncio.run(scenario())
+    lag = telemetry.collect().one("asyncio.event_loop.lag")
+    assert lag.count >= 3 and lag.max >= 0.2
+    assert not telemetry.loop_monitor.running
+
+
+def test_a_raising_gauge_callback_does_not_stop_the_others(make_telemetry, caplog):
+    telemetry = make_telemetry(resources=("process",))
+    queue = [1, 2, 3]
+    observe_gauge("app.queue.size", lambda: len(queue), unit="{job}", registry=telemetry.registry)
+    observe_gauge("app.broken", lambda: 1 / 0, registry=telemetry.registry)
+    observe_gauge("app.models.loaded", lambda: [(1, {"model": "a"}), (2, {"model": "b"})],
+                  registry=telemetry.registry)
+    for _ in range(2):
+        view = telemetry.collect()
+        assert view.one("app.queue.size").value == 3
+        assert view.points("process.thread.count")
+        assert sorted(p.value for p in view.points("app.models.loaded")) == [1, 2]
+        assert not view.points("app.broken")
+    assert len([r for r in caplog.records if "app.broken" in r.getMessage()]) == 1, "logged once"
+
+
+def test_no_gpu_means_no_instruments_and_one_debug_line(make_telemetry, caplog):
+    caplog.set_level(logging.DEBUG, logger="otel_llm_metrics")
+    telemetry = make_telemetry(resources=("gpu",))
+    assert not [name for name in telemetry.collect().by_name if name.startswith("gpu.")]
+    assert register_gpu(telemetry.meter_provider.get_meter("again")) is False
+    assert any("no GPU" in r.getMessage() or "NVML" in r.getMessage() for r in caplog.records)
+
+
+def test_cached_decorator_sync_and_async(make_telemetry):
+    telemetry = make_telemetry()
+    calls = []
+
+    @cached("embeddings", maxsize=2, registry=telemetry.registry)
+    def embed(text: str) -> int:
+        calls.append(text)
+        return len(text)
+
+    @cached("async-embeddings", ttl=60, registry=telemetry.registry)
+    async def embed_async(text: str) -> int:
+        await asyncio.sleep(0)
+        return len(text)
+
+    assert [embed(t) for t in ("a", "bb", "a", "ccc", "a")] == [1, 2, 1, 3, 1]
+    assert calls == ["a", "bb", "ccc"], "LRU of 2: the hit on 'a' kept it, so 'ccc' evicted 'bb'"
+    assert embed("bb") == 2 and calls[-1] == "bb", "the evicted entry is computed again"
+
+    async def run() -> list[int]:
+        return [await embed_async(t) for t in ("x", "x", "yy")]
+    assert asyncio.run(run()) == [1, 1, 2]
+    embed.cache_clear()
+    view = telemetry.collect()
+    sync = {n: view.one(f"cache.{n}", cache__name="embeddings").value for n in ("hits", "misses", "sets", "deletes")}
+    assert sync == {"hits": 2, "misses": 4, "sets": 4, "deletes": 2}
+    assert view.one("cache.hits", cache__name="async-embeddings").value == 1
+    assert view.one("cache.operation.duration", cache__name="embeddings").count == 6
