@@ -148,3 +148,25 @@ def test_cached_decorator_sync_and_async(make_telemetry):
     assert sync == {"hits": 2, "misses": 4, "sets": 4, "deletes": 2}
     assert view.one("cache.hits", cache__name="async-embeddings").value == 1
     assert view.one("cache.operation.duration", cache__name="embeddings").count == 6
+
+
+def test_explicit_cache_api(make_telemetry):
+    from otel_llm_metrics import cache_metrics
+
+    telemetry = make_telemetry()
+    cache = cache_metrics("by-hand", registry=telemetry.registry)
+    assert cache_metrics("by-hand", registry=telemetry.registry) is cache, "one object per name"
+    cache.hit()
+    cache.hit(2)
+    cache.miss()
+    cache.set()
+    cache.delete()
+    with cache.timed("get"):
+        pass
+    with pytest.raises(KeyError), cache.timed("get"):
+        raise KeyError("boom")
+    view = telemetry.collect()
+    values = {n: view.one(f"cache.{n}", cache__name="by-hand").value
+              for n in ("hits", "misses", "sets", "deletes", "errors")}
+    assert values == {"hits": 3, "misses": 1, "sets": 1, "deletes": 1, "errors": 1}
+    assert view.one("cache.operation.duration", cache__operation="get").count == 2
