@@ -7,16 +7,19 @@ queue at the upstream is visible.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
+import tempfile
 import time
 from typing import Any
 
+import sqlalchemy
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from otel_llm_metrics import ConcurrencyLimiter
+from otel_llm_metrics import ConcurrencyLimiter, cached
 from otel_llm_metrics.demo.upstream import SimulatedUpstream, UpstreamError, count_tokens
 
 MODEL = "demo-model"
@@ -24,6 +27,23 @@ app = FastAPI(title="otel_llm_metrics demo")
 upstream = SimulatedUpstream.from_env()
 limiter = ConcurrencyLimiter(int(os.environ.get("DEMO_UPSTREAM_CONCURRENCY", "4")), name="upstream")
 _ids = itertools.count(1)
+# A usage ledger in SQLite through a SQLAlchemy QueuePool: with zero code its pool is observed as
+# db.client.connection.* (pool "sqlite/<file>"); writes run in a thread, off the event loop.
+_ledger = sqlalchemy.create_engine(f"sqlite:///{tempfile.mkdtemp(prefix='demo-')}/usage.db", pool_size=4,
+                                   max_overflow=0)
+with _ledger.begin() as _conn:
+    _conn.exec_driver_sql("create table usage (model text, prompt_tokens int, completion_tokens int)")
+
+
+def _record_usage(model: str, prompt_tokens: int, completion_tokens: int) -> None:
+    with _ledger.begin() as conn:
+        conn.exec_driver_sql("insert into usage values (?, ?, ?)", (model, prompt_tokens, completion_tokens))
+
+
+@cached("model-catalog", maxsize=64)
+def _model_info(model: str) -> dict:
+    """A lookup worth caching in a real app (a registry call); counted as cache hits and misses."""
+    return {"id": model, "context_window": 8192}
 
 
 @app.get("/health")
@@ -52,6 +72,7 @@ async def chat_completions(request: Request) -> Any:
     prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
     max_tokens = int(body.get("max_tokens") or 16)
     model = str(body.get("model") or MODEL)
+    _model_info(model)
     completion_id = f"chatcmpl-{next(_ids)}"
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -62,6 +83,7 @@ async def chat_completions(request: Request) -> Any:
             text = "".join([t async for t in upstream.generate(prompt_tokens, max_tokens)])
     except UpstreamError as exc:
         return JSONResponse({"error": {"message": str(exc), "type": "upstream_error"}}, status_code=502)
+    await asyncio.to_thread(_record_usage, model, prompt_tokens, max_tokens)
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],

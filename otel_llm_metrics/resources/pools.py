@@ -228,7 +228,8 @@ def discover_sqlalchemy_engines(registry: Any = None) -> bool:
             if engine in seen:
                 return
             seen.add(engine)
-            base = f"{engine.url.drivername}/{engine.url.database or ''}"
+            database = (engine.url.database or "").rstrip("/").rsplit("/", 1)[-1]  # a file: its name only
+            base = f"{engine.url.drivername}/{database}"
             name, n = base, 1
             while name in names:
                 n += 1

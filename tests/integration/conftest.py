@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.servers import AppServer, Prometheus
+from tests.integration.servers import ROOT, AppServer, Prometheus
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,6 @@ def demo_app():
 @pytest.fixture(scope="session")
 def prometheus(demo_app):
     """One real Prometheus per session (its first scrape comes ~5 s after start), scraping the demo."""
-    server = Prometheus([f"127.0.0.1:{demo_app.metrics_port}"])
+    server = Prometheus([f"127.0.0.1:{demo_app.metrics_port}"], rules=[ROOT / "prometheus" / "rules" / "recording.yml"])
     yield server
     server.stop()

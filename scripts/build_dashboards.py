@@ -1,0 +1,144 @@
+"""Build grafana/dashboards/*.json from one description: `python scripts/build_dashboards.py`.
+
+Dashboards are data; this keeps their ids, datasource references, variables and layout regular.
+tests/integration/test_grafana.py checks the committed JSON equals what this builds, and runs every
+panel's query against a real Prometheus fed by the demo app.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
+PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+J = 'job=~"$job"'
+JI = 'job=~"$job",instance=~"$instance"'
+
+
+def variable(name: str, label: str, query: str) -> dict:
+    return {"name": name, "label": label, "type": "query", "datasource": PROMETHEUS, "query": query,
+            "definition": query, "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
+            "current": {"selected": True, "text": "All", "value": "$__all"}}
+
+
+VARIABLES = {
+    "job": variable("job", "service", "label_values(http_server_request_duration_seconds_count, job)"),
+    "instance": variable("instance", "instance", 'label_values(process_uptime_seconds{job=~"$job"}, instance)'),
+    "route": variable("route", "route", 'label_values(http_server_request_duration_seconds_count{job=~"$job"}, http_route)'),
+    "model": variable("model", "model",
+                      'label_values(gen_ai_server_request_duration_seconds_count{job=~"$job"}, gen_ai_request_model)'),
+}
+
+
+def panel(title: str, unit: str, *targets: tuple[str, str], kind: str = "timeseries", exemplar: bool = False) -> dict:
+    return {"type": kind, "title": title, "datasource": PROMETHEUS,
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": chr(ord("A") + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend,
+                         "exemplar": exemplar} for i, (expr, legend) in enumerate(targets)]}
+
+
+DASHBOARDS = {
+    "otel-llm-overview": ("LLM app: overview (RED, in flight, queue)", ["job", "instance", "route"], [
+        panel("Requests per second by route", "reqps",
+              (f'sum by (http_route) (job_route:http_server_requests:rate5m{{{J},http_route=~"$route"}})', "{{http_route}}")),
+        panel("Error ratio", "percentunit", (f"job:http_server_error_ratio:rate5m{{{J}}}", "{{job}}")),
+        panel("Latency by route (p50, p95, p99)", "s",
+              *[(f'job_route:http_server_request_duration_seconds:{q}{{{J},http_route=~"$route"}}',
+                 f"{q} {{{{http_route}}}}") for q in ("p50", "p95", "p99")]),
+        panel("Request duration (exemplars link to traces)", "s",
+              (f'histogram_quantile(0.95, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{J}}}[$__rate_interval])))',
+               "p95"), exemplar=True),
+        panel("In flight now", "short", (f"sum by (instance) (http_server_active_requests{{{JI}}})", "{{instance}}")),
+        panel("Peak in flight per route (since start)", "short",
+              (f"max by (http_route) (http_server_route_active_requests_peak{{{J}}})", "{{http_route}}")),
+        panel("Queued at the limiter", "short",
+              (f"sum by (concurrency_limiter_name) (concurrency_limiter_waiting_requests{{{J}}})", "{{concurrency_limiter_name}}")),
+        panel("Limiter wait (p95)", "s",
+              (f"histogram_quantile(0.95, sum by (le, concurrency_limiter_name) "
+               f"(rate(concurrency_limiter_wait_time_seconds_bucket{{{J}}}[$__rate_interval])))", "{{concurrency_limiter_name}}")),
+    ]),
+    "otel-llm-genai": ("LLM app: models, tokens and streams", ["job", "model"], [
+        panel("Time to first token by model (p50, p95)", "s",
+              *[(f'job_model:gen_ai_server_time_to_first_token_seconds:{q}{{{J},gen_ai_request_model=~"$model"}}',
+                 f"{q} {{{{gen_ai_request_model}}}}") for q in ("p50", "p95")]),
+        panel("Time per output token (p50)", "s",
+              (f'job_model:gen_ai_server_time_per_output_token_seconds:p50{{{J},gen_ai_request_model=~"$model"}}',
+               "{{gen_ai_request_model}}")),
+        panel("Tokens per second by model", "short",
+              (f'job_model_type:gen_ai_server_tokens:rate5m{{{J},gen_ai_request_model=~"$model"}}',
+               "{{gen_ai_request_model}} {{gen_ai_token_type}}")),
+        panel("LLM requests per second by model", "reqps",
+              (f'job_model:gen_ai_server_requests:rate5m{{{J},gen_ai_request_model=~"$model"}}', "{{gen_ai_request_model}}")),
+        panel("Stream outcomes", "short",
+              (f"sum by (http_stream_outcome) (rate(http_server_streams_total{{{J}}}[$__rate_interval]))",
+               "{{http_stream_outcome}}")),
+        panel("Stream cancellation ratio", "percentunit", (f"job:http_server_stream_cancel_ratio:rate5m{{{J}}}", "{{job}}")),
+        panel("Output tokens estimated (no usage reported)", "percentunit",
+              (f'sum(rate(gen_ai_server_token_usage_sum{{{J},gen_ai_usage_estimated="true"}}[5m])) / '
+               f'sum(rate(gen_ai_server_token_usage_sum{{{J},gen_ai_token_type="output"}}[5m]))', "estimated share")),
+        panel("Time to first byte of streams (p95)", "s",
+              (f"histogram_quantile(0.95, sum by (le) (rate(http_server_stream_time_to_first_byte_seconds_bucket{{{J}}}"
+               "[$__rate_interval])))", "p95"), exemplar=True),
+    ]),
+    "otel-llm-runtime": ("LLM app: runtime (CPU, memory, GC, event loop)", ["job", "instance"], [
+        panel("CPU cores used", "short", (f"job_instance:process_cpu_cores:rate5m{{{JI}}}", "{{instance}}")),
+        panel("Resident memory", "bytes", (f"process_memory_usage_bytes{{{JI}}}", "{{instance}}")),
+        panel("Threads", "short", (f"process_thread_count{{{JI}}}", "{{instance}}")),
+        panel("Open file descriptors", "short", (f"process_unix_file_descriptor_count{{{JI}}}", "{{instance}}")),
+        panel("GC collections per second", "short",
+              (f"sum by (cpython_gc_generation) (rate(cpython_gc_collections_total{{{JI}}}[$__rate_interval]))",
+               "gen {{cpython_gc_generation}}")),
+        panel("Event-loop lag (p99)", "s", (f"job_instance:asyncio_event_loop_lag_seconds:p99{{{JI}}}", "{{instance}}")),
+        panel("System CPU by mode", "percentunit", (f"avg by (cpu_mode) (system_cpu_utilization{{{JI}}})", "{{cpu_mode}}")),
+        panel("System memory used", "percentunit",
+              (f'avg by (instance) (system_memory_utilization{{{JI},system_memory_state="used"}})', "{{instance}}")),
+    ]),
+    "otel-llm-pools": ("LLM app: database pools and caches", ["job"], [
+        panel("Connections by pool and state", "short",
+              (f"sum by (db_client_connection_pool_name, db_client_connection_state) (db_client_connection_count{{{J}}})",
+               "{{db_client_connection_pool_name}} {{db_client_connection_state}}")),
+        panel("Pool utilisation (used / max)", "percentunit",
+              (f"job_pool:db_client_connection_utilization:ratio{{{J}}}", "{{db_client_connection_pool_name}}")),
+        panel("Waiting for a connection", "short",
+              (f"sum by (db_client_connection_pool_name) (db_client_connection_pending_requests{{{J}}})",
+               "{{db_client_connection_pool_name}}")),
+        panel("Connection timeouts (5m)", "short",
+              (f"sum by (db_client_connection_pool_name) (increase(db_client_connection_timeouts_total{{{J}}}[5m]))",
+               "{{db_client_connection_pool_name}}")),
+        panel("Connection wait and use time (p95)", "s",
+              (f"histogram_quantile(0.95, sum by (le, db_client_connection_pool_name) "
+               f"(rate(db_client_connection_wait_time_seconds_bucket{{{J}}}[$__rate_interval])))", "wait {{db_client_connection_pool_name}}"),
+              (f"histogram_quantile(0.95, sum by (le, db_client_connection_pool_name) "
+               f"(rate(db_client_connection_use_time_seconds_bucket{{{J}}}[$__rate_interval])))", "use {{db_client_connection_pool_name}}")),
+        panel("Cache hit ratio", "percentunit", (f"job_cache:cache_hit_ratio:rate5m{{{J}}}", "{{cache_name}}")),
+        panel("Cache lookups per second", "short",
+              (f"sum by (cache_name) (rate(cache_hits_total{{{J}}}[$__rate_interval]))", "hits {{cache_name}}"),
+              (f"sum by (cache_name) (rate(cache_misses_total{{{J}}}[$__rate_interval]))", "misses {{cache_name}}")),
+    ]),
+}
+
+
+def build(uid: str, title: str, variables: list[str], panels: list[dict]) -> dict:
+    laid_out = []
+    for index, item in enumerate(panels):
+        laid_out.append({"id": index + 1, "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+                         **item})
+    return {"uid": uid, "title": title, "tags": ["otel-llm-metrics"], "timezone": "browser", "schemaVersion": 39,
+            "version": 1, "editable": True, "refresh": "30s", "time": {"from": "now-1h", "to": "now"},
+            "templating": {"list": [VARIABLES[v] for v in variables]}, "annotations": {"list": []},
+            "panels": laid_out}
+
+
+def dashboards() -> dict[str, dict]:
+    return {uid: build(uid, title, variables, panels) for uid, (title, variables, panels) in DASHBOARDS.items()}
+
+
+def render(dashboard: dict) -> str:
+    return json.dumps(dashboard, indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    for uid, dashboard in dashboards().items():
+        (OUT / f"{uid}.json").write_text(render(dashboard))
