@@ -105,7 +105,7 @@ class AppServer(Process):
 
 
 class Prometheus(Process):
-    def __init__(self, targets: list[str], rules: list[Path] | None = None) -> None:
+    def __init__(self, targets: list[str], rules: list[Path] | None = None, alertmanager: str | None = None) -> None:
         binary = require_binary("prometheus")
         self.dir = Path(tempfile.mkdtemp(prefix="prom-"))
         self.port = free_port()
@@ -114,12 +114,15 @@ class Prometheus(Process):
         self._write_targets()
         config = ("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                   + (f"rule_files:\n{rule_lines}" if rule_lines else "")
+                  + (f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n"
+                     if alertmanager else "")
                   + "scrape_configs:\n  - job_name: app\n    file_sd_configs:\n"
                   + f"      - files: ['{self.dir / 'targets.json'}']\n")
         (self.dir / "prometheus.yml").write_text(config)
         super().__init__([binary, f"--config.file={self.dir / 'prometheus.yml'}",
                           f"--storage.tsdb.path={self.dir / 'data'}",
-                          f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"])
+                          f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+                          "--rules.alert.resend-delay=1s"])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
 
@@ -218,3 +221,17 @@ class Postgres(Process):
                 return conn.execute("select 1").fetchone() == (1,)
         except psycopg.Error:
             return False
+
+
+class Alertmanager(Process):
+    def __init__(self, config: str) -> None:
+        binary = require_binary("prometheus-alertmanager")
+        self.dir = Path(tempfile.mkdtemp(prefix="am-"))
+        self.port = free_port()
+        (self.dir / "alertmanager.yml").write_text(config)
+        super().__init__([binary, f"--config.file={self.dir / 'alertmanager.yml'}",
+                          f"--storage.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                          "--cluster.listen-address="])
+        self.address = f"127.0.0.1:{self.port}"
+        ready = f"http://{self.address}/-/ready"
+        wait_for(lambda: httpx.get(ready, timeout=2).status_code == 200, "Alertmanager ready")
