@@ -115,6 +115,7 @@ def summary(text: str) -> str:
         lines.append(f"  time to first byte p50 {_ms(ttfb.quantile(0.5))}, p95 {_ms(ttfb.quantile(0.95))}; "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
     lines.extend(_llm_lines(histograms))
+    lines.extend(_resource_lines(samples, histograms))
     waiting = samples.get("concurrency_limiter_waiting_requests", {})
     for key, value in sorted(waiting.items()):
         wait = histograms.get("concurrency_limiter_wait_time_seconds", {}).get(key, HistogramData())
@@ -157,6 +158,32 @@ def _llm_lines(histograms: dict) -> list[str]:
                      + (f" ({estimated:.0f} estimated)" if estimated else "")
                      + f"  ttft {_ms(first.quantile(0.5))}/{_ms(first.quantile(0.95))}"
                      + f"  tpot {_ms(per_token.quantile(0.5))}")
+    return lines
+
+
+def _resource_lines(samples: dict, histograms: dict) -> list[str]:
+    """Process, event loop, pools and caches, one line each where present."""
+    lines = []
+    rss = sum(samples.get("process_memory_usage_bytes", {}).values())
+    if rss:
+        cpu = sum(samples.get("process_cpu_time_seconds_total", {}).values())
+        threads = sum(samples.get("process_thread_count", {}).values())
+        lag = _merged(histograms.get("asyncio_event_loop_lag_seconds", {}))
+        lines.append(f"Process: {cpu:.1f} CPU s, {rss / 2**20:.0f} MiB resident, {threads:.0f} threads; "
+                     f"event-loop lag p99 {_ms(lag.quantile(0.99))}")
+    counts = samples.get("db_client_connection_count", {})
+    for pool in sorted({_label(k, "db_client_connection_pool_name") for k in counts}):
+        state = {_label(k, "db_client_connection_state"): v for k, v in counts.items()
+                 if _label(k, "db_client_connection_pool_name") == pool}
+        maximum = max((v for k, v in samples.get("db_client_connection_max", {}).items()
+                       if _label(k, "db_client_connection_pool_name") == pool), default=0)
+        used, idle = state.get('used', 0), state.get('idle', 0)
+        lines.append(f"Pool {pool}: used {used:.0f}, idle {idle:.0f}, max {maximum:.0f}")
+    hits = samples.get("cache_hits_total", {})
+    for key, hit in sorted(hits.items()):
+        miss = samples.get("cache_misses_total", {}).get(key, 0.0)
+        ratio = f"{hit / (hit + miss):.0%}" if hit + miss else "-"
+        lines.append(f"Cache {_label(key, 'cache_name')}: {hit:.0f} hits, {miss:.0f} misses, hit ratio {ratio}")
     return lines
 
 

@@ -102,3 +102,22 @@ def test_health_checks_are_excluded_and_headers_are_returned(demo_app):
     assert response.headers["server-timing"].startswith("app;dur=")
     httpx.get(demo_app.url + "/health")
     assert httpx.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"') == before == 0
+
+
+def test_cli_summary_and_watch_read_the_live_endpoint(demo_app):
+    from otel_llm_metrics.cli import read_metrics, summary
+    from tests.integration.servers import BIN
+
+    with httpx.Client(base_url=demo_app.url, timeout=30) as client:
+        client.post("/v1/chat/completions", json=CHAT)
+        _full_stream(client)
+    report = summary(read_metrics(demo_app.metrics_url))
+    for expected in ("Requests by route", "POST   /v1/chat/completions", "Streams: ", "LLM requests by model",
+                     "Process: ", "Pool sqlite/usage.db", "Cache model-catalog", "Limiter upstream"):
+        assert expected in report, expected
+    watched = subprocess.run([str(BIN / "otel-llm-metrics"), "watch", demo_app.metrics_url, "--count", "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert watched.returncode == 0 and "Requests by route" in watched.stdout
+    unreachable = subprocess.run([str(BIN / "otel-llm-metrics"), "summary", "http://127.0.0.1:1/metrics"],
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 1 and "cannot read" in unreachable.stderr
