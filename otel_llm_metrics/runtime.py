@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -257,7 +258,13 @@ def setup(app: Any = None, **settings: Any) -> Telemetry:
     """
     if _current is not None and settings:
         logger.warning("otel_llm_metrics.setup() was called again; keeping the first settings")
-    telemetry = _current if _current is not None else install(load_settings(**settings))
+    if _current is None:
+        loaded = load_settings(**settings)
+        if loaded.disabled:  # OTEL_SDK_DISABLED: nothing global, nothing exported, the app untouched
+            logger.info("otel_llm_metrics: disabled by OTEL_SDK_DISABLED")
+            return Telemetry(replace(loaded, metrics_exporters=("none",), traces_exporter="none", resources=("none",),
+                                     loop_lag_interval=0.0), Registry())
+    telemetry = _current if _current is not None else install(loaded)
     if app is not None:
         if not hasattr(app, "add_middleware"):
             raise ConfigError("setup(app): this app has no add_middleware (not Starlette/FastAPI). "

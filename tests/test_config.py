@@ -64,3 +64,18 @@ def test_setup_refuses_an_app_it_cannot_add_middleware_to():
 def test_readme_configuration_table_is_current():
     readme = Path("README.md").read_text(encoding="utf-8")
     assert settings_table() in readme, "regenerate with: make docs"
+
+
+def test_sdk_disabled_leaves_the_app_untouched(monkeypatch):
+    from starlette.applications import Starlette
+
+    import otel_llm_metrics.runtime as runtime
+
+    monkeypatch.setattr(runtime, "_current", None)
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    app = Starlette()
+    telemetry = setup(app)
+    assert app.user_middleware == [], "no middleware added"
+    assert runtime._current is None, "nothing installed globally"
+    assert telemetry.settings.metrics_exporters == ("none",)
+    telemetry.shutdown()
