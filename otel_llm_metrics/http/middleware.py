@@ -79,7 +79,7 @@ class MetricsMiddleware:
             self.telemetry.ensure_serving()
         exchange = Exchange(self, scope, receive, send)
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app(scope, exchange.receive, exchange.send if exchange.llm is None else exchange.send_llm)
         except BaseException as exc:
             exchange.error = exc
             raise
@@ -190,14 +190,11 @@ class Exchange:
     def send(self, message: Message) -> Awaitable[None]:
         if message.get("more_body"):  # a chunk of a stream (only body messages carry more_body): kept minimal
             body = message.get("body")
-            if body:
-                if not self.chunks:
-                    self.first_byte = perf_counter()
-                self.response_bytes += len(body)
+            if body and self.chunks:
                 self.chunks += 1
-                if self.parser is not None:
-                    self._feed(body)
-            self.streamed = True
+                self.response_bytes += len(body)
+            else:
+                self._first_chunk(body)
             return self.app_send(message)
         kind = message.get("type")
         if kind == "http.response.body":  # the last (or only) body message
@@ -207,8 +204,6 @@ class Exchange:
                     self.first_byte = perf_counter()
                 self.response_bytes += len(body)
                 self.chunks += 1
-                if self.parser is not None:
-                    self._feed(body)
             self.completed = True
             if self.span is not None:  # the OTel ASGI middleware ends its span on this message
                 self._guarded(self._annotate_span, COMPLETED)
@@ -221,7 +216,22 @@ class Exchange:
             self.completed = True
         return self.app_send(message)
 
+    def send_llm(self, message: Message) -> Awaitable[None]:
+        """``send`` for LLM calls: the parser sees each body chunk first (other streams skip this)."""
+        if self.parser is not None and message.get("type") == "http.response.body":
+            body = message.get("body")
+            if body:
+                self._feed(body)
+        return self.send(message)
+
     # -- milestones ---------------------------------------------------------------------------
+    def _first_chunk(self, body: bytes | None) -> None:
+        """The first chunk of a stream (or an empty one): mark the stream, time the first byte."""
+        self.streamed = True
+        if body:
+            self.first_byte = perf_counter()
+            self.chunks = 1
+            self.response_bytes += len(body)
     def _guarded(self, step: Callable[..., None], *args: Any) -> None:
         """Run a bookkeeping step that must never raise into the app."""
         try:
