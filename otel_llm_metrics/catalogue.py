@@ -7,7 +7,9 @@ here is checked against a real scrape, so the two cannot drift apart.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 class Kind(str, enum.Enum):
@@ -262,6 +264,13 @@ ALL: tuple[InstrumentSpec, ...] = (
     GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TOKENS,
     *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
 )
+
+
+def observe(meter: Any, spec: InstrumentSpec, callback: Callable[..., Any]) -> None:
+    """Create the observable instrument ``spec`` describes on ``meter`` (callbacks run at collection)."""
+    create = {Kind.COUNTER: meter.create_observable_counter, Kind.GAUGE: meter.create_observable_gauge,
+              Kind.UPDOWNCOUNTER: meter.create_observable_up_down_counter}[spec.kind]
+    create(spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
 
 
 def markdown_table() -> str:

@@ -19,7 +19,6 @@ from .llm.stats import GenAiStats
 from .resources.caches import CacheStats
 from .resources.loop_lag import lag_group
 from .resources.pools import PoolStats
-from .resources.process import observe
 from .series import HistogramGroup
 
 
@@ -62,11 +61,7 @@ class Registry:
 
     def register_observables(self, meter: Meter) -> None:
         """Create the SDK observable instruments; their callbacks run only at collection."""
-        factories: dict[c.Kind, Callable] = {
-            c.Kind.UPDOWNCOUNTER: meter.create_observable_up_down_counter,
-            c.Kind.GAUGE: meter.create_observable_gauge,
-            c.Kind.COUNTER: meter.create_observable_counter,
-        }
+        pools = self.pools
         sources = (
             (c.ACTIVE_REQUESTS, self.http.observe_active),
             (c.ACTIVE_REQUESTS_PEAK, self.http.observe_peak),
@@ -76,15 +71,13 @@ class Registry:
             (c.LIMITER_WAITING, self.limiters.observe_waiting),
             (c.LIMITER_ACTIVE, self.limiters.observe_active),
             (c.LIMITER_LIMIT, self.limiters.observe_limit),
+            (c.POOL_COUNT, pools.observe_count), (c.POOL_MAX, pools.observe_max),
+            (c.POOL_IDLE_MAX, pools.observe_idle_max), (c.POOL_IDLE_MIN, pools.observe_idle_min),
+            (c.POOL_PENDING, pools.observe_pending), (c.POOL_TIMEOUTS, pools.observe_timeouts),
+            *self.caches.observers().items(),
         )
         for spec, callback in sources:
-            factories[spec.kind](spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
-        pools = self.pools
-        for spec, callback in ((c.POOL_COUNT, pools.observe_count), (c.POOL_MAX, pools.observe_max),
-                               (c.POOL_IDLE_MAX, pools.observe_idle_max), (c.POOL_IDLE_MIN, pools.observe_idle_min),
-                               (c.POOL_PENDING, pools.observe_pending), (c.POOL_TIMEOUTS, pools.observe_timeouts),
-                               *self.caches.observers().items()):
-            observe(meter, spec, callback)
+            c.observe(meter, spec, callback)
         self._meter = meter
         waiting, self._waiting_for_meter = self._waiting_for_meter, []
         for register in waiting:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -78,7 +79,7 @@ class Telemetry:
         self.tracer_provider = make_tracer_provider(settings, self._resource)
         if self.tracer_provider is not None:
             add_span_metrics(self.tracer_provider, self.registry)
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        _TELEMETRIES.add(self)
 
     def _register_resources(self, meter: Any) -> None:
         groups = set(self.settings.resources)
@@ -91,13 +92,18 @@ class Telemetry:
 
     # -- process identity -----------------------------------------------------------------------
     def resource(self) -> Resource:
-        """This process's resource: a forked child gets its own service.instance.id and pid."""
+        """This process's resource: a forked child gets its own service.instance.id and pid.
+
+        Rebuilt lazily at the child's first collection, not in the fork hook: Resource.create loads
+        detectors through entry points, which can deadlock on locks other threads held at fork.
+        """
         if os.getpid() != self._resource_pid:
             self._resource_pid = os.getpid()
             self._resource = make_resource(self.settings)
         return self._resource
 
     def _after_fork_in_child(self) -> None:
+        """Cheap resets only: runs inside the fork, where taking locks or importing can deadlock."""
         server, self._prometheus_server = self._prometheus_server, None
         self.serving = False
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, self.settings.loop_lag_interval)
@@ -227,6 +233,18 @@ class Telemetry:
             self._prometheus_server.shutdown()
             self._prometheus_server.server_close()
             self._prometheus_server = None
+
+
+_TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """One hook for all live Telemetries (held weakly: a hook per object would keep each alive)."""
+    for telemetry in list(_TELEMETRIES):
+        telemetry._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install(settings: Settings, *, set_global: bool = True) -> Telemetry:

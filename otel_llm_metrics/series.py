@@ -111,7 +111,9 @@ class HistogramGroup:
             if not any(counts):
                 continue
             known = self.extremes[index] and h.min <= h.max
-            exemplars = tuple(Exemplar({}, e[0], e[1], e[3], e[2]) for e in list(h.exemplars or ()) if e)
+            exemplars = tuple(Exemplar(filtered_attributes={}, value=value, time_unix_nano=at, trace_id=trace_id,
+                                       span_id=span_id)
+                              for value, at, trace_id, span_id in filter(None, list(h.exemplars or ())))
             out.append(HistogramSnapshot(self.attributes[key], counts, h.total,
                                          h.min if known else None, h.max if known else None, exemplars))
         return out

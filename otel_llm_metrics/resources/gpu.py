@@ -13,7 +13,6 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import catalogue as c
-from .process import observe
 
 logger = logging.getLogger("otel_llm_metrics")
 
@@ -59,5 +58,5 @@ def register_gpu(meter: Meter) -> bool:
 
     for spec, callback in ((c.GPU_UTILIZATION, utilization), (c.GPU_MEMORY_USAGE, memory),
                            (c.GPU_TEMPERATURE, temperature), (c.GPU_POWER, power)):
-        observe(meter, spec, callback)
+        c.observe(meter, spec, callback)
     return True

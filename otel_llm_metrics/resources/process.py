@@ -182,7 +182,7 @@ def register_process(meter: Meter) -> ProcessSampler:
                            (c.GC_COLLECTIONS, lambda _: gc_observations("collections")),
                            (c.GC_COLLECTED, lambda _: gc_observations("collected")),
                            (c.GC_UNCOLLECTABLE, lambda _: gc_observations("uncollectable"))):
-        observe(meter, spec, callback)
+        c.observe(meter, spec, callback)
     return sampler
 
 
@@ -193,12 +193,5 @@ def register_system(meter: Meter) -> SystemSampler:
                            (c.SYSTEM_MEMORY_UTILIZATION, sampler.memory_utilization),
                            (c.SYSTEM_DISK_IO, sampler.disk_io), (c.SYSTEM_NETWORK_IO, sampler.network_io),
                            (c.SYSTEM_FILESYSTEM_USAGE, sampler.filesystem_usage)):
-        observe(meter, spec, callback)
+        c.observe(meter, spec, callback)
     return sampler
-
-
-def observe(meter: Meter, spec: c.InstrumentSpec, callback) -> None:  # noqa: ANN001
-    """Create the observable instrument ``spec`` describes."""
-    factory = {c.Kind.COUNTER: meter.create_observable_counter, c.Kind.GAUGE: meter.create_observable_gauge,
-               c.Kind.UPDOWNCOUNTER: meter.create_observable_up_down_counter}[spec.kind]
-    factory(spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
