@@ -127,7 +127,6 @@ class Exchange:
     trace_id = 0
     exemplar_ids: tuple[int, int] | None = None  # (trace id, span id) of a sampled server span
     llm: LlmExchange | None = None  # set for LLM calls only
-    parser: ResponseParser | None = None  # the LLM response parser, once the response starts
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -218,10 +217,11 @@ class Exchange:
 
     def send_llm(self, message: Message) -> Awaitable[None]:
         """``send`` for LLM calls: the parser sees each body chunk first (other streams skip this)."""
-        if self.parser is not None and message.get("type") == "http.response.body":
+        parser = self.llm.parser  # type: ignore[union-attr]
+        if parser is not None and message.get("type") == "http.response.body":
             body = message.get("body")
             if body:
-                self._feed(body)
+                self._feed(parser, body)
         return self.send(message)
 
     # -- milestones ---------------------------------------------------------------------------
@@ -239,14 +239,12 @@ class Exchange:
         except Exception:
             self.mw._log_failure()
 
-    def _feed(self, body: bytes) -> None:
+    def _feed(self, parser: ResponseParser, body: bytes) -> None:
         """Hand a body chunk to the LLM parser; a parser bug stops parsing, never the response."""
         try:
-            self.parser.feed(body)  # type: ignore[union-attr]
+            parser.feed(body)
         except Exception:
-            self.parser = None
-            if self.llm is not None:
-                self.llm.parser = None
+            self.llm.parser = None  # type: ignore[union-attr]
             self.mw._log_failure()
 
     def _route_matched(self) -> None:
@@ -278,7 +276,7 @@ class Exchange:
         elif not has_id:
             message["headers"] = [*headers, (REQUEST_ID_HEADER, self.request_id)]
         if self.llm is not None:
-            self.parser = self.llm.response_started(headers)
+            self.llm.response_started(headers)
 
     def finish(self) -> None:
         """Record everything once; called exactly once, whatever happened.

@@ -1,7 +1,7 @@
 """The LLM side of one request: the requested model, the response parser, and the GenAI record.
 
 Created by the HTTP recorder only for requests that ``endpoints.endpoint_for`` recognises, so
-other routes pay one ``endswith`` scan at start and one attribute check per chunk.
+other routes pay a few ``endswith`` checks at start and nothing per chunk.
 """
 
 from __future__ import annotations
@@ -14,27 +14,24 @@ from .stats import GenAiStats
 
 
 class LlmExchange:
-    __slots__ = ("endpoint", "stats", "provider", "request", "parser", "skip")
+    __slots__ = ("endpoint", "stats", "provider", "request", "parser")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None) -> None:
         self.endpoint = endpoint
         self.stats = stats
         self.provider = provider or ("ollama" if endpoint.dialect == OLLAMA else "openai")
         self.request = RequestModel()
-        self.parser: ResponseParser | None = None
-        self.skip = False
+        self.parser: ResponseParser | None = None  # set when the response starts, dropped if it fails
 
-    def response_started(self, headers: Iterable[tuple[bytes, bytes]]) -> ResponseParser | None:
+    def response_started(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Start parsing unless the body is compressed (then only timings are recorded)."""
         content_type = b""
         for name, value in headers:
             if name == b"content-type":
                 content_type = value.lower()
             elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
-                self.skip = True
-        if not self.skip:
-            self.parser = ResponseParser(self.endpoint, content_type)
-        return self.parser
+                return
+        self.parser = ResponseParser(self.endpoint, content_type)
 
     def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
         """GenAI attributes on the server span: models, finish reason, token counts (never text)."""

@@ -123,19 +123,13 @@ class ResponseParser:
             body = body[:cut]
             if not body:
                 return
-        events = body.count(self._key) - body.count(self._empty)
-        if events > 0:
+        events = body.count(self._key) - body.count(self._empty) or self._uncommon_content(body)
+        if events:
             if not self.content_events:
                 self.first_token_at = perf_counter()
             self.content_events += events
             if body.count(b"\n") <= self._one_event_newlines:
                 return  # one content event: it carries no usage, finish reason or error
-        else:
-            events = self._uncommon_content(body)
-            if events:
-                if not self.content_events:
-                    self.first_token_at = perf_counter()
-                self.content_events += events
         if _RARE.search(body):
             self._rare_fields(body)
         if self.response_model is None and b'"model"' in body:

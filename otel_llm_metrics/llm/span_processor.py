@@ -88,13 +88,11 @@ class SpanMetricsProcessor(SpanProcessor):
         status = attributes.get("http.response.status_code") or attributes.get("http.status_code") or 0
         status = status if isinstance(status, int) else 0
         error_type = attributes.get("error.type")
-        if error_type is None and status >= 500:
-            error_type = str(status)
+        error_type = str(error_type)[:128] if error_type is not None else (str(status) if status >= 500 else None)
         scheme = attributes.get("url.scheme") or attributes.get("http.scheme") or "http"
         route = _str(attributes.get("http.route"))
-        series = http.requests.get((method, scheme, route, status, error_type))
-        h = series[0]
-        h.record((span.end_time - span.start_time) / 1e9)
+        duration = (span.end_time - span.start_time) / 1e9
+        http.requests.get((method, scheme, route, status, error_type))[0].record(duration)
 
     def shutdown(self) -> None:
         return None

@@ -158,3 +158,22 @@ def test_parsing_can_be_turned_off(make_telemetry):
     post(telemetry.instrument(demo.app), "/v1/embeddings", {"model": "e", "input": "a"})
     view = telemetry.collect()
     assert not view.points(DURATION) and view.total_count("http.server.request.duration") == 1
+
+
+def test_a_parser_failure_stops_parsing_never_the_response(demo_app, monkeypatch, caplog):
+    from otel_llm_metrics.llm.parse import ResponseParser
+
+    telemetry, app = demo_app
+
+    def broken(self, body):
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(ResponseParser, "feed", broken)
+    result = post(app, "/v1/chat/completions", chat(True))
+    assert result.status == 200 and result.raised is None
+    assert result.body.endswith(b"data: [DONE]\n\n"), "the whole stream reached the client"
+    view = telemetry.collect()
+    assert view.total_count("http.server.request.duration") == 1
+    assert view.one("http.server.streams").attributes["http.stream.outcome"] == "completed"
+    assert not view.points(TOKENS), "no numbers from a parser that failed"
+    assert len([r for r in caplog.records if "could not record" in r.getMessage()]) == 1
