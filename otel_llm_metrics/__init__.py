@@ -10,12 +10,12 @@ from . import catalogue
 from .config import ConfigError, Settings, load_settings
 from .http.middleware import MetricsMiddleware
 from .limiter import ConcurrencyLimiter
-from .llm.span_processor import SpanMetricsProcessor
 from .registry import Registry
 from .resources.caches import cache_metrics, cached, instrument_redis
 from .resources.gauges import observe_gauge
 from .resources.pools import observe_pool
 from .runtime import Telemetry, __version__, current_telemetry, setup
+from .span_metrics import SpanMetricsProcessor
 
 __all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "SpanMetricsProcessor",
            "Telemetry", "__version__", "cache_metrics", "cached", "catalogue", "current_telemetry", "instrument_redis",

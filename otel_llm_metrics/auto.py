@@ -23,7 +23,7 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 from .config import ConfigError, load_settings
 from .runtime import current_telemetry, install
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 _WRAPPED = "_otel_llm_metrics_wrapped"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from opentelemetry.sdk.metrics._internal.instrument import _Histogram
 from opentelemetry.sdk.metrics.export import (
@@ -28,9 +28,10 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from .series import HistogramGroup
+from .catalogue import InstrumentSpec
+from .series import HistogramGroup, HistogramSnapshot
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 
 
 class _ReaderState:
@@ -38,7 +39,7 @@ class _ReaderState:
 
     def __init__(self, temporality: AggregationTemporality) -> None:
         self.temporality = temporality
-        self.previous: dict[tuple[int, int, frozenset], tuple[tuple[int, ...], float]] = {}
+        self.previous: dict[tuple[str, frozenset], tuple[tuple[int, ...], float]] = {}
         self.last_time_ns = time.time_ns()
 
 
@@ -96,28 +97,55 @@ class MetricsBridge:
     def _histograms(self, state: _ReaderState, now: int) -> list[Metric]:
         delta = state.temporality == AggregationTemporality.DELTA
         metrics = []
-        for group in self._groups():
-            for index, spec in enumerate(group.specs):
-                points = []
-                for snap in group.snapshot(index):
-                    counts, total, low, high = snap.counts, snap.total, snap.min, snap.max
-                    start = group.start_time_ns
-                    if delta:
-                        key = (id(group), index, frozenset(snap.attributes.items()))
-                        before = state.previous.get(key)
-                        state.previous[key] = (counts, total)
-                        start = max(state.last_time_ns, group.start_time_ns)
-                        if before is not None and all(a >= b for a, b in zip(counts, before[0], strict=True)):
-                            counts = tuple(a - b for a, b in zip(counts, before[0], strict=True))
-                            total -= before[1]
-                            low = high = None  # unknown for the interval alone
-                            if not any(counts):
-                                continue
-                    points.append(HistogramDataPoint(
-                        attributes=snap.attributes, start_time_unix_nano=start, time_unix_nano=now,
-                        count=sum(counts), sum=total, bucket_counts=counts, explicit_bounds=spec.buckets,
-                        min=low, max=high, exemplars=snap.exemplars))
-                if points:
-                    metrics.append(Metric(spec.name, spec.description, spec.unit,
-                                          Histogram(points, state.temporality)))
+        for spec, start_time, snapshots in _merged_by_instrument(self._groups()):
+            points = []
+            for snap in snapshots:
+                counts, total, low, high = snap.counts, snap.total, snap.min, snap.max
+                start = start_time
+                if delta:
+                    key = (spec.name, frozenset(snap.attributes.items()))
+                    before = state.previous.get(key)
+                    state.previous[key] = (counts, total)
+                    start = max(state.last_time_ns, start_time)
+                    if before is not None and all(a >= b for a, b in zip(counts, before[0], strict=True)):
+                        counts = tuple(a - b for a, b in zip(counts, before[0], strict=True))
+                        total -= before[1]
+                        low = high = None  # unknown for the interval alone
+                        if not any(counts):
+                            continue
+                points.append(HistogramDataPoint(
+                    attributes=snap.attributes, start_time_unix_nano=start, time_unix_nano=now,
+                    count=sum(counts), sum=total, bucket_counts=counts, explicit_bounds=spec.buckets,
+                    min=low, max=high, exemplars=snap.exemplars))
+            if points:
+                metrics.append(Metric(spec.name, spec.description, spec.unit, Histogram(points, state.temporality)))
         return metrics
+
+
+def _merged_by_instrument(groups: Iterable[HistogramGroup]
+                          ) -> Iterator[tuple[InstrumentSpec, int, list[HistogramSnapshot]]]:
+    """One list of snapshots per instrument: series of several groups with the same attributes are
+    summed (the middleware and the span processor both write ``http.server.request.duration``)."""
+    by_name: dict[str, tuple[InstrumentSpec, int, dict[frozenset, HistogramSnapshot]]] = {}
+    for group in groups:
+        for field, spec in group.instruments.items():
+            snapshots = group.snapshot(field)
+            entry = by_name.get(spec.name)
+            if entry is None:
+                entry = by_name[spec.name] = (spec, group.start_time_ns, {})
+            elif group.start_time_ns < entry[1]:
+                entry = by_name[spec.name] = (spec, group.start_time_ns, entry[2])
+            merged = entry[2]
+            for snap in snapshots:
+                key = frozenset(snap.attributes.items())
+                merged[key] = _add(merged[key], snap) if key in merged else snap
+    for spec, start_time, merged in by_name.values():
+        yield spec, start_time, list(merged.values())
+
+
+def _add(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
+    known = a.min is not None and b.min is not None
+    return HistogramSnapshot(a.attributes, tuple(x + y for x, y in zip(a.counts, b.counts, strict=True)),
+                             a.total + b.total, min(a.min, b.min) if known else None,  # type: ignore[type-var]
+                             max(a.max, b.max) if known else None,  # type: ignore[type-var]
+                             a.exemplars + b.exemplars)

@@ -34,6 +34,12 @@ GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
 GEN_AI_ESTIMATED = "gen_ai.usage.estimated"  # invented: true when counted from content deltas
 
+# Attribute values shared by every writer.
+OTHER = "_OTHER"  # the conventions' stand-in for a value outside a bounded set
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
+COMPLETED, CLIENT_CANCELLED, TIMEOUT, ERROR = "completed", "client_cancelled", "timeout", "error"
+STREAM_OUTCOMES = (COMPLETED, CLIENT_CANCELLED, TIMEOUT, ERROR)  # values of http.stream.outcome
+
 # Bucket boundaries. Explicit everywhere: the SDK default is millisecond-sized.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
                     15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0)
@@ -67,9 +73,14 @@ class InstrumentSpec:
 
     @property
     def prometheus_name(self) -> str:
-        """The name the OTel Prometheus exporter gives this instrument."""
+        """The name the OTel Prometheus exporter gives this instrument (a histogram's family name)."""
         base = self.name.replace(".", "_") + _UNIT_SUFFIX.get(self.unit, "")
         return base + "_total" if self.kind is Kind.COUNTER else base
+
+
+def prometheus_label(attribute: str) -> str:
+    """The label name the OTel Prometheus exporter gives an attribute key."""
+    return attribute.replace(".", "_")
 
 
 HTTP_ATTRS = (METHOD, SCHEME, ROUTE, STATUS, ERROR_TYPE)

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import catalogue as c
+
+# Prometheus label names of the attributes read here, as the OTel exporter writes them.
+_L = {attribute: c.prometheus_label(attribute) for attribute in (
+    c.METHOD, c.ROUTE, c.STATUS, c.ERROR_TYPE, c.STREAM_OUTCOME, c.GEN_AI_OPERATION, c.GEN_AI_REQUEST_MODEL,
+    c.GEN_AI_TOKEN_TYPE, c.GEN_AI_ESTIMATED, c.POOL_NAME, c.POOL_STATE, c.CACHE_NAME, c.LIMITER_NAME)}
 DEFAULT_URL = "http://127.0.0.1:9464/metrics"
 
 
@@ -83,43 +89,43 @@ def summary(text: str) -> str:
     lines = ["Requests by route (count, p50, p95, errors):"]
     by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
     errors: dict[tuple, float] = defaultdict(float)
-    for key, data in histograms.get("http_server_request_duration_seconds", {}).items():
-        route_key = (_label(key, "http_request_method"), _label(key, "http_route", "(unmatched)"))
+    for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
+        route_key = (_label(key, _L[c.METHOD]), _label(key, _L[c.ROUTE], "(unmatched)"))
         merged = by_route[route_key]
         merged.count += data.count
         merged.total += data.total
         for bound, count in data.buckets.items():
             merged.buckets[bound] = merged.buckets.get(bound, 0.0) + count
-        if _label(key, "error_type", "") or _label(key, "http_response_status_code", "0").startswith("5"):
+        if _label(key, _L[c.ERROR_TYPE], "") or _label(key, _L[c.STATUS], "0").startswith("5"):
             errors[route_key] += data.count
     for (method, route), data in sorted(by_route.items()):
         lines.append(f"  {method:6} {route:28} {data.count:8.0f}  p50 {_ms(data.quantile(0.5)):>8}  "
                      f"p95 {_ms(data.quantile(0.95)):>8}  errors {errors[(method, route)]:.0f}")
-    active = sum(samples.get("http_server_active_requests", {}).values())
-    peak = max(samples.get("http_server_active_requests_peak", {}).values(), default=0.0)
+    active = sum(samples.get(c.ACTIVE_REQUESTS.prometheus_name, {}).values())
+    peak = max(samples.get(c.ACTIVE_REQUESTS_PEAK.prometheus_name, {}).values(), default=0.0)
     lines.append(f"In flight now: {active:.0f}   peak since start: {peak:.0f}")
-    for key, value in sorted(samples.get("http_server_route_active_requests_peak", {}).items()):
-        lines.append(f"  peak {_label(key, 'http_request_method'):6} {_label(key, 'http_route'):28} {value:.0f}")
+    for key, value in sorted(samples.get(c.ROUTE_ACTIVE_REQUESTS_PEAK.prometheus_name, {}).items()):
+        lines.append(f"  peak {_label(key, _L[c.METHOD]):6} {_label(key, _L[c.ROUTE]):28} {value:.0f}")
     outcomes: dict[str, float] = defaultdict(float)
-    for key, value in samples.get("http_server_streams_total", {}).items():
-        outcomes[_label(key, "http_stream_outcome")] += value
+    for key, value in samples.get(c.STREAMS.prometheus_name, {}).items():
+        outcomes[_label(key, _L[c.STREAM_OUTCOME])] += value
     if outcomes:
         lines.append("Streams: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items())))
         ttfb = HistogramData()
-        for data in histograms.get("http_server_stream_time_to_first_byte_seconds", {}).values():
+        for data in histograms.get(c.STREAM_TIME_TO_FIRST_BYTE.prometheus_name, {}).values():
             ttfb.count += data.count
             for bound, count in data.buckets.items():
                 ttfb.buckets[bound] = ttfb.buckets.get(bound, 0.0) + count
-        chunks = sum(d.total for d in histograms.get("http_server_stream_chunks", {}).values())
-        sent = sum(d.total for d in histograms.get("http_server_stream_body_size_bytes", {}).values())
+        chunks = sum(d.total for d in histograms.get(c.STREAM_CHUNKS.prometheus_name, {}).values())
+        sent = sum(d.total for d in histograms.get(c.STREAM_BODY_SIZE.prometheus_name, {}).values())
         lines.append(f"  time to first byte p50 {_ms(ttfb.quantile(0.5))}, p95 {_ms(ttfb.quantile(0.95))}; "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
     lines.extend(_llm_lines(histograms))
     lines.extend(_resource_lines(samples, histograms))
-    waiting = samples.get("concurrency_limiter_waiting_requests", {})
+    waiting = samples.get(c.LIMITER_WAITING.prometheus_name, {})
     for key, value in sorted(waiting.items()):
-        wait = histograms.get("concurrency_limiter_wait_time_seconds", {}).get(key, HistogramData())
-        lines.append(f"Limiter {_label(key, 'concurrency_limiter_name')}: waiting now {value:.0f}, "
+        wait = histograms.get(c.LIMITER_WAIT_TIME.prometheus_name, {}).get(key, HistogramData())
+        lines.append(f"Limiter {_label(key, _L[c.LIMITER_NAME])}: waiting now {value:.0f}, "
                      f"wait p95 {_ms(wait.quantile(0.95))} over {wait.count:.0f} acquisitions")
     return "\n".join(lines)
 
@@ -138,21 +144,22 @@ def _merged(series: dict[tuple, HistogramData], **labels: str | None) -> Histogr
 
 def _llm_lines(histograms: dict) -> list[str]:
     """Tokens, time to first token and time per output token, per model."""
-    durations = histograms.get("gen_ai_server_request_duration_seconds", {})
+    durations = histograms.get(c.GEN_AI_SERVER_DURATION.prometheus_name, {})
     if not durations:
         return []
     lines = ["LLM requests by model (count, tokens in/out, time to first token p50/p95, per output token p50):"]
-    tokens = histograms.get("gen_ai_server_token_usage", {})
-    ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
-    tpot = histograms.get("gen_ai_server_time_per_output_token_seconds", {})
-    models = sorted({(_label(k, "gen_ai_operation_name"), _label(k, "gen_ai_request_model", "")) for k in durations})
+    tokens = histograms.get(c.GEN_AI_SERVER_TOKENS.prometheus_name, {})
+    ttft = histograms.get(c.GEN_AI_SERVER_TTFT.prometheus_name, {})
+    tpot = histograms.get(c.GEN_AI_SERVER_TPOT.prometheus_name, {})
+    models = sorted({(_label(k, _L[c.GEN_AI_OPERATION]), _label(k, _L[c.GEN_AI_REQUEST_MODEL], "")) for k in durations})
     for operation, model in models:
-        labels = {"gen_ai_operation_name": operation, "gen_ai_request_model": model or None}
+        labels = {_L[c.GEN_AI_OPERATION]: operation, _L[c.GEN_AI_REQUEST_MODEL]: model or None}
         model = model or "(no model)"
         count = _merged(durations, **labels).count
-        tokens_in = _merged(tokens, gen_ai_token_type="input", **labels).total
-        tokens_out = _merged(tokens, gen_ai_token_type="output", **labels).total
-        estimated = _merged(tokens, gen_ai_token_type="output", gen_ai_usage_estimated="true", **labels).total
+        token_type, estimated_label = _L[c.GEN_AI_TOKEN_TYPE], _L[c.GEN_AI_ESTIMATED]
+        tokens_in = _merged(tokens, **labels, **{token_type: "input"}).total
+        tokens_out = _merged(tokens, **labels, **{token_type: "output"}).total
+        estimated = _merged(tokens, **labels, **{token_type: "output", estimated_label: "true"}).total
         first, per_token = _merged(ttft, **labels), _merged(tpot, **labels)
         lines.append(f"  {operation:15} {model:20} {count:5.0f}  in {tokens_in:6.0f}  out {tokens_out:6.0f}"
                      + (f" ({estimated:.0f} estimated)" if estimated else "")
@@ -164,26 +171,26 @@ def _llm_lines(histograms: dict) -> list[str]:
 def _resource_lines(samples: dict, histograms: dict) -> list[str]:
     """Process, event loop, pools and caches, one line each where present."""
     lines = []
-    rss = sum(samples.get("process_memory_usage_bytes", {}).values())
+    rss = sum(samples.get(c.PROCESS_MEMORY_USAGE.prometheus_name, {}).values())
     if rss:
-        cpu = sum(samples.get("process_cpu_time_seconds_total", {}).values())
-        threads = sum(samples.get("process_thread_count", {}).values())
-        lag = _merged(histograms.get("asyncio_event_loop_lag_seconds", {}))
+        cpu = sum(samples.get(c.PROCESS_CPU_TIME.prometheus_name, {}).values())
+        threads = sum(samples.get(c.PROCESS_THREADS.prometheus_name, {}).values())
+        lag = _merged(histograms.get(c.LOOP_LAG.prometheus_name, {}))
         lines.append(f"Process: {cpu:.1f} CPU s, {rss / 2**20:.0f} MiB resident, {threads:.0f} threads; "
                      f"event-loop lag p99 {_ms(lag.quantile(0.99))}")
-    counts = samples.get("db_client_connection_count", {})
-    for pool in sorted({_label(k, "db_client_connection_pool_name") for k in counts}):
-        state = {_label(k, "db_client_connection_state"): v for k, v in counts.items()
-                 if _label(k, "db_client_connection_pool_name") == pool}
-        maximum = max((v for k, v in samples.get("db_client_connection_max", {}).items()
-                       if _label(k, "db_client_connection_pool_name") == pool), default=0)
+    counts = samples.get(c.POOL_COUNT.prometheus_name, {})
+    for pool in sorted({_label(k, _L[c.POOL_NAME]) for k in counts}):
+        state = {_label(k, _L[c.POOL_STATE]): v for k, v in counts.items()
+                 if _label(k, _L[c.POOL_NAME]) == pool}
+        maximum = max((v for k, v in samples.get(c.POOL_MAX.prometheus_name, {}).items()
+                       if _label(k, _L[c.POOL_NAME]) == pool), default=0)
         used, idle = state.get('used', 0), state.get('idle', 0)
         lines.append(f"Pool {pool}: used {used:.0f}, idle {idle:.0f}, max {maximum:.0f}")
-    hits = samples.get("cache_hits_total", {})
+    hits = samples.get(c.CACHE_HITS.prometheus_name, {})
     for key, hit in sorted(hits.items()):
-        miss = samples.get("cache_misses_total", {}).get(key, 0.0)
+        miss = samples.get(c.CACHE_MISSES.prometheus_name, {}).get(key, 0.0)
         ratio = f"{hit / (hit + miss):.0%}" if hit + miss else "-"
-        lines.append(f"Cache {_label(key, 'cache_name')}: {hit:.0f} hits, {miss:.0f} misses, hit ratio {ratio}")
+        lines.append(f"Cache {_label(key, _L[c.CACHE_NAME])}: {hit:.0f} hits, {miss:.0f} misses, hit ratio {ratio}")
     return lines
 
 

@@ -1,22 +1,31 @@
 """One settings object, read from the standard ``OTEL_*`` variables, ours (``OTEL_LLM_METRICS_*``)
-and keyword arguments, validated once at start-up so that a bad value fails with a message that
-names the setting, the value and what it accepts."""
+and keyword arguments, validated once at start-up.
+
+Every setting has one ``Option``: one parser that takes the variable's text and a keyword's
+Python value alike, and one example that is itself valid. A bad value fails with a message that
+names where it came from, the value, what is accepted, and a fix that works as written (a test
+applies every suggested fix and starts).
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 RESOURCE_GROUPS = ("process", "system", "gpu", "none")
 DEFAULT_EXCLUDED = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
-    """A setting has a value we cannot use; the message says which and how to fix it."""
+    """A setting has a value we cannot use; the message says which, and a fix that works."""
 
 
 @dataclass(frozen=True)
@@ -49,117 +58,163 @@ class Settings:
         return self.traces_exporter != "none"
 
 
-# (setting, variable, parser) for every value that may come from the environment.
-def _str(var: str, value: str) -> str:
+class Invalid(ValueError):
+    """Raised by a parser with what it accepts; ``Option.parse`` turns it into a ConfigError."""
+
+
+# -- parsers: each takes a variable's text or a keyword's value -----------------------------------
+def text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Invalid("expected a non-empty string")
     return value.strip()
 
 
-def _int_in(low: int, high: int):
-    def parse(var: str, value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or not low <= number <= high:
-            raise ConfigError(f"{var}={value!r} is not valid: expected a whole number from {low} to {high}. "
-                              f"Fix: set {var} to such a number or unset it for the default.")
+def whole_number(low: int, high: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        number: object = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            raise Invalid(f"expected a whole number from {low} to {high}")
         return number
     return parse
 
 
-def _seconds(var: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number >= 0 or number != number or number == float("inf"):
-        raise ConfigError(f"{var}={value!r} is not valid: expected seconds as a number >= 0 (0 turns it off). "
-                          f"Fix: e.g. {var}=5")
-    return number
+def seconds(value: object) -> float:
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
+        raise Invalid("expected seconds as a number >= 0 (0 turns it off)")
+    return float(number)
 
 
-def _bool(var: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{var}={value!r} is not valid: expected true or false.")
+def flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise Invalid("expected true or false")
 
 
-def _choice_list(allowed: tuple[str, ...]):
-    def parse(var: str, value: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
-        bad = [v for v in items if v not in allowed]
+def _items(value: object) -> list[str]:
+    """A comma-separated string or a list/tuple of strings, as a list of stripped items."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise Invalid("expected a comma-separated string or a list of strings")
+
+
+def choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if isinstance(value, str) and value.strip().lower() in allowed:
+            return value.strip().lower()
+        raise Invalid(f"expected one of {', '.join(allowed)}")
+    return parse
+
+
+def choices(allowed: tuple[str, ...]) -> Callable[[object], tuple[str, ...]]:
+    """A list of choices; "none" alone stands for the empty choice."""
+    def parse(value: object) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(item.lower() for item in _items(value)))
+        bad = [item for item in items if item not in allowed]
         if bad or not items:
-            raise ConfigError(f"{var}={value!r} is not valid: {', '.join(bad) or 'empty'} is not one of "
-                              f"{', '.join(allowed)} (a comma-separated list). Fix: e.g. {var}=prometheus,otlp")
-        if "none" in items:
-            return ("none",)
-        return items
+            raise Invalid(f"{', '.join(bad) or 'empty'} is not one of {', '.join(allowed)} "
+                          "(a comma-separated list)")
+        return ("none",) if "none" in items else items
     return parse
 
 
-def _choice(allowed: tuple[str, ...]):
-    def parse(var: str, value: str) -> str:
-        lowered = value.strip().lower()
-        if lowered not in allowed:
-            raise ConfigError(f"{var}={value!r} is not valid: expected one of {', '.join(allowed)}.")
-        return lowered
-    return parse
-
-
-def _paths(var: str, value: str) -> tuple[str, ...]:
-    items = tuple(p.strip() for p in value.split(",") if p.strip())
-    bad = [p for p in items if not p.startswith("/")]
+def paths(value: object) -> tuple[str, ...]:
+    items = tuple(_items(value))
+    bad = [item for item in items if not item.startswith("/")]
     if bad:
-        raise ConfigError(f"{var}={value!r} is not valid: {bad[0]!r} does not start with '/'. Expected a "
-                          f"comma-separated list of paths; end one with '*' to exclude a prefix (/internal/*).")
+        raise Invalid(f"{bad[0]!r} does not start with '/'; expected a comma-separated list of paths, "
+                      "'/x/*' for a prefix")
     return items
 
 
-def _endpoint(var: str, value: str) -> str:
-    value = value.strip()
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{var}={value!r} is not valid: expected a URL such as http://127.0.0.1:4317 "
-                          f"(http:// for plaintext, https:// for TLS).")
-    return value
+def url(value: object) -> str:
+    if isinstance(value, str) and value.strip().startswith(("http://", "https://")) and len(value.strip()) > 8:
+        return value.strip()
+    raise Invalid("expected a URL such as http://127.0.0.1:4317 (http:// for plaintext, https:// for TLS)")
 
 
-ENV_VARS: tuple[tuple[str, str, object, str], ...] = (
-    ("service_name", "OTEL_SERVICE_NAME", _str, "service.name of the resource"),
-    ("service_version", "OTEL_SERVICE_VERSION", _str, "service.version of the resource"),
-    ("metrics_exporters", "OTEL_METRICS_EXPORTER", _choice_list(METRICS_EXPORTERS),
-     "prometheus (default without an OTLP endpoint), otlp (default with one), console, none; a list"),
-    ("traces_exporter", "OTEL_TRACES_EXPORTER", _choice(TRACES_EXPORTERS), "none (default), otlp, console"),
-    ("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _endpoint, "collector address; turns OTLP on"),
-    ("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _choice(OTLP_PROTOCOLS), "grpc (default) or http/protobuf"),
-    ("prometheus_host", "OTEL_EXPORTER_PROMETHEUS_HOST", _str, "embedded endpoint address (127.0.0.1)"),
-    ("prometheus_port", "OTEL_EXPORTER_PROMETHEUS_PORT", _int_in(1, 65535), "embedded endpoint port (9464)"),
-    ("export_interval_ms", "OTEL_METRIC_EXPORT_INTERVAL", _int_in(100, 86_400_000), "OTLP push interval, ms"),
-    ("export_timeout_ms", "OTEL_METRIC_EXPORT_TIMEOUT", _int_in(100, 600_000), "OTLP push timeout, ms"),
-    ("disabled", "OTEL_SDK_DISABLED", _bool, "true turns all of it off"),
-    ("slow_request_seconds", "OTEL_LLM_METRICS_SLOW_REQUEST_SECONDS", _seconds,
-     "log a WARNING above this duration (time to first byte for streams); 0 = off"),
-    ("excluded_routes", "OTEL_LLM_METRICS_EXCLUDED_ROUTES", _paths, "paths not measured; '/x/*' for a prefix"),
-    ("max_series", "OTEL_LLM_METRICS_MAX_SERIES", _int_in(1, 1_000_000),
-     "attribute sets per instrument before overflow"),
-    ("server_timing", "OTEL_LLM_METRICS_SERVER_TIMING", _bool, "add Server-Timing to non-streamed responses"),
-    ("llm_parsing", "OTEL_LLM_METRICS_LLM_PARSING", _bool,
-     "parse LLM requests and responses for GenAI metrics (true); false keeps only HTTP metrics"),
-    ("llm_provider", "OTEL_LLM_METRICS_PROVIDER_NAME", _str,
-     "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
-    ("max_model_names", "OTEL_LLM_METRICS_MAX_MODEL_NAMES", _int_in(1, 100_000),
-     "distinct model names kept per attribute; later ones become _OTHER"),
-    ("resources", "OTEL_LLM_METRICS_RESOURCES", _choice_list(RESOURCE_GROUPS),
-     "resource metric groups: process, system, gpu (all by default; gpu only where NVML answers); none"),
-    ("loop_lag_interval", "OTEL_LLM_METRICS_LOOP_LAG_INTERVAL", _seconds,
-     "event-loop lag sampling interval, seconds (0.5); 0 turns it off"),
-    ("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", _int_in(1, 1024),
-     "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
-    ("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", _seconds, "bound on the final flush, seconds"),
+@dataclass(frozen=True)
+class Option:
+    attr: str  # the Settings field and the setup() keyword
+    var: str  # the environment variable
+    parse: Callable[[object], Any]
+    example: str  # a valid value, as a variable's text: the fix every error suggests
+    meaning: str
+
+    def read(self, value: object, *, from_env: bool) -> Any:
+        """The parsed value, or a ConfigError naming the source, the value, what is accepted and a fix."""
+        try:
+            return self.parse(value)
+        except Invalid as exc:
+            raise ConfigError(f"{self.source(from_env)}={value!r} is not valid: {exc}. "
+                              f"Fix: {self.fix(from_env)}") from None
+
+    def source(self, from_env: bool) -> str:
+        return self.var if from_env else self.attr
+
+    def fix(self, from_env: bool) -> str:
+        return f"{self.var}={self.example}" if from_env else f"{self.attr}={self.example!r}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("service_name", "OTEL_SERVICE_NAME", text, "my-llm-api",
+           "service.name of the resource (default: the served app's module, e.g. main for main:app)"),
+    Option("service_version", "OTEL_SERVICE_VERSION", text, "1.0.0", "service.version of the resource"),
+    Option("metrics_exporters", "OTEL_METRICS_EXPORTER", choices(METRICS_EXPORTERS), "prometheus",
+           "prometheus (default without an OTLP endpoint), otlp (default with one), console, none; a list"),
+    Option("traces_exporter", "OTEL_TRACES_EXPORTER", choice(TRACES_EXPORTERS), "otlp",
+           "none (default), otlp, console"),
+    Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", url, "http://127.0.0.1:4317",
+           "collector address; turns OTLP on"),
+    Option("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", choice(OTLP_PROTOCOLS), "grpc",
+           "grpc (default) or http/protobuf"),
+    Option("prometheus_host", "OTEL_EXPORTER_PROMETHEUS_HOST", text, "127.0.0.1",
+           "embedded endpoint address (127.0.0.1); must be an address of this machine"),
+    Option("prometheus_port", "OTEL_EXPORTER_PROMETHEUS_PORT", whole_number(1, 65535), "9464",
+           "embedded endpoint port (9464)"),
+    Option("export_interval_ms", "OTEL_METRIC_EXPORT_INTERVAL", whole_number(100, 86_400_000), "60000",
+           "OTLP push interval, ms (60000)"),
+    Option("export_timeout_ms", "OTEL_METRIC_EXPORT_TIMEOUT", whole_number(100, 600_000), "10000",
+           "OTLP push timeout, ms (10000)"),
+    Option("disabled", "OTEL_SDK_DISABLED", flag, "false", "true turns all of it off"),
+    Option("slow_request_seconds", "OTEL_LLM_METRICS_SLOW_REQUEST_SECONDS", seconds, "10",
+           "log a WARNING above this duration (time to first byte for streams); 0 = off"),
+    Option("excluded_routes", "OTEL_LLM_METRICS_EXCLUDED_ROUTES", paths, "/health,/internal/*",
+           "paths not measured; '/x/*' for a prefix"),
+    Option("max_series", "OTEL_LLM_METRICS_MAX_SERIES", whole_number(1, 1_000_000), "2000",
+           "attribute sets per instrument before overflow"),
+    Option("server_timing", "OTEL_LLM_METRICS_SERVER_TIMING", flag, "true",
+           "add Server-Timing to non-streamed responses"),
+    Option("llm_parsing", "OTEL_LLM_METRICS_LLM_PARSING", flag, "true",
+           "parse LLM requests and responses for GenAI metrics (true); false keeps only HTTP metrics"),
+    Option("llm_provider", "OTEL_LLM_METRICS_PROVIDER_NAME", text, "openai",
+           "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
+    Option("max_model_names", "OTEL_LLM_METRICS_MAX_MODEL_NAMES", whole_number(1, 100_000), "100",
+           "distinct model names kept per attribute; later ones become _OTHER"),
+    Option("resources", "OTEL_LLM_METRICS_RESOURCES", choices(RESOURCE_GROUPS), "process,system",
+           "resource metric groups: process, system, gpu (all by default; gpu only where NVML answers); none"),
+    Option("loop_lag_interval", "OTEL_LLM_METRICS_LOOP_LAG_INTERVAL", seconds, "0.5",
+           "event-loop lag sampling interval, seconds (0.5); 0 turns it off"),
+    Option("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", whole_number(1, 1024), "16",
+           "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
+    Option("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", seconds, "5",
+           "bound on the final flush, seconds"),
 )
-
+OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
@@ -167,47 +222,54 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     """Settings from the environment, then keyword overrides (which win); raises ConfigError."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    for attr, var, parse, _ in ENV_VARS:
-        raw = env.get(var)
+    from_env: set[str] = set()
+    for option in OPTIONS:
+        raw = env.get(option.var)
         if raw is not None and raw.strip() != "":
-            values[attr] = parse(var, raw)  # type: ignore[operator]
+            values[option.attr] = option.read(raw, from_env=True)
+            from_env.add(option.attr)
     if "metrics_exporters" not in values and any(env.get(v) for v in _OTLP_ENDPOINT_VARS):
         values["metrics_exporters"] = ("otlp",)
-    known = {f.name for f in fields(Settings)}
     for key, value in overrides.items():
-        if key not in known:
-            raise ConfigError(f"unknown setting {key!r}: expected one of {', '.join(sorted(known))}.")
+        option = OPTIONS_BY_ATTR.get(key)
+        if option is None:
+            known = ", ".join(sorted(OPTIONS_BY_ATTR))
+            raise ConfigError(f"unknown setting {key!r}: expected one of {known}. Fix: remove {key}=...")
         if value is not None:
-            values[key] = value
-    if "otlp_endpoint" in overrides and overrides["otlp_endpoint"] and "metrics_exporters" not in overrides:
+            values[key] = option.read(value, from_env=False)
+            from_env.discard(key)
+    if overrides.get("otlp_endpoint") and "metrics_exporters" not in overrides:
         values["metrics_exporters"] = tuple(dict.fromkeys((*values.get("metrics_exporters", ()), "otlp")))
     settings = replace(Settings(), **values)
-    return _validate(settings)
-
-
-def _validate(settings: Settings) -> Settings:
-    """Checks on values that came from keyword arguments, with the same kind of message."""
-    if isinstance(settings.metrics_exporters, str):
-        settings = replace(settings, metrics_exporters=_choice_list(METRICS_EXPORTERS)(
-            "metrics_exporters", settings.metrics_exporters))
-    for exporter in settings.metrics_exporters:
-        if exporter not in METRICS_EXPORTERS:
-            raise ConfigError(f"metrics_exporters={settings.metrics_exporters!r}: {exporter!r} is not one of "
-                              f"{', '.join(METRICS_EXPORTERS)}.")
-    _choice(TRACES_EXPORTERS)("traces_exporter", settings.traces_exporter)
-    _choice(OTLP_PROTOCOLS)("otlp_protocol", settings.otlp_protocol)
-    if settings.otlp_endpoint is not None:
-        _endpoint("otlp_endpoint", settings.otlp_endpoint)
-    _int_in(1, 65535)("prometheus_port", str(settings.prometheus_port))
-    _int_in(1, 1_000_000)("max_series", str(settings.max_series))
-    _seconds("slow_request_seconds", str(settings.slow_request_seconds))
-    _paths("excluded_routes", ",".join(settings.excluded_routes))
+    _check_prometheus_host(settings, from_env="prometheus_host" in from_env)
     return settings
 
 
+def _check_prometheus_host(settings: Settings, *, from_env: bool) -> None:
+    """The embedded endpoint binds lazily, at the first request: an address it can never bind fails now."""
+    if "prometheus" not in settings.metrics_exporters:
+        return
+    option = OPTIONS_BY_ATTR["prometheus_host"]
+    try:
+        infos = socket.getaddrinfo(settings.prometheus_host, 0, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"{option.source(from_env)}={settings.prometheus_host!r} is not valid: the embedded "
+                          f"Prometheus endpoint cannot listen there ({exc}); expected an address of this machine. "
+                          f"Fix: {option.fix(from_env)}") from None
+
+
 def settings_table() -> str:
-    """The README's configuration table, from the same list the parser uses."""
-    rows = ["| variable | setting (`setup()` keyword) | meaning |", "|---|---|---|"]
-    for attr, var, _, meaning in ENV_VARS:
-        rows.append(f"| `{var}` | `{attr}` | {meaning} |")
+    """The configuration table of the docs, from the same list the parser uses."""
+    defaults = {f.name: f.default for f in fields(Settings)}
+    rows = ["| variable | `setup()` keyword | default | meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        default = defaults[option.attr]
+        if isinstance(default, tuple):
+            shown = ",".join(default)
+        else:
+            shown = "-" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(f"| `{option.var}` | `{option.attr}` | `{shown}` | {option.meaning} |")
     return "\n".join(rows)

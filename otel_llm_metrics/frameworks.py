@@ -15,7 +15,7 @@ from opentelemetry.sdk.metrics.view import DropAggregation, View
 
 from . import catalogue as c
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 
 OTHER_HTTP_SERVER_SCOPES = ("fastapi", "opentelemetry.instrumentation.asgi", "opentelemetry.instrumentation.fastapi",
                             "opentelemetry.instrumentation.starlette")

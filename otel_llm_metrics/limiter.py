@@ -12,58 +12,26 @@ microsecond more than the bare ``asyncio.Semaphore``.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import Iterator
 from time import perf_counter
 
-from opentelemetry.metrics import CallbackOptions, Observation
-
-from . import catalogue as c
-from .series import HistogramGroup
-
-
-class LimiterStats:
-    """All limiters of one registry: weakly held, observed at collection."""
-
-    def __init__(self, max_series: int = 2000) -> None:
-        self.wait = HistogramGroup((c.LIMITER_WAIT_TIME,), max_series)
-        self.limiters: weakref.WeakSet[ConcurrencyLimiter] = weakref.WeakSet()
-
-    def reset(self) -> None:
-        self.wait.reset()
-
-    def _observe(self, attr: str) -> Iterator[Observation]:
-        totals: dict[str, int] = {}
-        for limiter in list(self.limiters):
-            totals[limiter.name] = totals.get(limiter.name, 0) + getattr(limiter, attr)
-        for name, value in totals.items():
-            yield Observation(value, {c.LIMITER_NAME: name})
-
-    def observe_waiting(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._observe("waiting")
-
-    def observe_active(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._observe("active")
-
-    def observe_limit(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._observe("limit")
+from .limiter_stats import limiter_key
+from .registry import DEFAULT_REGISTRY, Registry
 
 
 class ConcurrencyLimiter:
     """``async with limiter:`` admits at most ``limit`` callers at once and measures the queue."""
 
-    def __init__(self, limit: int, name: str = "default", *, registry: object | None = None) -> None:
-        if not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"ConcurrencyLimiter limit={limit!r} is not valid: expected a whole number >= 1")
-        from .registry import DEFAULT_REGISTRY, Registry
-
-        stats = (registry if isinstance(registry, Registry) else DEFAULT_REGISTRY).limiters
+    def __init__(self, limit: int, name: str = "default", *, registry: Registry | None = None) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"ConcurrencyLimiter limit={limit!r} is not valid: expected a whole number >= 1. "
+                             "Fix: e.g. ConcurrencyLimiter(8, name=...)")
+        stats = (registry or DEFAULT_REGISTRY).limiters
         self.name = name
         self.limit = limit
         self.waiting = 0
         self.active = 0
         self._semaphore = asyncio.Semaphore(limit)
-        self._wait = stats.wait.get((name,))[0]
+        self._wait = stats.wait.get(limiter_key(name)).wait
         stats.limiters.add(self)
 
     async def __aenter__(self) -> ConcurrencyLimiter:

@@ -6,7 +6,10 @@ Construction only; the lifecycle (lazy Prometheus endpoint, fork, shutdown) is i
 from __future__ import annotations
 
 import os
+import re
+import sys
 import uuid
+from pathlib import Path
 
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -18,18 +21,46 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from .config import Settings
+from .registry import Registry
+from .span_metrics import SpanMetricsProcessor
 
 INSTANCE_ID = "service.instance.id"
+SERVICE_NAME = "service.name"
+_APP_SPEC = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_][\w.]*(\(.*\))?")  # uvicorn/gunicorn/hypercorn "module:app"
+
+
+def default_service_name(argv: list[str] | None = None) -> str | None:
+    """What this process serves, for when no service name is configured.
+
+    ``uvicorn main:app`` (and gunicorn, hypercorn, granian alike) gives ``main``; ``python -m api``
+    gives ``api``; ``python serve.py`` gives ``serve``. None when nothing says (``python -c``).
+    """
+    argv = sys.argv if argv is None else argv
+    for arg in argv[1:]:
+        found = _APP_SPEC.fullmatch(arg)
+        if found:
+            return found.group(1)
+    if not argv or not argv[0] or argv[0] == "-c":
+        return None
+    script = Path(argv[0])
+    return script.parent.name if script.stem == "__main__" else script.stem
 
 
 def make_resource(settings: Settings) -> Resource:
-    """Resource from OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME plus ours; a fresh instance id."""
+    """Resource from OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME plus ours; a fresh instance id.
+
+    With no service name configured, the SDK would say ``unknown_service:python3``; the served
+    app's name says more.
+    """
     attributes: dict[str, str] = {}
     if settings.service_name:
-        attributes["service.name"] = settings.service_name
+        attributes[SERVICE_NAME] = settings.service_name
     if settings.service_version:
         attributes["service.version"] = settings.service_version
     resource = Resource.create(attributes)
+    fallback = default_service_name()
+    if str(resource.attributes.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service") and fallback:
+        resource = resource.merge(Resource({SERVICE_NAME: fallback}))
     if INSTANCE_ID not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
         resource = resource.merge(Resource({INSTANCE_ID: str(uuid.uuid4()), "process.pid": os.getpid()}))
     return resource
@@ -80,8 +111,6 @@ def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvid
     return provider
 
 
-def add_span_metrics(provider: TracerProvider, registry: object) -> None:
+def add_span_metrics(provider: TracerProvider, registry: Registry) -> None:
     """Spans become metrics as they end (gen_ai client spans, non-ASGI server spans)."""
-    from .llm.span_processor import SpanMetricsProcessor
-
-    provider.add_span_processor(SpanMetricsProcessor(registry))  # type: ignore[arg-type]
+    provider.add_span_processor(SpanMetricsProcessor(registry))

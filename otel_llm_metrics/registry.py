@@ -1,25 +1,40 @@
 """Everything one process measures, in one object that providers and exporters read from.
 
-The middleware and limiters write into a registry; ``runtime.Telemetry`` reads it through the
-bridge (histograms) and through SDK observable instruments (counters and gauges).
+Each area keeps its own numbers in its own stats module (HTTP, limiters, GenAI, pools, caches,
+event loop); the registry only loops over them through the small ``Stats`` protocol. Writers
+(the middleware, limiters, hooks) write into an area; ``runtime.Telemetry`` reads every area
+through the bridge (histograms) and through SDK observable instruments (counters and gauges).
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import catalogue as c
 from .http.stats import HttpStats
-from .limiter import LimiterStats
+from .limiter_stats import LimiterStats
 from .llm.stats import GenAiStats
-from .resources.caches import CacheStats
-from .resources.loop_lag import lag_group
-from .resources.pools import PoolStats
+from .resources.cache_stats import CacheStats
+from .resources.loop_lag import LoopLagStats
+from .resources.pool_stats import PoolStats
 from .series import HistogramGroup
+
+Callback = Callable[[CallbackOptions], Iterator[Observation]]
+
+
+class Stats(Protocol):
+    """What the registry needs of an area's numbers."""
+
+    def histogram_groups(self) -> Iterable[HistogramGroup]: ...
+
+    def observers(self) -> Mapping[c.InstrumentSpec, Callback]: ...
+
+    def reset(self) -> None: ...
 
 
 class Registry:
@@ -29,7 +44,8 @@ class Registry:
         self.gen_ai = GenAiStats(max_series)
         self.pools = PoolStats(max_series)
         self.caches = CacheStats(max_series)
-        self.loop_lag = lag_group(max_series)
+        self.loop_lag = LoopLagStats(max_series)
+        self.areas: tuple[Stats, ...] = (self.http, self.limiters, self.gen_ai, self.pools, self.caches, self.loop_lag)
         self._meter: Meter | None = None
         self._waiting_for_meter: list[Callable[[Meter], object]] = []
         _REGISTRIES.add(self)
@@ -40,17 +56,12 @@ class Registry:
         self.http.max_series = max_series
         self.gen_ai.models.max_values = max_model_names
 
-    def histogram_groups(self) -> Iterable[HistogramGroup]:
-        return (self.http.requests, self.http.streams, self.limiters.wait, *self.gen_ai.groups(), self.loop_lag,
-                self.pools.wait, self.pools.use, self.caches.durations)
+    def histogram_groups(self) -> list[HistogramGroup]:
+        return [group for area in self.areas for group in area.histogram_groups()]
 
     def reset(self) -> None:
-        self.http.reset()
-        self.limiters.reset()
-        self.gen_ai.reset()
-        self.pools.reset()
-        self.caches.reset()
-        self.loop_lag.reset()
+        for area in self.areas:
+            area.reset()
 
     def with_meter(self, register: Callable[[Meter], object]) -> None:
         """Create instruments now if a Telemetry reads this registry, else as soon as one does."""
@@ -61,23 +72,9 @@ class Registry:
 
     def register_observables(self, meter: Meter) -> None:
         """Create the SDK observable instruments; their callbacks run only at collection."""
-        pools = self.pools
-        sources = (
-            (c.ACTIVE_REQUESTS, self.http.observe_active),
-            (c.ACTIVE_REQUESTS_PEAK, self.http.observe_peak),
-            (c.ROUTE_ACTIVE_REQUESTS, self.http.observe_route_active),
-            (c.ROUTE_ACTIVE_REQUESTS_PEAK, self.http.observe_route_peak),
-            (c.STREAMS, self.http.observe_streams),
-            (c.LIMITER_WAITING, self.limiters.observe_waiting),
-            (c.LIMITER_ACTIVE, self.limiters.observe_active),
-            (c.LIMITER_LIMIT, self.limiters.observe_limit),
-            (c.POOL_COUNT, pools.observe_count), (c.POOL_MAX, pools.observe_max),
-            (c.POOL_IDLE_MAX, pools.observe_idle_max), (c.POOL_IDLE_MIN, pools.observe_idle_min),
-            (c.POOL_PENDING, pools.observe_pending), (c.POOL_TIMEOUTS, pools.observe_timeouts),
-            *self.caches.observers().items(),
-        )
-        for spec, callback in sources:
-            c.observe(meter, spec, callback)
+        for area in self.areas:
+            for spec, callback in area.observers().items():
+                c.observe(meter, spec, callback)
         self._meter = meter
         waiting, self._waiting_for_meter = self._waiting_for_meter, []
         for register in waiting:

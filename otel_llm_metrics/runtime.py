@@ -13,27 +13,31 @@ import errno
 import logging
 import os
 import re
+import sys
 import threading
 import weakref
 from dataclasses import replace
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.util.http import ExcludeList
 
 from .bridge import MetricsBridge
 from .config import ConfigError, Settings, load_settings
 from .frameworks import duplicate_dropping_views, native_fastapi, quiet_native_telemetry
+from .http.middleware import MetricsMiddleware
 from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
 from .resources.gpu import register_gpu
 from .resources.loop_lag import LoopLagMonitor
 from .resources.process import register_process, register_system
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 SCOPE_NAME = "otel_llm_metrics"
 __version__ = "0.1.0"
 
@@ -49,7 +53,6 @@ class Telemetry:
         self.settings = settings
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
-        self.http = self.registry.http
         self._resource_pid = os.getpid()
         self._resource = make_resource(settings)
         self.prometheus_port: int | None = None
@@ -62,8 +65,12 @@ class Telemetry:
         self._prometheus_reader = None
         if "prometheus" in settings.metrics_exporters:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import CollectorRegistry
 
-            self._prometheus_reader = PrometheusMetricReader()
+            # A registry of our own: prometheus_client's default one also carries its process_* and
+            # python_gc_* collectors, which would duplicate ours (process.*, cpython.gc.*).
+            self._prometheus_registry = CollectorRegistry(auto_describe=True)
+            self._prometheus_reader = PrometheusMetricReader(registry=self._prometheus_registry)
             readers.append(self._prometheus_reader)
         readers.extend(make_push_readers(settings))
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
@@ -141,39 +148,37 @@ class Telemetry:
             pass
 
     def _start_prometheus(self) -> None:
-        from prometheus_client import REGISTRY, start_http_server
+        from prometheus_client import start_http_server
 
         host, port = self.settings.prometheus_host, self.settings.prometheus_port
         last_error: OSError | None = None
         for candidate in range(port, min(port + self.settings.prometheus_port_attempts, 65536)):
             try:
-                self._prometheus_server, _ = start_http_server(candidate, host, registry=REGISTRY)
+                self._prometheus_server, _ = start_http_server(candidate, host, registry=self._prometheus_registry)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 last_error = exc
                 continue
             self.prometheus_port = candidate
-            if candidate != port:
-                logger.warning("otel_llm_metrics: port %s is taken (another worker?); pid %s serves metrics "
-                               "on http://%s:%s/metrics", port, os.getpid(), host, candidate)
-            else:
-                logger.info("otel_llm_metrics: metrics on http://%s:%s/metrics", host, candidate)
+            taken = f" (port {port} is taken: another worker?)" if candidate != port else ""
+            announce(f"otel_llm_metrics: metrics on http://{_url_host(host)}:{candidate}/metrics "
+                     f"(pid {os.getpid()}){taken}")
             return
         logger.error("otel_llm_metrics: ports %s-%s are all taken, no Prometheus endpoint in pid %s (%s). "
                      "Set OTEL_EXPORTER_PROMETHEUS_PORT or use OTLP.", port,
                      port + self.settings.prometheus_port_attempts - 1, os.getpid(), last_error)
 
+    def serving_stopped(self) -> None:
+        """The server announced its shutdown (ASGI lifespan): stop measuring the loop."""
+        self.loop_monitor.stop()
+
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
         """Wrap any ASGI app; with tracing on, an OTel server span (no per-chunk spans) goes outside."""
-        from .http.middleware import MetricsMiddleware
-
         quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
         wrapped: Any = MetricsMiddleware(app, self)
         if self.tracer_provider is not None:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
             wrapped = OpenTelemetryMiddleware(wrapped, **self._server_span_options())
         return wrapped
 
@@ -183,20 +188,14 @@ class Telemetry:
         Inside FastAPI, its native server span (when tracing) is already active around us, so we
         use it; other apps get the OTel ASGI server span outside our middleware.
         """
-        from .http.middleware import MetricsMiddleware
-
         native = native_fastapi(app) is not None
         quiet_native_telemetry(app, tracing=False)
         app.add_middleware(MetricsMiddleware, telemetry=self)
         if self.tracer_provider is not None and not native:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
             app.add_middleware(OpenTelemetryMiddleware, **self._server_span_options())
 
     def _server_span_options(self) -> dict[str, Any]:
         """One server span per request: no per-chunk spans, no metrics of its own, no health checks."""
-        from opentelemetry.util.http import ExcludeList
-
         patterns = [f"//[^/]*{re.escape(p[:-1])}" if p.endswith("*") else f"//[^/]*{re.escape(p)}(\\?|$)"
                     for p in self.settings.excluded_routes]
         return {"tracer_provider": self.tracer_provider, "meter_provider": metrics.NoOpMeterProvider(),
@@ -277,7 +276,11 @@ def setup(app: Any = None, **settings: Any) -> Telemetry:
     if _current is not None and settings:
         logger.warning("otel_llm_metrics.setup() was called again; keeping the first settings")
     if _current is None:
-        loaded = load_settings(**settings)
+        try:
+            loaded = load_settings(**settings)
+        except ConfigError as error:
+            _print_alone_if_uncaught(error)
+            raise
         if loaded.disabled:  # OTEL_SDK_DISABLED: nothing global, nothing exported, the app untouched
             logger.info("otel_llm_metrics: disabled by OTEL_SDK_DISABLED")
             return Telemetry(replace(loaded, metrics_exporters=("none",), traces_exporter="none", resources=("none",),
@@ -285,7 +288,41 @@ def setup(app: Any = None, **settings: Any) -> Telemetry:
     telemetry = _current if _current is not None else install(loaded)
     if app is not None:
         if not hasattr(app, "add_middleware"):
-            raise ConfigError("setup(app): this app has no add_middleware (not Starlette/FastAPI). "
-                              "Fix: app = otel_llm_metrics.setup().instrument(app)")
+            error = ConfigError("setup(app): this app has no add_middleware (not Starlette/FastAPI). "
+                                "Fix: app = otel_llm_metrics.setup().instrument(app)")
+            _print_alone_if_uncaught(error)
+            raise error
         telemetry.add_to(app)
     return telemetry
+
+
+def _print_alone_if_uncaught(error: ConfigError) -> None:
+    """Should ``error`` reach the top of the program, print its message and fix, not a traceback.
+
+    A program may still catch it; only an uncaught one is shown this way (sys.excepthook).
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if value is error:
+            print(f"otel_llm_metrics: configuration error: {value}", file=sys.stderr, flush=True)
+        else:
+            previous(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
+def announce(message: str) -> None:
+    """Say something the operator must see (where metrics are served), with any server's logging.
+
+    Servers configure their own loggers only (uvicorn.*, gunicorn.*), so an INFO line on ours would
+    be dropped: it goes to our logger when someone configured it, else straight to stderr.
+    """
+    if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
+        logger.info(message)
+    else:
+        print(f"INFO:     {message}", file=sys.stderr, flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -2,17 +2,28 @@
 
 One OTel SDK ``Histogram.record`` costs ~5 us here; a bucket increment in a dict-held list costs
 ~0.2 us. Requests therefore write into these structures, and ``bridge.py`` turns them into OTel
-data points only when a reader collects. Writers are event-loop code; readers (collection
-threads) take copies, which the GIL makes consistent enough: a bucket count is never torn, and the
-count is derived from the buckets so ``_count`` always equals the ``+Inf`` bucket.
+data points only when a reader collects.
+
+Two kinds of group, by who writes:
+- ``HistogramGroup``: written only by the event loop (the middleware, limiters, the lag monitor),
+  lock-free. Readers (collection threads) take copies; a bucket count is never torn, and the
+  count is derived from the buckets so ``_count`` always equals the ``+Inf`` bucket.
+- ``SharedHistogramGroup``: written from any thread (span processors, thread-pool caches, sync
+  database pools); ``record`` and ``snapshot`` hold the group's lock, so no increment is lost
+  however many threads write, on free-threaded builds too.
+
+Each group names its instruments (``series.duration``, not ``series[0]``) and its attribute keys
+come from the catalogue; the stats modules build keys in that order through small functions that
+a unit test ties to the specs.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import Exemplar
@@ -61,6 +72,14 @@ class HistogramSnapshot:
     exemplars: tuple[Exemplar, ...] = ()
 
 
+def _series_type(fields: tuple[str, ...]) -> type:
+    """A small class with one slot per instrument of a group: ``series.duration`` reads as fast as ``[0]``."""
+    def __init__(self, specs: Sequence[InstrumentSpec]) -> None:  # noqa: N807
+        for name, spec in zip(fields, specs, strict=True):
+            setattr(self, name, Histogram(spec.buckets))
+    return type("Series", (), {"__slots__": fields, "__init__": __init__})
+
+
 class HistogramGroup:
     """Histograms that share one attribute set, so one dict lookup serves all of them.
 
@@ -69,23 +88,25 @@ class HistogramGroup:
     the series count without bound.
     """
 
-    def __init__(self, specs: Sequence[InstrumentSpec], max_series: int = 2000,
-                 extremes: Sequence[bool] | None = None) -> None:
-        names = {spec.attributes for spec in specs}
-        if len(names) != 1:
+    def __init__(self, instruments: Mapping[str, InstrumentSpec], max_series: int = 2000,
+                 without_extremes: Sequence[str] = ()) -> None:
+        specs = tuple(instruments.values())
+        if len({spec.attributes for spec in specs}) != 1:
             raise ValueError("a HistogramGroup's instruments must share their attribute keys")
-        self.specs = tuple(specs)
+        self.instruments = dict(instruments)
+        self._specs = specs
         self.attribute_keys = specs[0].attributes
         self.max_series = max_series
-        # Whether each instrument tracks min/max; the middleware inlines its updates and skips
-        # them where nobody reads them (body sizes), so they are exported as unknown there.
-        self.extremes = tuple(extremes) if extremes is not None else (True,) * len(self.specs)
-        self.series: dict[tuple, list[Histogram]] = {}
+        # The middleware inlines some updates and skips min/max where nobody reads them (body
+        # sizes): those are exported as unknown.
+        self.without_extremes = frozenset(without_extremes)
+        self._new_series = _series_type(tuple(instruments))
+        self.series: dict[tuple, object] = {}
         self.attributes: dict[tuple, dict] = {}
         self.start_time_ns = time.time_ns()
 
-    def get(self, key: tuple) -> list[Histogram]:
-        """The histograms for one attribute-value tuple (None values are left out of attributes)."""
+    def get(self, key: tuple):  # noqa: ANN201 - a Series with one Histogram attribute per instrument
+        """The series for one attribute-value tuple (None values are left out of attributes)."""
         found = self.series.get(key)
         if found is not None:
             return found
@@ -96,21 +117,22 @@ class HistogramGroup:
                 return found
             attributes = dict(OVERFLOW_ATTRIBUTES)
         else:
-            attributes = {k: v for k, v in zip(self.attribute_keys, key, strict=False) if v is not None}
-        created = [Histogram(spec.buckets) for spec in self.specs]
+            attributes = {k: v for k, v in zip(self.attribute_keys, key, strict=True) if v is not None}
+        created = self._new_series(self._specs)
         self.attributes[key] = attributes
         self.series[key] = created
         return created
 
-    def snapshot(self, index: int) -> list[HistogramSnapshot]:
-        """A copy of instrument ``index``'s series, safe to take from another thread."""
+    def snapshot(self, field: str) -> list[HistogramSnapshot]:
+        """A copy of instrument ``field``'s series, safe to take from another thread."""
+        known_extremes = field not in self.without_extremes
         out = []
-        for key, histograms in self.series.copy().items():
-            h = histograms[index]
+        for key, series in self.series.copy().items():
+            h: Histogram = getattr(series, field)
             counts = tuple(h.counts)
             if not any(counts):
                 continue
-            known = self.extremes[index] and h.min <= h.max
+            known = known_extremes and h.min <= h.max
             exemplars = tuple(Exemplar(filtered_attributes={}, value=value, time_unix_nano=at, trace_id=trace_id,
                                        span_id=span_id)
                               for value, at, trace_id, span_id in filter(None, list(h.exemplars or ())))
@@ -122,3 +144,23 @@ class HistogramGroup:
         self.series = {}
         self.attributes = {}
         self.start_time_ns = time.time_ns()
+
+
+class SharedHistogramGroup(HistogramGroup):
+    """A group written from several threads: every write and every snapshot holds its lock."""
+
+    def __init__(self, instruments: Mapping[str, InstrumentSpec], max_series: int = 2000) -> None:
+        super().__init__(instruments, max_series)
+        self.lock = threading.Lock()
+
+    def record(self, key: tuple, field: str, value: float) -> None:
+        with self.lock:
+            getattr(self.get(key), field).record(value)
+
+    def snapshot(self, field: str) -> list[HistogramSnapshot]:
+        with self.lock:
+            return super().snapshot(field)
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()  # also after fork, where another thread may have held it
+        super().reset()

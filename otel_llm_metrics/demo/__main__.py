@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from otel_llm_metrics import catalogue
 from otel_llm_metrics.cli import read_metrics, summary
 
 APP_PORT = int(os.environ.get("DEMO_PORT", "8000"))
@@ -81,7 +82,7 @@ async def _cancelled_stream(client: httpx.AsyncClient) -> None:
 def counted_requests() -> float:
     text = read_metrics(METRICS)
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("http_server_request_duration_seconds_count"))
+               if line.startswith(catalogue.REQUEST_DURATION.prometheus_name + "_count"))
 
 
 def main() -> int:

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from .. import catalogue as c
+from ..catalogue import CLIENT_CANCELLED, COMPLETED, ERROR, KNOWN_METHODS, OTHER, TIMEOUT
 from ..config import Settings
 from ..llm.endpoints import endpoint_for
 from ..llm.exchange import LlmExchange
 from ..llm.parse import ResponseParser
+from ..registry import Registry
 from . import request_id
 from .routes import route_template
-from .stats import HttpStats, InFlight
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+from .stats import HttpStats, InFlight, request_key, stream_key
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -33,27 +36,38 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-logger = logging.getLogger("otel_llm_metrics")
-slow_logger = logging.getLogger("otel_llm_metrics.slow")
+logger = logging.getLogger(__name__)
+slow_logger = logging.getLogger("otel_llm_metrics.slow")  # its own name: people filter or route it
 
 SCOPE_MARK = "otel_llm_metrics"  # set on scopes we measure, so a second wrapper stays out
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-                           "QUERY"))
 REQUEST_ID_HEADER = b"x-request-id"
-COMPLETED, CLIENT_CANCELLED, TIMEOUT, ERROR = "completed", "client_cancelled", "timeout", "error"
 _DISCONNECT_ERRORS = ("ClientDisconnect", "ClientDisconnected", "BrokenPipeError", "ConnectionResetError")
 
 
+class Host(Protocol):
+    """What the middleware needs of the running instrumentation (``runtime.Telemetry``)."""
+
+    settings: Settings
+    registry: Registry
+    serving: bool
+
+    def ensure_serving(self) -> None: ...
+
+    def serving_stopped(self) -> None: ...
+
+
 class MetricsMiddleware:
-    """Measures every HTTP request of the wrapped ASGI app; passes other scopes through."""
+    """Measures every HTTP request of the wrapped ASGI app; passes other scopes through.
 
-    def __init__(self, app: ASGIApp, telemetry: Any = None) -> None:
-        from ..runtime import current_telemetry  # late: runtime imports this module
+    ``telemetry`` is explicit: ``setup()``, ``Telemetry.instrument()`` and zero code pass theirs;
+    by hand, ``app.add_middleware(MetricsMiddleware, telemetry=otel_llm_metrics.current_telemetry())``.
+    """
 
+    def __init__(self, app: ASGIApp, telemetry: Host) -> None:
         self.app = app
-        self.telemetry = telemetry if telemetry is not None else current_telemetry()
-        settings: Settings = self.telemetry.settings
-        self.stats: HttpStats = self.telemetry.http
+        self.telemetry = telemetry
+        settings = telemetry.settings
+        self.stats: HttpStats = telemetry.registry.http
         self.stats.middleware_active = True
         self.exact_excluded = frozenset(p for p in settings.excluded_routes if not p.endswith("*"))
         self.prefix_excluded = tuple(p[:-1] for p in settings.excluded_routes if p.endswith("*"))
@@ -77,7 +91,11 @@ class MetricsMiddleware:
             return await self.app(scope, receive, send)
         if not self.telemetry.serving:
             self.telemetry.ensure_serving()
-        exchange = Exchange(self, scope, receive, send)
+        try:
+            exchange = Exchange(self, scope, receive, send)
+        except Exception:  # never into the app: serve it unmeasured
+            self._log_failure()
+            return await self.app(scope, receive, send)
         try:
             await self.app(scope, exchange.receive, exchange.send if exchange.llm is None else exchange.send_llm)
         except BaseException as exc:
@@ -95,7 +113,7 @@ class MetricsMiddleware:
         async def wrapped() -> Message:
             message = await receive()
             if message.get("type") == "lifespan.shutdown":
-                self.telemetry.loop_monitor.stop()
+                self.telemetry.serving_stopped()
             return message
         return wrapped
 
@@ -138,15 +156,9 @@ class Exchange:
         self.app_send = send
         method = scope.get("method", "")
         if method not in KNOWN_METHODS:
-            method = "_OTHER"
+            method = OTHER
         self.method = method
         scheme = self.scheme = scope.get("scheme", "http")
-        active = stats.active.get((method, scheme)) or stats.new_active((method, scheme))
-        active.active += 1
-        self.active = active
-        in_flight = stats.in_flight = stats.in_flight + 1
-        if in_flight > stats.peak:
-            stats.peak = in_flight
         self.root_path = scope.get("root_path", "")
         if mw.llm_parsing and method == "POST":
             endpoint = endpoint_for(method, scope.get("path", ""))
@@ -169,6 +181,13 @@ class Exchange:
         elif self.span is not None:
             self.span.set_attribute("http.request.header.x-request-id", (incoming.decode(),))
         self.request_id = incoming
+        # Last, so that a failure above leaves the in-flight gauges untouched (finish() undoes these).
+        active = stats.active.get((method, scheme)) or stats.new_active((method, scheme))
+        active.active += 1
+        self.active = active
+        in_flight = stats.in_flight = stats.in_flight + 1
+        if in_flight > stats.peak:
+            stats.peak = in_flight
 
     # -- the wrapped ASGI callables -----------------------------------------------------------
     async def receive(self) -> Message:
@@ -292,18 +311,18 @@ class Exchange:
         if self.route_active is None:
             self._route_matched()
         self.route_active.active -= 1  # type: ignore[union-attr]
-        status = self.status or 500  # raised before headers: the server answers 500
+        status: int | None = self.status or 500  # raised before headers: the server answers 500
         error = self.error
         if error is None:
-            error_type = str(status) if status >= 500 else None
+            error_type = str(status) if status >= 500 else None  # type: ignore[operator]
         else:
             if not self.status and _is_disconnect(error):
-                status = 499  # the client left before any answer (nginx's convention)
+                status = None  # the client left before any answer: no status code was sent
             error_type = _error_type(error)
         method, route = self.method, self.route
-        key = (method, self.scheme, route, status, error_type)
+        key = request_key(method, self.scheme, route, status, error_type)
         series = stats.requests.series.get(key) or stats.requests.get(key)
-        h = series[0]
+        h = series.duration
         h.counts[bisect_left(h.bounds, duration)] += 1
         h.total += duration
         if duration < h.min:
@@ -312,21 +331,21 @@ class Exchange:
             h.max = duration
         if self.exemplar_ids is not None:
             h.exemplar(duration, *self.exemplar_ids)
-        h, size = series[1], self.request_bytes
+        h, size = series.request_size, self.request_bytes
         h.counts[bisect_left(h.bounds, size)] += 1
         h.total += size
-        h, size = series[2], self.response_bytes
+        h, size = series.response_size, self.response_bytes
         h.counts[bisect_left(h.bounds, size)] += 1
         h.total += size
         # How the exchange ended matters to streams, the LLM record and the span: decide it once.
         outcome = self._outcome() if self.streamed or self.llm is not None or self.span is not None else None
         if self.streamed:
-            stream = stats.streams.get((method, route, outcome))
-            stream[0].record(duration)
+            stream = stats.streams.get(stream_key(method, route, outcome))  # type: ignore[arg-type]
+            stream.duration.record(duration)
             if self.chunks:
-                stream[1].record(self.first_byte - self.start)
-            stream[2].record(self.chunks)
-            stream[3].record(self.response_bytes)
+                stream.first_byte.record(self.first_byte - self.start)
+            stream.chunks.record(self.chunks)
+            stream.size.record(self.response_bytes)
             slow_measure = (self.first_byte or end) - self.start
         else:
             slow_measure = duration
@@ -367,7 +386,7 @@ class Exchange:
         if self.llm is not None:
             self.llm.annotate(span)
 
-    def _log_slow(self, route: str | None, status: int, duration: float, measured: float) -> None:
+    def _log_slow(self, route: str | None, status: int | None, duration: float, measured: float) -> None:
         trace_id = f"{self.trace_id:032x}" if self.trace_id else "-"
         slow_logger.warning(
             "slow request: %s %s status=%s duration=%.3fs %s=%.3fs request_id=%s trace_id=%s",
@@ -377,8 +396,6 @@ class Exchange:
 
 
 def _recording_span() -> Span | None:
-    from opentelemetry import trace
-
     span = trace.get_current_span()
     return span if span.get_span_context().is_valid else None
 
@@ -394,6 +411,4 @@ def _error_type(error: BaseException) -> str:
 
 
 def _wall_ns(perf: float) -> int:
-    import time
-
     return time.time_ns() - int((perf_counter() - perf) * 1e9)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .. import catalogue as c
 from .endpoints import OLLAMA, Endpoint
 from .parse import RequestModel, ResponseParser
-from .stats import GenAiStats
+from .stats import GenAiStats, operation_key, server_token_key
 
 
 class LlmExchange:
@@ -35,16 +36,16 @@ class LlmExchange:
 
     def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
         """GenAI attributes on the server span: models, finish reason, token counts (never text)."""
-        span.set_attribute("gen_ai.operation.name", self.endpoint.operation)
-        span.set_attribute("gen_ai.provider.name", self.provider)
+        span.set_attribute(c.GEN_AI_OPERATION, self.endpoint.operation)
+        span.set_attribute(c.GEN_AI_PROVIDER, self.provider)
         if self.request.model is not None:
-            span.set_attribute("gen_ai.request.model", self.stats.models(self.request.model) or "")
+            span.set_attribute(c.GEN_AI_REQUEST_MODEL, self.stats.models(self.request.model) or "")
         parser = self.parser
         if parser is None:
             return
         parser.finish()
         if parser.response_model is not None:
-            span.set_attribute("gen_ai.response.model", self.stats.models(parser.response_model) or "")
+            span.set_attribute(c.GEN_AI_RESPONSE_MODEL, self.stats.models(parser.response_model) or "")
         if parser.finish_reason is not None:
             span.set_attribute("gen_ai.response.finish_reasons", (parser.finish_reason,))
         if parser.input_tokens is not None:
@@ -54,7 +55,7 @@ class LlmExchange:
             span.set_attribute("gen_ai.usage.output_tokens", output)
             span.set_attribute("gen_ai.usage.estimated", parser.output_estimated)
 
-    def record(self, start: float, end: float, status: int, error_type: str | None, cancelled: bool,
+    def record(self, start: float, end: float, status: int | None, error_type: str | None, cancelled: bool,
                streamed: bool, exemplar_ids: tuple[int, int] | None = None) -> None:
         """Record the GenAI metrics of this request; ``cancelled``: the client left mid-answer."""
         stats, parser = self.stats, self.parser
@@ -62,30 +63,29 @@ class LlmExchange:
             parser.finish()
         request_model = stats.models(self.request.model)
         response_model = stats.models(parser.response_model) if parser is not None else None
-        if error_type is None and status >= 400:
+        if error_type is None and status is not None and status >= 400:
             error_type = str(status)
         if error_type is None and parser is not None and parser.error_event:
-            error_type = "_OTHER"
-        operation = self.endpoint.operation
+            error_type = c.OTHER
+        operation, provider = self.endpoint.operation, self.provider
         if not cancelled:
-            series = stats.server.get((operation, self.provider, request_model, response_model, error_type))
-            series[0].record(end - start)
+            series = stats.server.get(operation_key(operation, provider, request_model, response_model, error_type))
+            series.duration.record(end - start)
             if exemplar_ids is not None:
-                series[0].exemplar(end - start, *exemplar_ids)
+                series.duration.exemplar(end - start, *exemplar_ids)
             if error_type is None and streamed and parser is not None and parser.first_token_at:
-                series[1].record(parser.first_token_at - start)
+                series.time_to_first_token.record(parser.first_token_at - start)
                 if exemplar_ids is not None:
-                    series[1].exemplar(parser.first_token_at - start, *exemplar_ids)
+                    series.time_to_first_token.exemplar(parser.first_token_at - start, *exemplar_ids)
                 output = parser.output_token_count()
                 if output and output > 1:
-                    series[2].record((end - parser.first_token_at) / (output - 1))
+                    series.time_per_output_token.record((end - parser.first_token_at) / (output - 1))
         if parser is None:
             return
         if parser.input_tokens is not None:
-            stats.server_tokens.get((operation, self.provider, request_model, response_model, "input",
-                                     False))[0].record(parser.input_tokens)
+            stats.server_tokens.get(server_token_key(operation, provider, request_model, response_model, "input",
+                                                     False)).tokens.record(parser.input_tokens)
         output = parser.output_token_count()
         if output is not None:
-            stats.server_tokens.get((operation, self.provider, request_model, response_model, "output",
-                                     parser.output_estimated))[0].record(output)
-
+            stats.server_tokens.get(server_token_key(operation, provider, request_model, response_model, "output",
+                                                     parser.output_estimated)).tokens.record(output)

@@ -10,7 +10,8 @@ Three ways in:
 - ``instrument_redis(client, "name")``: a redis-py client (sync or asyncio) whose get/mget/set/
   delete outcomes are counted.
 
-Counters are plain integers read at collection; the latency histogram is a plain-Python one.
+Counters are plain integers read at collection, the latency histogram a plain-Python one; both
+live in ``cache_stats.py`` and are safe to update from any thread.
 """
 
 from __future__ import annotations
@@ -20,96 +21,23 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
-
-from .. import catalogue as c
-from ..series import HistogramGroup
+from ..registry import DEFAULT_REGISTRY, Registry
+from .cache_stats import CacheMetrics
 
 
-class CacheMetrics:
-    """The counters of one named cache."""
-
-    def __init__(self, name: str, durations: HistogramGroup) -> None:
-        self.name = name
-        self.attributes = {c.CACHE_NAME: name}
-        self.hits = self.misses = self.sets = self.deletes = self.errors = 0
-        self._durations = durations
-
-    def hit(self, count: int = 1) -> None:
-        self.hits += count
-
-    def miss(self, count: int = 1) -> None:
-        self.misses += count
-
-    def set(self, count: int = 1) -> None:
-        self.sets += count
-
-    def delete(self, count: int = 1) -> None:
-        self.deletes += count
-
-    def error(self, count: int = 1) -> None:
-        self.errors += count
-
-    def record_duration(self, operation: str, seconds: float) -> None:
-        self._durations.get((self.name, operation))[0].record(seconds)
-
-    @contextmanager
-    def timed(self, operation: str) -> Iterator[None]:
-        """Time an operation; an exception counts as an error and propagates."""
-        started = perf_counter()
-        try:
-            yield
-        except Exception:
-            self.errors += 1
-            raise
-        finally:
-            self.record_duration(operation, perf_counter() - started)
-
-
-class CacheStats:
-    def __init__(self, max_series: int = 2000) -> None:
-        self.durations = HistogramGroup((c.CACHE_DURATION,), max_series)
-        self.caches: dict[str, CacheMetrics] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> CacheMetrics:
-        with self._lock:
-            found = self.caches.get(name)
-            if found is None:
-                found = self.caches[name] = CacheMetrics(name, self.durations)
-            return found
-
-    def _observe(self, field: str) -> Iterator[Observation]:
-        for cache in list(self.caches.values()):
-            yield Observation(getattr(cache, field), cache.attributes)
-
-    def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
-        return {c.CACHE_HITS: lambda _: self._observe("hits"), c.CACHE_MISSES: lambda _: self._observe("misses"),
-                c.CACHE_SETS: lambda _: self._observe("sets"), c.CACHE_DELETES: lambda _: self._observe("deletes"),
-                c.CACHE_ERRORS: lambda _: self._observe("errors")}
-
-    def reset(self) -> None:
-        self.durations.reset()
-        for cache in self.caches.values():
-            cache.hits = cache.misses = cache.sets = cache.deletes = cache.errors = 0
-
-
-def cache_metrics(name: str, *, registry: Any = None) -> CacheMetrics:
+def cache_metrics(name: str, *, registry: Registry | None = None) -> CacheMetrics:
     """The metrics of the cache called ``name`` (created on first use)."""
-    from ..registry import DEFAULT_REGISTRY
-
     return (registry or DEFAULT_REGISTRY).caches.get(name)
 
 
 _MISSING = object()
 
 
-def cached(name: str, *, maxsize: int = 1024, ttl: float | None = None, registry: Any = None) -> Callable:
+def cached(name: str, *, maxsize: int = 1024, ttl: float | None = None, registry: Registry | None = None) -> Callable:
     """Memoise a sync or async function (LRU, optional TTL in seconds) and count hits and misses."""
     if maxsize < 1:
         raise ValueError(f"cached(maxsize={maxsize!r}): expected a whole number >= 1")
@@ -130,9 +58,9 @@ def cached(name: str, *, maxsize: int = 1024, ttl: float | None = None, registry
                     value = _MISSING
             metrics.record_duration("get", perf_counter() - started)
             if value is _MISSING:
-                metrics.misses += 1
+                metrics.miss()
             else:
-                metrics.hits += 1
+                metrics.hit()
             return value
 
         def keep(key: Any, value: Any) -> None:
@@ -141,7 +69,7 @@ def cached(name: str, *, maxsize: int = 1024, ttl: float | None = None, registry
                 store.move_to_end(key)
                 while len(store) > maxsize:
                     store.popitem(last=False)
-            metrics.sets += 1
+            metrics.set()
 
         def key_of(args: tuple, kwargs: dict) -> Any:
             return (args, tuple(sorted(kwargs.items()))) if kwargs else args
@@ -171,7 +99,7 @@ def cached(name: str, *, maxsize: int = 1024, ttl: float | None = None, registry
             with lock:
                 count = len(store)
                 store.clear()
-            metrics.deletes += count
+            metrics.delete(count)
 
         wrapper.cache_clear = cache_clear
         wrapper.cache_metrics = metrics
@@ -194,24 +122,24 @@ class _RedisCounting:
         metrics = self._metrics
         if operation == "get":
             if result is None:
-                metrics.misses += 1
+                metrics.miss()
             else:
-                metrics.hits += 1
+                metrics.hit()
         elif operation == "mget":
             found = sum(1 for value in result if value is not None)
-            metrics.hits += found
-            metrics.misses += len(result) - found
+            metrics.hit(found)
+            metrics.miss(len(result) - found)
         elif operation == "set":
-            metrics.sets += 1
+            metrics.set()
         elif operation == "delete":
-            metrics.deletes += int(result or 0)
+            metrics.delete(int(result or 0))
 
     def _call(self, operation: str, method: str, *args: Any, **kwargs: Any) -> Any:
         started = perf_counter()
         try:
             result = getattr(self._client, method)(*args, **kwargs)
         except Exception:
-            self._metrics.errors += 1
+            self._metrics.error()
             self._metrics.record_duration(operation, perf_counter() - started)
             raise
         if inspect.isawaitable(result):  # redis.asyncio: plain methods that return coroutines
@@ -224,7 +152,7 @@ class _RedisCounting:
         try:
             result = await pending
         except Exception:
-            self._metrics.errors += 1
+            self._metrics.error()
             raise
         finally:
             self._metrics.record_duration(operation, perf_counter() - started)
@@ -247,6 +175,6 @@ class _RedisCounting:
         return self._call("delete", "delete", *args, **kwargs)
 
 
-def instrument_redis(client: Any, name: str = "redis", *, registry: Any = None) -> Any:
+def instrument_redis(client: Any, name: str = "redis", *, registry: Registry | None = None) -> Any:
     """A counting view of a redis-py client (sync or asyncio); other methods pass straight through."""
     return _RedisCounting(client, cache_metrics(name, registry=registry))

@@ -14,14 +14,14 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-logger = logging.getLogger("otel_llm_metrics")
+from ..registry import DEFAULT_REGISTRY, Registry
+
+logger = logging.getLogger(__name__)
 Reading = float | int | list[tuple[float | int, dict[str, Any]]]
 
 
 def observe_gauge(name: str, callback: Callable[[], Reading], *, unit: str = "1", description: str = "",
-                  registry: Any = None) -> None:
-    from ..registry import DEFAULT_REGISTRY
-
+                  registry: Registry | None = None) -> None:
     failed = False
 
     def observe(_: CallbackOptions) -> Iterator[Observation]:

@@ -14,7 +14,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import catalogue as c
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 
 
 def register_gpu(meter: Meter) -> bool:

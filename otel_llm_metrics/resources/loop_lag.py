@@ -10,17 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterator
+
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
 from ..series import HistogramGroup
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
+
+
+class LoopLagStats:
+    """The lag histogram; written only by the loop it measures."""
+
+    def __init__(self, max_series: int = 2000) -> None:
+        self.lag = HistogramGroup({"lag": c.LOOP_LAG}, max_series)
+
+    def histogram_groups(self) -> tuple[HistogramGroup, ...]:
+        return (self.lag,)
+
+    def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
+        return {}
+
+    def reset(self) -> None:
+        self.lag.reset()
 
 
 class LoopLagMonitor:
-    def __init__(self, group: HistogramGroup, interval: float = 0.5) -> None:
+    def __init__(self, stats: LoopLagStats, interval: float = 0.5) -> None:
         self.interval = interval
-        self._group = group
+        self._group = stats.lag
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._expected = 0.0
@@ -47,7 +66,7 @@ class LoopLagMonitor:
     def _tick(self) -> None:
         try:
             lag = max(0.0, self._loop.time() - self._expected)  # type: ignore[union-attr]
-            self._group.get(())[0].record(lag)
+            self._group.get(()).lag.record(lag)
         except Exception:  # never disturb the loop
             logger.exception("otel_llm_metrics: event-loop lag reading failed")
         self._schedule()
@@ -62,7 +81,3 @@ class LoopLagMonitor:
                 loop.call_soon_threadsafe(handle.cancel)
         except RuntimeError:
             pass
-
-
-def lag_group(max_series: int) -> HistogramGroup:
-    return HistogramGroup((c.LOOP_LAG,), max_series)

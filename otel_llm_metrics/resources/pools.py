@@ -22,106 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
+from ..registry import DEFAULT_REGISTRY, Registry
+from .pool_stats import ObservedPool, PoolReading, PoolStats, pool_key
 
-from .. import catalogue as c
-from ..series import Histogram, HistogramGroup
-
-logger = logging.getLogger("otel_llm_metrics")
-
-
-@dataclass
-class PoolReading:
-    used: int | None = None
-    idle: int | None = None
-    max: int | None = None
-    idle_max: int | None = None
-    idle_min: int | None = None
-    pending: int | None = None
-    timeouts: int | None = None
-
-
-class ObservedPool:
-    """One pool: a weak reference, how to read it, and its event-fed numbers."""
-
-    def __init__(self, name: str, target: Any, read: Callable[[Any], PoolReading | None]) -> None:
-        self.name = name
-        try:
-            self._target: Callable[[], Any] = weakref.ref(target)
-        except TypeError:  # asyncpg's Pool has no __weakref__: held strongly, dropped once it closes
-            self._target = lambda: target
-        self._read = read
-        self.pending = 0
-        self.timeouts = 0
-        self.attributes = {c.POOL_NAME: name}
-
-    def reading(self) -> PoolReading | None:
-        target = self._target()
-        return None if target is None else self._read(target)  # None: the pool is gone
-
-
-class PoolStats:
-    def __init__(self, max_series: int = 2000) -> None:
-        self.pools: list[ObservedPool] = []
-        self.wait = HistogramGroup((c.POOL_WAIT_TIME,), max_series)
-        self.use = HistogramGroup((c.POOL_USE_TIME,), max_series)
-        self._failed: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, pool: ObservedPool) -> None:
-        with self._lock:
-            self.pools = [p for p in self.pools if p.name != pool.name] + [pool]
-
-    def _readings(self) -> Iterator[tuple[ObservedPool, PoolReading]]:
-        for pool in list(self.pools):
-            try:
-                reading = pool.reading()
-            except Exception:  # a disposed pool, a driver change: skip it, keep the others
-                if pool.name not in self._failed:
-                    self._failed.add(pool.name)
-                    logger.warning("otel_llm_metrics: cannot read pool %r; skipping it", pool.name, exc_info=True)
-                continue
-            if reading is None:
-                with self._lock:
-                    self.pools = [p for p in self.pools if p is not pool]
-                continue
-            yield pool, reading
-
-    def _field(self, name: str) -> Iterator[Observation]:
-        for pool, reading in self._readings():
-            value = getattr(reading, name)
-            if value is not None:
-                yield Observation(value, pool.attributes)
-
-    def observe_count(self, _: CallbackOptions) -> Iterator[Observation]:
-        for pool, reading in self._readings():
-            for state, value in (("used", reading.used), ("idle", reading.idle)):
-                if value is not None:
-                    yield Observation(value, {**pool.attributes, c.POOL_STATE: state})
-
-    def observe_max(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._field("max")
-
-    def observe_idle_max(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._field("idle_max")
-
-    def observe_idle_min(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._field("idle_min")
-
-    def observe_pending(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._field("pending")
-
-    def observe_timeouts(self, _: CallbackOptions) -> Iterator[Observation]:
-        return self._field("timeouts")
-
-    def reset(self) -> None:
-        self.wait.reset()
-        self.use.reset()
+logger = logging.getLogger(__name__)
 
 
 # -- drivers ------------------------------------------------------------------------------------
@@ -130,8 +38,7 @@ def _sqlalchemy(engine: Any, observed: ObservedPool, stats: PoolStats) -> Callab
     from sqlalchemy import event
     from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-    wait: Histogram = stats.wait.get((observed.name,))[0]
-    use: Histogram = stats.use.get((observed.name,))[0]
+    key = pool_key(observed.name)
     hooked: weakref.WeakSet = weakref.WeakSet()
 
     def hook(pool: Any) -> None:
@@ -140,22 +47,22 @@ def _sqlalchemy(engine: Any, observed: ObservedPool, stats: PoolStats) -> Callab
         hooked.add(pool)
         acquire = pool._do_get
 
-        def timed_acquire() -> Any:
-            observed.pending += 1
+        def timed_acquire() -> Any:  # runs in whatever thread checks a connection out
+            observed.add_pending(1)
             started = perf_counter()
             try:
                 return acquire()
             except PoolTimeoutError:
-                observed.timeouts += 1
+                observed.add_timeout()
                 raise
             finally:
-                observed.pending -= 1
-                wait.record(perf_counter() - started)
+                observed.add_pending(-1)
+                stats.wait.record(key, "wait", perf_counter() - started)
 
         pool._do_get = timed_acquire
         event.listen(pool, "checkout", lambda _conn, record, _proxy: record.info.__setitem__(
             "otel_llm_metrics.checkout", perf_counter()))
-        event.listen(pool, "checkin", lambda _conn, record: _record_use(record, use))
+        event.listen(pool, "checkin", lambda _conn, record: _record_use(record, stats, key))
 
     def read(target: Any) -> PoolReading:
         pool = target.pool  # dispose() swaps in a new pool: hook whichever is current
@@ -172,10 +79,10 @@ def _sqlalchemy(engine: Any, observed: ObservedPool, stats: PoolStats) -> Callab
     return read
 
 
-def _record_use(record: Any, use: Histogram) -> None:
+def _record_use(record: Any, stats: PoolStats, key: tuple) -> None:
     started = record.info.pop("otel_llm_metrics.checkout", None)
     if started is not None:
-        use.record(perf_counter() - started)
+        stats.use.record(key, "use", perf_counter() - started)
 
 
 def _asyncpg(pool: Any) -> PoolReading | None:
@@ -203,7 +110,7 @@ def _redis(pool: Any) -> PoolReading:
                        max=pool.max_connections)
 
 
-def discover_sqlalchemy_engines(registry: Any = None) -> bool:
+def discover_sqlalchemy_engines(registry: Registry | None = None) -> bool:
     """Zero code: observe every SQLAlchemy engine when it first connects (class-level event API).
 
     The pool is named ``driver/database`` (never the credentials), made unique with ``#2``...;
@@ -244,10 +151,8 @@ def discover_sqlalchemy_engines(registry: Any = None) -> bool:
     return True
 
 
-def observe_pool(pool_or_engine: Any, name: str, *, registry: Any = None) -> None:
+def observe_pool(pool_or_engine: Any, name: str, *, registry: Registry | None = None) -> None:
     """Report a connection pool's numbers under ``db.client.connection.pool.name`` = ``name``."""
-    from ..registry import DEFAULT_REGISTRY
-
     stats: PoolStats = (registry or DEFAULT_REGISTRY).pools
     target = getattr(pool_or_engine, "sync_engine", pool_or_engine)  # AsyncEngine -> its Engine
     module = type(target).__module__

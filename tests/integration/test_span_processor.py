@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY, generate_latest
 
 from otel_llm_metrics import Registry, SpanMetricsProcessor, Telemetry, catalogue, load_settings
-from otel_llm_metrics.llm.span_processor import SpanMetricsProcessor as Processor
+from otel_llm_metrics.span_metrics import SpanMetricsProcessor as Processor
 from tests.conftest import MetricsView
 from tests.integration.servers import AppServer
 

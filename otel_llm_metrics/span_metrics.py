@@ -20,12 +20,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from ..frameworks import OTHER_HTTP_SERVER_SCOPES
-from ..http.middleware import KNOWN_METHODS
-from ..registry import DEFAULT_REGISTRY, Registry
-from .parse import MAX_TOKENS
+from . import catalogue as c
+from .frameworks import OTHER_HTTP_SERVER_SCOPES
+from .http.stats import request_key
+from .llm.parse import MAX_TOKENS
+from .llm.stats import client_token_key, operation_key
+from .registry import DEFAULT_REGISTRY, Registry
 
-logger = logging.getLogger("otel_llm_metrics")
+logger = logging.getLogger(__name__)
 _ASGI_SCOPES = frozenset(OTHER_HTTP_SERVER_SCOPES)
 _INPUT_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
 _OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
@@ -65,16 +67,16 @@ class SpanMetricsProcessor(SpanProcessor):
         response_model = stats.models(_str(attributes.get("gen_ai.response.model")))
         error_type = attributes.get("error.type")
         if error_type is None and span.status.status_code is StatusCode.ERROR:
-            error_type = "_OTHER"
+            error_type = c.OTHER
         if span.end_time and span.start_time:
-            series = stats.client.get((operation, provider, request_model, response_model,
-                                       str(error_type)[:128] if error_type is not None else None))
-            series[0].record((span.end_time - span.start_time) / 1e9)
+            key = operation_key(operation, provider, request_model, response_model,
+                                str(error_type)[:128] if error_type is not None else None)
+            stats.client.record(key, "duration", (span.end_time - span.start_time) / 1e9)
         for token_type, keys in (("input", _INPUT_KEYS), ("output", _OUTPUT_KEYS)):
             count = _first_count(attributes, keys)
             if count is not None:
-                stats.client_tokens.get((operation, provider, request_model, response_model,
-                                         token_type))[0].record(count)
+                key = client_token_key(operation, provider, request_model, response_model, token_type)
+                stats.client_tokens.record(key, "tokens", count)
 
     def _http_server(self, span: ReadableSpan, attributes) -> None:
         http = self.registry.http
@@ -84,7 +86,7 @@ class SpanMetricsProcessor(SpanProcessor):
         method = attributes.get("http.request.method") or attributes.get("http.method")
         if method is None or not span.end_time or not span.start_time:
             return
-        method = method if method in KNOWN_METHODS else "_OTHER"
+        method = method if method in c.KNOWN_METHODS else c.OTHER
         status = attributes.get("http.response.status_code") or attributes.get("http.status_code") or 0
         status = status if isinstance(status, int) else 0
         error_type = attributes.get("error.type")
@@ -92,7 +94,8 @@ class SpanMetricsProcessor(SpanProcessor):
         scheme = attributes.get("url.scheme") or attributes.get("http.scheme") or "http"
         route = _str(attributes.get("http.route"))
         duration = (span.end_time - span.start_time) / 1e9
-        http.requests.get((method, scheme, route, status, error_type))[0].record(duration)
+        key = request_key(method, scheme, route, status or None, error_type)
+        http.span_requests.record(key, "duration", duration)
 
     def shutdown(self) -> None:
         return None
