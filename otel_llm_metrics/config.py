@@ -167,7 +167,8 @@ class Option:
         return self.var if from_env else self.attr
 
     def fix(self, from_env: bool) -> str:
-        return f"{self.var}={self.example}" if from_env else f"{self.attr}={self.example!r}"
+        """The example as a variable's text, or as the Python value a keyword would take."""
+        return f"{self.var}={self.example}" if from_env else f"{self.attr}={self.parse(self.example)!r}"
 
 
 OPTIONS: tuple[Option, ...] = (

@@ -44,7 +44,8 @@ def _graph() -> dict[str, set[str]]:
     paths = [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     modules = {_module_name(p) for p in paths}
     # A package's __init__ re-exports its children; importing a child does not import its siblings.
-    return {_module_name(p): {m for m in _imports(p, modules) if not (p.name != "__init__.py" and m == "otel_llm_metrics")}
+    root = "otel_llm_metrics"
+    return {_module_name(p): {m for m in _imports(p, modules) if not (p.name != "__init__.py" and m == root)}
             for p in paths}
 
 

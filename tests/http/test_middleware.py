@@ -123,6 +123,62 @@ def test_app_raising_before_headers_is_a_500_and_the_exception_reaches_the_serve
     assert point.attributes["error.type"] == "tests.apps.AppError"
 
 
+def test_client_that_leaves_before_any_answer_has_an_error_type_and_no_status_code(make_telemetry):
+    """The HTTP conventions set http.response.status_code only when one was sent."""
+    from starlette.requests import ClientDisconnect
+
+    telemetry = make_telemetry()
+
+    async def waits_for_the_client(scope, receive, send):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        raise ClientDisconnect()
+
+    async def scenario():
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            raise AssertionError("nothing is sent")
+
+        app = MetricsMiddleware(waits_for_the_client, telemetry)
+        with pytest.raises(ClientDisconnect):
+            await app({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}, receive, send)
+
+    run(scenario())
+    point = telemetry.collect().one(DURATION)
+    assert point.attributes["error.type"] == "starlette.requests.ClientDisconnect"
+    assert "http.response.status_code" not in point.attributes
+
+
+@pytest.mark.parametrize(("breaks", "method", "path"), [
+    ("endpoint_for", "POST", "/v1/chat/completions"), ("LlmExchange", "POST", "/v1/chat/completions"),
+    ("new_request_id", "GET", "/stream?n=5"), ("_recording_span", "GET", "/stream?n=5"),
+    ("new_active", "GET", "/items/1")])
+def test_a_recorder_that_fails_while_starting_never_reaches_the_app_and_leaves_no_gauge_behind(
+        make_telemetry, monkeypatch, caplog, breaks, method, path):
+    import otel_llm_metrics.http.middleware as middleware
+    from otel_llm_metrics.http.stats import HttpStats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    if breaks == "new_request_id":
+        monkeypatch.setattr(middleware.request_id, breaks, broken)
+    elif breaks == "new_active":
+        monkeypatch.setattr(HttpStats, breaks, broken)
+    else:
+        monkeypatch.setattr(middleware, breaks, broken)
+    telemetry = make_telemetry(traces_exporter="console" if breaks == "_recording_span" else "none")
+    app = telemetry.instrument(starlette_app())
+    result = run(call(app, method, path))
+    assert result.raised is None and result.status in (200, 404), "the app answered as if nothing happened"
+    stats = telemetry.registry.http
+    assert stats.in_flight == 0
+    assert all(g.active == 0 for g in (*stats.active.values(), *stats.route_active.values()))
+    assert [r for r in caplog.records if "could not record" in r.getMessage()], "the failure is logged"
+
+
 @pytest.mark.parametrize(("query", "outcome", "error"), [
     ("fail_after=3", "error", "tests.apps.AppError"),
     ("timeout_after=2", "timeout", "TimeoutError"),
@@ -197,14 +253,14 @@ def test_wrapping_twice_counts_once(make_telemetry):
 
 
 def test_slow_request_is_logged_with_its_ids(make_telemetry, caplog):
-    telemetry = make_telemetry(slow_request_seconds=0.05)
+    telemetry = make_telemetry(slow_request_seconds=0.3)
     app = telemetry.instrument(starlette_app())
     caplog.set_level(logging.WARNING, logger="otel_llm_metrics.slow")
     run(call(app, "GET", "/items/1", headers=[(b"x-request-id", b"req-42")]))
     assert not caplog.records, "a fast request is not slow"
-    run(call(app, "GET", "/stream?n=3&delay=0.04", headers=[(b"x-request-id", b"req-43")]))
-    assert not caplog.records, "streams are judged by time to first byte (40 ms < 50 ms)"
-    run(call(app, "GET", "/stream?n=1&delay=0.08", headers=[(b"x-request-id", b"req-44")]))
+    run(call(app, "GET", "/stream?n=4&delay=0.1", headers=[(b"x-request-id", b"req-43")]))
+    assert not caplog.records, "streams are judged by time to first byte (about 0.1 s), not their 0.4 s"
+    run(call(app, "GET", "/stream?n=1&delay=0.35", headers=[(b"x-request-id", b"req-44")]))
     (record,) = caplog.records
     message = record.getMessage()
     assert record.levelno == logging.WARNING

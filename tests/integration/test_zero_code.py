@@ -36,6 +36,7 @@ def test_unmodified_app_is_measured(app, path, route):
         if route is None:
             text = httpx.get(server.metrics_url).text
             assert "http_route=" not in re.sub(r"(?m)^#.*$", "", text.split("http_server_request_duration")[1][:2000])
+        assert _announced_urls(server) == [server.metrics_url], "one visible line says where metrics are served"
     finally:
         assert server.stop() == 0, server.log()
 
@@ -50,11 +51,52 @@ def test_invalid_setting_stops_start_up_with_a_message_naming_it():
     assert b"OTEL_EXPORTER_PROMETHEUS_PORT='ninety'" in result.stderr
 
 
+def test_a_host_the_endpoint_cannot_listen_on_stops_start_up():
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        env={"PATH": str(BIN), "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_PROMETHEUS_HOST": "no-such-host.invalid"},
+        capture_output=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 2 and b"app ran" not in result.stdout
+    assert b"Fix: OTEL_EXPORTER_PROMETHEUS_HOST=127.0.0.1" in result.stderr
+
+
+def test_zero_code_names_the_service_after_the_app_it_serves():
+    server = AppServer("tests.integration.plain_apps:starlette_app", env={"OTEL_SERVICE_NAME": ""})
+    try:
+        server.wait_ready("/hello/x")
+        text = wait_for(lambda: httpx.get(server.metrics_url, timeout=2).text, "metrics served")
+        assert 'service_name="tests.integration.plain_apps"' in text
+        assert "unknown_service" not in text
+    finally:
+        server.stop()
+
+
+def test_one_scrape_has_one_set_of_process_metrics():
+    """Ours (process.*, cpython.gc.*), not prometheus_client's default collectors beside them."""
+    server = AppServer("tests.integration.plain_apps:starlette_app")
+    try:
+        server.wait_ready("/hello/x")
+        text = wait_for(lambda: httpx.get(server.metrics_url, timeout=2).text, "metrics served")
+        assert "process_cpu_time_seconds_total" in text and "cpython_gc_collections_total" in text
+        for theirs in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_gc_objects_collected",
+                       "python_info"):
+            assert theirs not in text
+    finally:
+        server.stop()
+
+
+def _announced_urls(server: AppServer) -> list[str]:
+    """The metrics URLs the server's processes said they serve (one visible line each)."""
+    return re.findall(r"otel_llm_metrics: metrics on (http://\S+/metrics) \(pid \d+\)", server.log())
+
+
 def test_each_worker_reports_itself_on_its_own_port():
     server = AppServer("tests.integration.plain_apps:starlette_app", workers=2)
     try:
         server.wait_ready("/hello/x")
-        urls = [server.metrics_url, server.metrics_url.replace(str(server.metrics_port), str(server.metrics_port + 1))]
+        wait_for(lambda: len(set(_announced_urls(server))) == 2, "both workers announcing where they serve metrics")
+        urls = _announced_urls(server)
+        assert server.metrics_url in urls, "the configured port is one of them"
         wait_for(lambda: all(httpx.get(u, timeout=2).status_code == 200 for u in urls), "both workers serving metrics")
         with httpx.Client(base_url=server.url) as client:
             for _ in range(40):
