@@ -35,7 +35,7 @@ bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_uvicorn.py
 
 docs: $(VENV)/.installed-test
-	$(PY) -m otel_llm_metrics.docs --write README.md
+	$(PY) -m otel_llm_metrics.docs --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Every instrument this package publishes, in one place.
 
-The README catalogue is checked against this list by a test, and every Prometheus name listed
+The catalogue page (docs/catalogue.md) is checked against this list by a test, and every Prometheus name listed
 here is checked against a real scrape, so the two cannot drift apart.
 """
 
@@ -285,7 +285,7 @@ def observe(meter: Any, spec: InstrumentSpec, callback: Callable[..., Any]) -> N
 
 
 def markdown_table() -> str:
-    """The catalogue as the Markdown table the README carries."""
+    """The catalogue as the Markdown table docs/catalogue.md carries."""
     rows = ["| OTel name | Prometheus name | type | unit | attributes | meaning |",
             "|---|---|---|---|---|---|"]
     for spec in ALL:

@@ -1,7 +1,7 @@
-"""The README's generated tables: ``python -m otel_llm_metrics.docs [--write README.md]``.
+"""The generated tables in docs/: ``python -m otel_llm_metrics.docs [--write]``.
 
 Without ``--write`` it prints them; with it, it replaces the text between the
-``<!-- catalogue:start/end -->`` and ``<!-- configuration:start/end -->`` markers.
+``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers of each table's page.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from pathlib import Path
 from .catalogue import markdown_table
 from .config import settings_table
 
-TABLES = {"catalogue": markdown_table, "configuration": settings_table}
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+TABLES = {"catalogue": (markdown_table, "catalogue.md"), "configuration": (settings_table, "configuration.md")}
 
 
-def rewrite(text: str) -> str:
-    for name, make in TABLES.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> markers")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)
-    return text
+def rewrite(name: str, text: str) -> str:
+    make = TABLES[name][0]
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"no <!-- {name}:start --> ... <!-- {name}:end --> markers")
+    return pattern.sub(lambda m: m.group(1) + make() + m.group(2), text)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--write":
-        path = Path(sys.argv[2])
-        path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
-    else:
-        for name, make in TABLES.items():
+    for name, (make, page) in TABLES.items():
+        if sys.argv[1:] == ["--write"]:
+            path = DOCS / page
+            path.write_text(rewrite(name, path.read_text(encoding="utf-8")), encoding="utf-8")
+        else:
             print(f"## {name}\n\n{make()}\n")

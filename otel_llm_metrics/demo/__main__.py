@@ -35,7 +35,9 @@ def start_app() -> subprocess.Popen:
     command = [str(bindir / "opentelemetry-instrument"), str(bindir / "uvicorn"), "otel_llm_metrics.demo.app:app",
                "--host", "127.0.0.1", "--port", str(APP_PORT), "--no-access-log"]
     print("$", " ".join(command[:1] + [Path(command[1]).name] + command[2:]), flush=True)
-    return subprocess.Popen(command, env=env)
+    # Its own session: Ctrl-C in the terminal reaches only this runner, which then stops the app with
+    # one signal. Two (the terminal's and ours) made uvicorn force-exit with a traceback.
+    return subprocess.Popen(command, env=env, start_new_session=True)
 
 
 def wait_until(check, what: str, deadline_s: float = 30.0) -> None:
@@ -85,7 +87,12 @@ def counted_requests() -> float:
                if line.startswith(catalogue.REQUEST_DURATION.prometheus_name + "_count"))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # stop as on Ctrl-C: one signal to the app, then wait for it
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     app = start_app()
     try:
         wait_until(lambda: httpx.get(f"{BASE}/health").status_code == 200, "the app answering /health")
@@ -104,9 +111,10 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the app's shutdown short
         app.send_signal(signal.SIGINT)
         try:
-            app.wait(10)
+            app.wait(15)
         except subprocess.TimeoutExpired:
             app.kill()
     return 0
