@@ -76,7 +76,8 @@ def parse(text: str) -> tuple[dict, dict]:
 
 
 def _label(key: tuple, name: str, default: str = "-") -> str:
-    return dict(key).get(name, default)
+    """A label's value; the exporter writes an attribute a point lacks as "" when others have it."""
+    return dict(key).get(name) or default
 
 
 def _ms(seconds: float) -> str:

@@ -99,7 +99,10 @@ def test_an_uncaught_setup_error_prints_its_message_and_fix_first_without_a_trac
     assert "Traceback" not in result.stderr
 
 
-def test_a_caught_setup_error_is_an_ordinary_exception():
+def test_a_caught_setup_error_is_an_ordinary_exception(monkeypatch):
+    import otel_llm_metrics.runtime as runtime
+
+    monkeypatch.setattr(runtime, "_current", None)  # as at a program's start
     with pytest.raises(ConfigError, match="max_series=0"):
         setup(max_series=0)
 
