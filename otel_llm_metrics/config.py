@@ -69,28 +69,30 @@ def text(value: object) -> str:
     return value.strip()
 
 
+def _number(value: object, convert: Callable[[str], float]) -> object:
+    """A keyword's value as it is, a variable's text converted; None for bools and text that is no number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return convert(value.strip())
+        except ValueError:
+            return None
+    return value
+
+
 def whole_number(low: int, high: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
-        number: object = value
-        if isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+        number = _number(value, int)
+        if not isinstance(number, int) or not low <= number <= high:
             raise Invalid(f"expected a whole number from {low} to {high}")
         return number
     return parse
 
 
 def seconds(value: object) -> float:
-    number: object = value
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
+    number = _number(value, float)
+    if not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
         raise Invalid("expected seconds as a number >= 0 (0 turns it off)")
     return float(number)
 

@@ -36,25 +36,24 @@ class CacheMetrics:
         self._durations = durations
         self._lock = threading.Lock()
 
-    def hit(self, count: int = 1) -> None:
+    def _add(self, counter: str, count: int) -> None:
         with self._lock:
-            self.hits += count
+            setattr(self, counter, getattr(self, counter) + count)
+
+    def hit(self, count: int = 1) -> None:
+        self._add("hits", count)
 
     def miss(self, count: int = 1) -> None:
-        with self._lock:
-            self.misses += count
+        self._add("misses", count)
 
     def set(self, count: int = 1) -> None:
-        with self._lock:
-            self.sets += count
+        self._add("sets", count)
 
     def delete(self, count: int = 1) -> None:
-        with self._lock:
-            self.deletes += count
+        self._add("deletes", count)
 
     def error(self, count: int = 1) -> None:
-        with self._lock:
-            self.errors += count
+        self._add("errors", count)
 
     def record_duration(self, operation: str, seconds: float) -> None:
         self._durations.record(cache_key(self.name, operation), "duration", seconds)
