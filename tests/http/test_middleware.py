@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -300,3 +301,29 @@ def test_fastapi_routes_and_streams(make_telemetry):
     assert view.one(DURATION, http__response__status_code=200, http__route="/items/{item_id}").count == 1
     assert view.one(DURATION, http__response__status_code=422).attributes["http.route"] == "/items/{item_id}"
     assert view.one("http.server.stream.chunks").sum == 7
+
+
+def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running(make_telemetry):
+    """Starlette's StreamingResponse returns several ms after its last byte; an app may linger longer."""
+    telemetry = make_telemetry()
+    lingers = 0.5
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for i in range(3):
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b'data: {"model":"m","choices":[{"delta":{"content":"t%d"}}]}\n\n' % i})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        await asyncio.sleep(lingers)  # cleanup, logging, a background write: not part of the response
+
+    instrumented = MetricsMiddleware(app, telemetry)
+    wall = time.perf_counter()
+    result = run(call(instrumented, "POST", "/v1/chat/completions", body=b'{"model":"m"}'))
+    returned_after = time.perf_counter() - wall
+    assert result.raised is None and returned_after >= lingers
+    view = telemetry.collect()
+    for name in (DURATION, "http.server.stream.duration", "gen_ai.server.request.duration"):
+        point = view.points(name)[0]
+        assert point.count == 1 and point.sum < lingers, f"{name} {point.sum:.3f}s includes the app's lingering"
