@@ -2,7 +2,9 @@
 
 Cases: a 100-chunk OpenAI SSE chat stream (with a final usage chunk) and a 100-line Ollama NDJSON
 stream, plus their 1-chunk versions so that the per-chunk cost is told apart from the fixed
-per-request cost (request-model search, parser set-up, the GenAI record at the end).
+per-request cost (request-model search, parser set-up, the GenAI record at the end). Each is
+also sent under the media type hand-written proxies use (text/plain, application/json), where the
+format is recognised from the first bytes.
 
     .venv/bin/python benchmarks/bench_llm.py [--requests 5000] [--repeats 10]
 """
@@ -49,9 +51,18 @@ def _ollama_lines(n: int) -> list[bytes]:
     return [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
 
 
+PATHS = {"/v1/chat/completions": "OpenAI SSE, 100 chunks + usage",
+         "/api/chat": "Ollama NDJSON, 100 lines + final",
+         "/plain/v1/chat/completions": "OpenAI SSE sent as text/plain",
+         "/plain/api/chat": "Ollama NDJSON sent as application/json"}
+
+
 def make_app() -> Starlette:
     cases = {"/v1/chat/completions": ("text/event-stream", _openai_events),
-             "/api/chat": ("application/x-ndjson", _ollama_lines)}
+             "/api/chat": ("application/x-ndjson", _ollama_lines),
+             # what hand-written proxies send: the format is then recognised from the bytes
+             "/plain/v1/chat/completions": ("text/plain", _openai_events),
+             "/plain/api/chat": ("application/json", _ollama_lines)}
     prepared = {(path, n): make(n) for path, (_, make) in cases.items() for n in (1, 100)}
 
     async def endpoint(request):
@@ -105,10 +116,10 @@ def main() -> None:
     async def measure() -> dict:
         samples: dict = {}
         for app in apps.values():
-            for path in ("/v1/chat/completions", "/api/chat"):
+            for path in PATHS:
                 await _drive(app, path, 100, 50)
         for _ in range(args.repeats):
-            for path in ("/v1/chat/completions", "/api/chat"):
+            for path in PATHS:
                 for n in (1, 100):
                     for parsing, app in apps.items():
                         gc.collect()
@@ -121,8 +132,7 @@ def main() -> None:
     print("| stream | parsing off (us) | parsing on (us) | added per request (us) | fixed per request (us) "
           "| per chunk (us) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for path, name in (("/v1/chat/completions", "OpenAI SSE, 100 chunks + usage"),
-                       ("/api/chat", "Ollama NDJSON, 100 lines + final")):
+    for path, name in PATHS.items():
         off, on = result[(path, 100, False)] * 1e6, result[(path, 100, True)] * 1e6
         fixed = (result[(path, 1, True)] - result[(path, 1, False)]) * 1e6
         per_chunk = ((on - off) - fixed) / 99

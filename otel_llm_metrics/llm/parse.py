@@ -7,6 +7,13 @@ counting ``"content":"`` (or ``"text":"``/``"response":"``) minus its empty form
 are parsed once each, from the single event that carries them. Non-streamed JSON keeps only a
 head and a tail window, because those fields sit at the ends of the document.
 
+The format comes from the bytes, not only from ``Content-Type``: many proxies stream SSE as
+``text/plain`` or NDJSON as ``application/json``. It is decided once per response, from its first
+bytes: an SSE field (``data:``, ``event:``, ``id:``, ``retry:``, a ``:`` comment) means SSE; a
+complete JSON line followed by more JSON means NDJSON; anything else, or a body that ends first,
+is one JSON document. Until then the first bytes are held (bounded), and the first token keeps the
+time it arrived.
+
 Nothing here raises: malformed input leaves fields unknown, and unknown fields are not recorded.
 """
 
@@ -14,14 +21,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from time import perf_counter
 
 from .endpoints import OLLAMA, Endpoint
 
 MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
 WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
+SNIFF_LIMIT = 4 * WINDOW  # bytes held while the format is undecided; past this it is one JSON document
 MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
-_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,2048})"')  # long names are truncated later
+MAX_MODEL = 2048  # a longer model name is cut here (and to 128 characters when recorded)
+# A model name: closed by its quote, or MAX_MODEL characters long (then cut, never dropped).
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,%d})(")?' % MAX_MODEL)
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _FINISH = re.compile(rb'"(?:finish_reason|done_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 _DECODER = json.JSONDecoder()
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
@@ -36,10 +48,23 @@ def _count(value: object) -> int | None:
 
 
 def _text(raw: bytes) -> str | None:
-    try:
-        return json.loads(b'"' + raw + b'"')
-    except ValueError:
-        return None
+    """A JSON string's raw bytes decoded; a cut one may end inside an escape or a UTF-8 sequence."""
+    if b"\\" not in raw:  # no escapes (nearly every model name): a plain decode, 20x cheaper than json
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            pass
+    for cut in range(6):
+        try:
+            return json.loads(b'"' + raw[: len(raw) - cut] + b'"')
+        except ValueError:
+            continue
+    return None
+
+
+def _closed(match: re.Match[bytes], data: bytes) -> bool:
+    """Whether a model-name match is whole: closed by its quote, or cut at MAX_MODEL with more behind it."""
+    return match.group(2) is not None or match.end() < len(data) - 1
 
 
 class RequestModel:
@@ -65,6 +90,9 @@ class RequestModel:
         while start != -1:
             match = _MODEL.match(data, start)
             if match:
+                if not _closed(match, data):
+                    self._tail = data[start:]  # the name goes on in the next body message
+                    return
                 self.model = _text(match.group(1))
                 self._done = True
                 return
@@ -75,19 +103,22 @@ class RequestModel:
 class ResponseParser:
     """Everything an LLM response tells us, gathered as its body messages pass."""
 
-    __slots__ = ("endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format",
-                 "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
-                 "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_head", "_tail",
-                 "_size")
+    __slots__ = ("feed", "endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format", "sse",
+                 "undecided", "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
+                 "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_held", "_held_at",
+                 "_head", "_tail", "_size")
 
     def __init__(self, endpoint: Endpoint, content_type: bytes) -> None:
         self.endpoint = endpoint
         # The spelling of the content key (compact or spaced) is settled by the first content seen.
         self._key, self._other_key = endpoint.content_patterns
         self._empty = self._key + b'"'
-        # SSE or NDJSON: framed line by line as it streams; anything else is one JSON document.
-        self.streamed_format = b"event-stream" in content_type or b"ndjson" in content_type
-        self._one_event_newlines = 2 if b"event-stream" in content_type else 1
+        # SSE or NDJSON are framed line by line as they stream; a JSON document is kept in windows.
+        # A content type that says so decides at once; any other is decided from the first bytes.
+        self.sse = b"event-stream" in content_type
+        self.streamed_format = self.sse or b"ndjson" in content_type
+        self.undecided = not self.streamed_format
+        self._one_event_newlines = 2 if self.sse else 1
         self.first_token_at = 0.0
         self.content_events = 0
         self.input_tokens: int | None = None
@@ -99,43 +130,87 @@ class ResponseParser:
         self.gave_up = False
         self.finished = False
         self._partial = b""
+        self._held = b""  # the first bytes, while the format is undecided
+        self._held_at = 0.0
         self._head = b""
         self._tail = b""
         self._size = 0
+        # What to do with the next body message; swapped when the format is decided or parsing stops,
+        # so a chunk pays for no dispatch.
+        self.feed: Callable[[bytes], None] = self._lines if self.streamed_format else self._sniff
 
     # -- per body message -------------------------------------------------------------------------
-    def feed(self, body: bytes) -> None:
-        if self.gave_up:
+    def _ignore(self, body: bytes) -> None:
+        """After giving up (an absurdly long line): the response still passes, unread."""
+
+    def _sniff(self, body: bytes) -> None:
+        """Hold the first bytes until they say SSE, NDJSON or one JSON document; then replay them."""
+        held = self._held = self._held + body
+        if not self._held_at and b"\n" in body:
+            self._held_at = perf_counter()  # when the first line was complete
+        start = held.lstrip()
+        if not start or any(len(start) < len(field) and field.startswith(start) for field in _SSE_FIELDS):
+            return  # nothing yet, or the beginning of an SSE field name
+        if start.startswith(_SSE_FIELDS):
+            self._decide(sse=True, streamed=True)
+        elif start[:1] != b"{" or len(held) > SNIFF_LIMIT:
+            self._decide(sse=False, streamed=False)
+        else:
+            newline = start.find(b"\n")
+            if newline == -1 or not start[newline:].strip():
+                return  # one line so far: an NDJSON stream or a JSON document, the next bytes will say
+            self._decide(sse=False, streamed=_json_line(start[:newline]) is not None)
+
+    def _decide(self, sse: bool, streamed: bool) -> None:
+        """Settle the format and replay the held bytes; the first line keeps the time it was complete."""
+        held = self._held
+        self._held = b""
+        self.undecided = False
+        self.sse = sse
+        self.streamed_format = streamed
+        self._one_event_newlines = 2 if sse else 1
+        self.feed = self._lines if streamed else self._keep_windows
+        if not streamed:
+            self._keep_windows(held)
             return
-        if not self.streamed_format:
-            self._keep_windows(body)
-            return
+        first = held.find(b"\n") + 1
+        if first:
+            self._lines(held[:first], self._held_at)
+        self._lines(held[first:])
+
+    def _lines(self, body: bytes, arrived: float = 0.0) -> None:
+        """Count content and read the rare fields of the complete events in ``body``.
+
+        An NDJSON event is a line; an SSE event ends at a blank line (its ``data:`` may span lines).
+        What is incomplete waits for the next body message, up to a bound.
+        """
         if self._partial:
             body = self._partial + body
             self._partial = b""
-        if not body.endswith(b"\n"):
-            cut = body.rfind(b"\n") + 1
+        if not (body.endswith(b"\n\n") or body.endswith(b"\n\r\n") if self.sse else body.endswith(b"\n")):
+            cut = _events_end(body) if self.sse else body.rfind(b"\n") + 1
             self._partial = body[cut:]
             if len(self._partial) > MAX_LINE:
                 self.gave_up = True
+                self.feed = self._ignore
                 self._partial = b""
                 return
             body = body[:cut]
             if not body:
                 return
+        if self.response_model is None and b'"model"' in body:
+            match = _MODEL.search(body)
+            if match:
+                self.response_model = _text(match.group(1))
         events = body.count(self._key) - body.count(self._empty) or self._uncommon_content(body)
         if events:
             if not self.content_events:
-                self.first_token_at = perf_counter()
+                self.first_token_at = arrived or perf_counter()
             self.content_events += events
             if body.count(b"\n") <= self._one_event_newlines:
                 return  # one content event: it carries no usage, finish reason or error
         if _RARE.search(body):
             self._rare_fields(body)
-        if self.response_model is None and b'"model"' in body:
-            match = _MODEL.search(body)
-            if match:
-                self.response_model = _text(match.group(1))
 
     def _uncommon_content(self, body: bytes) -> int:
         """Content in the other spelling (then switch to it), or tool-call deltas."""
@@ -155,6 +230,12 @@ class ResponseParser:
                 document = _json_line(line)
                 if isinstance(document, dict):
                     self._take(document)
+                elif self.sse:  # an SSE data payload spread over several lines: read whole events
+                    for event in _sse_events(body):
+                        document = _json_line(event)
+                        if isinstance(document, dict):
+                            self._take(document)
+                    return
 
     def _keep_windows(self, body: bytes) -> None:
         self._size += len(body)
@@ -168,7 +249,13 @@ class ResponseParser:
         if self.finished:
             return
         self.finished = True
-        if self.streamed_format or self.gave_up or not self._size:
+        if self.undecided:  # the body ended before it looked like a stream: one JSON document
+            self._decide(sse=False, streamed=False)
+        if self.streamed_format:
+            if self._partial:  # a last event without its line end
+                self._lines(b"\n\n" if self.sse else b"\n")
+            return
+        if self.gave_up or not self._size:
             return
         whole = self._head if self._size <= WINDOW else None
         document = None
@@ -183,7 +270,7 @@ class ResponseParser:
             return
         # Too large to keep: the usage object and counts sit in the tail, the model in the head.
         match = _MODEL.search(self._head)
-        if match:
+        if match and _closed(match, self._head):
             self.response_model = _text(match.group(1))
         at = self._tail.rfind(b'"usage"')
         if at != -1:
@@ -233,6 +320,7 @@ class ResponseParser:
 
 
 def _json_line(line: bytes) -> object:
+    """The JSON object of an NDJSON line or an SSE ``data:`` payload, else None."""
     line = line.strip()
     if line.startswith(b"data:"):
         line = line[5:].strip()
@@ -242,6 +330,28 @@ def _json_line(line: bytes) -> object:
         return json.loads(line)
     except ValueError:
         return None
+
+
+def _events_end(body: bytes) -> int:
+    """Where the last complete SSE event of ``body`` ends (after its blank line), or 0."""
+    lf, crlf = body.rfind(b"\n\n"), body.rfind(b"\n\r\n")
+    return max(lf + 2 if lf != -1 else 0, crlf + 3 if crlf != -1 else 0)
+
+
+def _sse_events(body: bytes) -> list[bytes]:
+    """The ``data:`` payloads of complete SSE events, multi-line ones joined as the spec says."""
+    events, data = [], []
+    for line in body.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line.startswith(b"data:"):
+            payload = line[5:]
+            data.append(payload[1:] if payload.startswith(b" ") else payload)
+        elif not line and data:
+            events.append(b"\n".join(data))
+            data = []
+    if data:
+        events.append(b"\n".join(data))
+    return events
 
 
 def _object_around(tail: bytes, at: int) -> dict:

@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 UPSTREAM = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:11434")
+# Many hand-written proxies stream SSE as text/plain, or with no media type at all ("none").
+MEDIA_TYPE = os.environ.get("PROXY_MEDIA_TYPE", "text/event-stream")
 app = FastAPI()
 
 
@@ -51,7 +53,7 @@ async def chat(request: Request) -> StreamingResponse:
                                                                  "total_tokens": prompt + completion}})
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(translate(), media_type="text/event-stream")
+    return StreamingResponse(translate(), media_type=None if MEDIA_TYPE == "none" else MEDIA_TYPE)
 
 
 def _sse(payload: dict) -> str:

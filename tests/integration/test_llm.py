@@ -70,27 +70,33 @@ def test_ollama_native_api_over_http(demo_app):
                                   ("text_completion", "output"): 3}, "Ollama token counts on the metrics endpoint")
 
 
-def test_proxy_translating_ollama_ndjson_to_openai_sse():
+@pytest.mark.parametrize(("media_type", "usage"), [("text/event-stream", True), ("text/plain", True),
+                                                   ("none", False)])
+def test_proxy_translating_ollama_ndjson_to_openai_sse(prometheus, media_type, usage):
+    """A gateway nobody here wrote the parser for: SSE under whatever media type, counted in PromQL."""
     upstream = AppServer("otel_llm_metrics.demo.app:app", zero_code=False).wait_ready()
-    proxy = AppServer("tests.integration.proxy_app:app", env={"UPSTREAM_URL": upstream.url}).wait_ready()
+    proxy = AppServer("tests.integration.proxy_app:app",
+                      env={"UPSTREAM_URL": upstream.url, "PROXY_MEDIA_TYPE": media_type}).wait_ready()
+    model = f"proxied-{media_type.replace('/', '-')}"
+    streams, max_tokens = 3, 9
     try:
+        prometheus.add_target(f"127.0.0.1:{proxy.metrics_port}")
         client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
-        text = "".join(chunk.choices[0].delta.content or ""
-                       for chunk in client.chat.completions.create(
-                           model="proxied", messages=PROMPT, max_tokens=9, stream=True,
-                           stream_options={"include_usage": True}) if chunk.choices)
-        assert len(text.split()) == 9
-
-        def numbers() -> dict:
-            _, histograms = parse(httpx.get(proxy.metrics_url).text)
-            out = {}
-            for key, data in histograms.get("gen_ai_server_token_usage", {}).items():
-                out[dict(key)["gen_ai_token_type"]] = (data.total, dict(key).get("gen_ai_response_model"))
-            ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
-            out["ttft"] = sum(d.count for d in ttft.values())
-            return out
-        wait_for(lambda: numbers() == {"input": (4, "proxied"), "output": (9, "proxied"), "ttft": 1},
-                 "the proxy's token counts, from the usage it translated")
+        for _ in range(streams):
+            options = {"stream_options": {"include_usage": True}} if usage else {}
+            text = "".join(chunk.choices[0].delta.content or ""
+                           for chunk in client.chat.completions.create(
+                               model=model, messages=PROMPT, max_tokens=max_tokens, stream=True, **options)
+                           if chunk.choices)
+            assert len(text.split()) == max_tokens, "the client got the whole answer"
+        selector = f'gen_ai_request_model="{model}",gen_ai_response_model="{model}"'
+        prometheus.wait_value(f"sum(gen_ai_server_time_to_first_token_seconds_count{{{selector}}})", streams)
+        prometheus.wait_value(f'sum(gen_ai_server_token_usage_sum{{{selector},gen_ai_token_type="output",'
+                              f'gen_ai_usage_estimated="{str(not usage).lower()}"}})', streams * max_tokens)
+        if usage:
+            prometheus.wait_value(f'sum(gen_ai_server_token_usage_sum{{{selector},gen_ai_token_type="input"}})',
+                                  streams * 4)
+        assert prometheus.value(f"sum(gen_ai_server_time_per_output_token_seconds_count{{{selector}}})") == streams
     finally:
         proxy.stop()
         upstream.stop()

@@ -162,3 +162,32 @@ def test_request_without_a_model():
     finder = RequestModel()
     finder.feed(b'{"messages": []}')
     assert finder.model is None
+
+
+def test_a_stream_abandoned_after_content_only_chunks_still_has_its_model():
+    parser = ResponseParser(CHAT, SSE)
+    for event in chat_stream(5)[1:4]:  # no role chunk, no final chunks: the client left
+        parser.feed(event)
+    parser.finish()
+    assert parser.response_model == "served-model" and parser.content_events == 3
+
+
+@pytest.mark.parametrize("split", [1, 700, 2100, 3000])
+def test_a_request_model_longer_than_any_bound_is_cut_not_dropped(split):
+    from otel_llm_metrics.llm.stats import MAX_VALUE_LENGTH, ValueLimiter
+
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "model": "m" * 5000}).encode()
+    request = RequestModel()
+    for part in (body[:split], body[split:]):
+        request.feed(part)
+    assert request.model is not None and request.model.startswith("mmm")
+    assert ValueLimiter(10)(request.model) == "m" * MAX_VALUE_LENGTH
+
+
+@pytest.mark.parametrize("split", range(1, 40))
+def test_a_request_model_split_anywhere_is_found_whole(split):
+    body = b'{"stream":true,"model":"llama3.1:8b-instruct-q4_K_M","messages":[]}'
+    request = RequestModel()
+    request.feed(body[:split])
+    request.feed(body[split:])
+    assert request.model == "llama3.1:8b-instruct-q4_K_M"
