@@ -8,27 +8,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-OPENAI, OLLAMA = "openai", "ollama"  # response dialects
+# Response dialects: how an API shapes its answers.
+OPENAI, OLLAMA, ANTHROPIC, RESPONSES = "openai", "ollama", "anthropic", "openai_responses"
+PROVIDERS = {OPENAI: "openai", OLLAMA: "ollama", ANTHROPIC: "anthropic", RESPONSES: "openai"}
+
+# Other generated output that streams outside the main content key: reasoning (vLLM, DeepSeek,
+# llama.cpp server, Ollama's thinking) and tool calls. (pattern, its empty form or b"").
+_REASONING = ((b'"reasoning_content":"', b'"reasoning_content":""'), (b'"reasoning":"', b'"reasoning":""'),
+              (b'"tool_calls":[{', b""))
+_THINKING = ((b'"thinking":"', b'"thinking":""'),)
 
 
 @dataclass(frozen=True)
 class Endpoint:
     operation: str  # gen_ai.operation.name
-    dialect: str  # OPENAI or OLLAMA: how responses are shaped
-    content_key: bytes  # the JSON key whose non-empty string values are generated text
+    dialect: str  # how responses are shaped: OPENAI, OLLAMA, ANTHROPIC or RESPONSES
+    content_key: bytes  # what marks one generated-content event: a key with a non-empty string, or a tag
+    more_content: tuple[tuple[bytes, bytes], ...] = ()  # looked for only when content_key is absent
 
     @property
     def content_patterns(self) -> tuple[bytes, bytes]:
         """Compact (``"content":"``) and spaced (``"content": "``) spellings of the key."""
         return self.content_key, self.content_key.replace(b':"', b': "')
 
+    @property
+    def more_content_patterns(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``more_content`` in both spellings."""
+        spaced = tuple((key.replace(b'":', b'": '), empty.replace(b'":', b'": ')) for key, empty in self.more_content)
+        return self.more_content + spaced
+
 
 _BY_SUFFIX: tuple[tuple[str, Endpoint], ...] = (
-    ("/chat/completions", Endpoint("chat", OPENAI, b'"content":"')),
-    ("/completions", Endpoint("text_completion", OPENAI, b'"text":"')),
+    ("/chat/completions", Endpoint("chat", OPENAI, b'"content":"', _REASONING)),
+    ("/completions", Endpoint("text_completion", OPENAI, b'"text":"', _REASONING)),
     ("/embeddings", Endpoint("embeddings", OPENAI, b'"content":"')),
-    ("/api/chat", Endpoint("chat", OLLAMA, b'"content":"')),
-    ("/api/generate", Endpoint("text_completion", OLLAMA, b'"response":"')),
+    # Anthropic Messages: every content_block_delta (text, thinking, tool input) is generated output.
+    ("/v1/messages", Endpoint("chat", ANTHROPIC, b'"content_block_delta"')),
+    # OpenAI Responses: every response.*.delta event (output text, reasoning, tool arguments, refusals).
+    ("/v1/responses", Endpoint("chat", RESPONSES, b'.delta"')),
+    ("/api/chat", Endpoint("chat", OLLAMA, b'"content":"', _THINKING)),
+    ("/api/generate", Endpoint("text_completion", OLLAMA, b'"response":"', _THINKING)),
     ("/api/embed", Endpoint("embeddings", OLLAMA, b'"content":"')),
 )
 

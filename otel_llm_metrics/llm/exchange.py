@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import catalogue as c
-from .endpoints import OLLAMA, Endpoint
+from .endpoints import PROVIDERS, Endpoint
 from .parse import RequestModel, ResponseParser
 from .stats import GenAiStats, operation_key, server_token_key
 
@@ -20,7 +20,7 @@ class LlmExchange:
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None) -> None:
         self.endpoint = endpoint
         self.stats = stats
-        self.provider = provider or ("ollama" if endpoint.dialect == OLLAMA else "openai")
+        self.provider = provider or PROVIDERS[endpoint.dialect]
         self.request = RequestModel()
         self.parser: ResponseParser | None = None  # set when the response starts, dropped if it fails
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from time import perf_counter
 
-from .endpoints import OLLAMA, Endpoint
+from .endpoints import ANTHROPIC, OLLAMA, RESPONSES, Endpoint
 
 MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
 WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
@@ -34,7 +34,7 @@ MAX_MODEL = 2048  # a longer model name is cut here (and to 128 characters when 
 # A model name: closed by its quote, or MAX_MODEL characters long (then cut, never dropped).
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,%d})(")?' % MAX_MODEL)
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
-_FINISH = re.compile(rb'"(?:finish_reason|done_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_FINISH = re.compile(rb'"(?:finish_reason|done_reason|stop_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 _DECODER = json.JSONDecoder()
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
 _RARE = re.compile(rb'"usage"\s*:\s*\{|"done"\s*:\s*true|"error"\s*:|_reason"\s*:\s*"')
@@ -106,7 +106,7 @@ class ResponseParser:
     __slots__ = ("feed", "endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format", "sse",
                  "undecided", "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
                  "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_held", "_held_at",
-                 "_head", "_tail", "_size")
+                 "_head", "_tail", "_size", "_more", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens")
 
     def __init__(self, endpoint: Endpoint, content_type: bytes) -> None:
         self.endpoint = endpoint
@@ -121,8 +121,12 @@ class ResponseParser:
         self._one_event_newlines = 2 if self.sse else 1
         self.first_token_at = 0.0
         self.content_events = 0
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
+        self.input_tokens: int | None = None  # all input, cached included (the conventions' meaning)
+        self.output_tokens: int | None = None  # all output, reasoning included
+        self.cache_read_tokens: int | None = None  # None: the upstream did not say
+        self.cache_creation_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self._more = endpoint.more_content_patterns
         self.response_model: str | None = None
         self.finish_reason: str | None = None
         self.error_event = False
@@ -213,12 +217,18 @@ class ResponseParser:
             self._rare_fields(body)
 
     def _uncommon_content(self, body: bytes) -> int:
-        """Content in the other spelling (then switch to it), or tool-call deltas."""
-        if self._other_key in body:
+        """Content in the other spelling (then switch to it), or other output: reasoning, tool calls."""
+        if self._other_key in body and self._other_key != self._key:
             self._key, self._other_key = self._other_key, self._key
             self._empty = self._key + b'"'
-            return body.count(self._key) - body.count(self._empty)
-        return body.count(b'"tool_calls":[{') + body.count(b'"tool_calls": [{')
+            found = body.count(self._key) - body.count(self._empty)
+            if found:
+                return found
+        found = 0
+        for key, empty in self._more:
+            if key in body:
+                found += body.count(key) - (body.count(empty) if empty else 0)
+        return found
 
     def _rare_fields(self, body: bytes) -> None:
         """The few events that carry usage, finish reason, errors or Ollama's final counts."""
@@ -280,33 +290,88 @@ class ResponseParser:
             self.finish_reason = match.group(1).decode()
 
     def _take(self, document: dict) -> None:
-        if "error" in document and document.get("error"):
+        """Read usage, finish reason, model and errors from one event (or a whole response)."""
+        if document.get("error") or document.get("type") == "error":
             self.error_event = True
         model = document.get("model")
-        if isinstance(model, str) and self.response_model is None:
+        if isinstance(model, str) and model and self.response_model is None:
             self.response_model = model
+        _READERS[self.endpoint.dialect](self, document)
+
+    def _openai(self, document: dict) -> None:
         usage = document.get("usage")
         if isinstance(usage, dict):
             self.input_tokens = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
             self.output_tokens = _count(usage.get("completion_tokens", usage.get("output_tokens")))
-        if self.endpoint.dialect == OLLAMA and document.get("done") is True:
-            self.done = True
-            self.input_tokens = _count(document.get("prompt_eval_count"))
-            self.output_tokens = _count(document.get("eval_count"))
-            reason = document.get("done_reason")
-            if isinstance(reason, str):
-                self.finish_reason = reason[:64]
+            self.cache_read_tokens = _count(_get(usage, "prompt_tokens_details", "cached_tokens"))
+            self.reasoning_tokens = _count(_get(usage, "completion_tokens_details", "reasoning_tokens"))
         choices = document.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
                     self.finish_reason = choice["finish_reason"][:64]
 
+    def _ollama(self, document: dict) -> None:
+        if document.get("done") is True:
+            self.done = True
+            self.input_tokens = _count(document.get("prompt_eval_count"))
+            self.output_tokens = _count(document.get("eval_count"))
+            reason = document.get("done_reason")
+            if isinstance(reason, str):
+                self.finish_reason = reason[:64]
+
+    def _anthropic(self, document: dict) -> None:
+        """``message_start`` (or a whole message) carries input usage; ``message_delta`` the output and stop."""
+        message = document.get("message") if document.get("type") == "message_start" else document
+        if not isinstance(message, dict):
+            return
+        model = message.get("model")
+        if isinstance(model, str) and model and self.response_model is None:
+            self.response_model = model
+        usage = message.get("usage")
+        if isinstance(usage, dict):
+            uncached = _count(usage.get("input_tokens"))
+            read = _count(usage.get("cache_read_input_tokens"))
+            created = _count(usage.get("cache_creation_input_tokens"))
+            if uncached is not None:  # Anthropic's input_tokens leaves the cache out; the conventions count it in
+                self.input_tokens = uncached + (read or 0) + (created or 0)
+                self.cache_read_tokens, self.cache_creation_tokens = read, created
+            output = _count(usage.get("output_tokens"))
+            if output is not None:
+                self.output_tokens = output  # cumulative: the last message_delta has the total
+        delta = document.get("delta") if document.get("type") == "message_delta" else message
+        if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+            self.finish_reason = delta["stop_reason"][:64]
+
+    def _responses(self, document: dict) -> None:
+        """``response.completed`` / ``.incomplete`` / ``.failed`` (or a whole response) carry the outcome."""
+        response = document.get("response") if "response" in document else document
+        if not isinstance(response, dict):
+            return
+        model = response.get("model")
+        if isinstance(model, str) and model and self.response_model is None:
+            self.response_model = model
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            self.input_tokens = _count(usage.get("input_tokens"))
+            self.output_tokens = _count(usage.get("output_tokens"))
+            self.cache_read_tokens = _count(_get(usage, "input_tokens_details", "cached_tokens"))
+            self.reasoning_tokens = _count(_get(usage, "output_tokens_details", "reasoning_tokens"))
+        status = response.get("status")
+        if status == "completed":
+            self.finish_reason = "stop"
+        elif status == "incomplete":
+            reason = _get(response, "incomplete_details", "reason")
+            self.finish_reason = reason[:64] if isinstance(reason, str) else "incomplete"
+        elif status == "failed" or response.get("error"):
+            self.error_event = True
+
     def _content_from(self, document: dict) -> None:
         """A non-streamed answer: did it carry generated content at all (for the estimate flag)."""
-        choices = document.get("choices")
-        if isinstance(choices, list) and choices:
-            self.content_events = 1
+        for key in ("choices", "content", "output", "message", "response"):
+            if document.get(key):
+                self.content_events = 1
+                return
 
     @property
     def output_estimated(self) -> bool:
@@ -317,6 +382,16 @@ class ResponseParser:
         if self.output_tokens is not None:
             return self.output_tokens
         return self.content_events if self.output_estimated else None
+
+
+_READERS = {"openai": ResponseParser._openai, OLLAMA: ResponseParser._ollama, ANTHROPIC: ResponseParser._anthropic,
+            RESPONSES: ResponseParser._responses}
+
+
+def _get(document: dict, outer: str, inner: str) -> object:
+    """``document[outer][inner]`` when both are there."""
+    found = document.get(outer)
+    return found.get(inner) if isinstance(found, dict) else None
 
 
 def _json_line(line: bytes) -> object:

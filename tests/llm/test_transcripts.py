@@ -1,9 +1,13 @@
 """Wire transcripts written from the providers' public API references, each with its ground truth,
 parsed under every content type a proxy might send and split at every byte boundary.
 
-A transcript is the response body exactly as it crosses the wire (``tests/llm/transcripts/``);
-``truth.json`` says what it contains: tokens, model, finish reason, whether output is estimated,
-and the first generated content, whose line's end is where the first-token clock must stop.
+A transcript is the response body exactly as it crosses the wire (``tests/llm/transcripts/``):
+OpenAI Chat Completions (with the quirks of Azure, vLLM/DeepSeek reasoning, tool calls, n > 1, an
+error inside a 200), the OpenAI Responses API, Anthropic Messages (caching, thinking, tool use, an
+error event), Ollama's chat and generate (with thinking), and a hand-written proxy's SSE framing.
+``truth.json`` says what each contains: tokens (cache and reasoning details too), model, finish
+reason, errors, whether output is estimated, and the first generated content, whose event's end is
+where the first-token clock must stop.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def _parse(name: str, chunks: list[bytes], content_type: str | None, monkeypatch
         parser.feed(chunk)
     parser.finish()
     return (parser.input_tokens, parser.output_token_count(), parser.output_estimated, parser.response_model,
-            parser.finish_reason, parser.first_token_at or None)
+            parser.finish_reason, parser.first_token_at or None, parser.cache_read_tokens,
+            parser.cache_creation_tokens, parser.reasoning_tokens, parser.error_event)
 
 
 def _expected(name: str, chunks: list[bytes]) -> tuple:
@@ -66,7 +71,8 @@ def _expected(name: str, chunks: list[bytes]) -> tuple:
             if received >= line_end:
                 stamp = float(received)
                 break
-    return (truth["input"], truth["output"], truth["estimated"], truth["model"], truth["finish"], stamp)
+    return (truth["input"], truth["output"], truth["estimated"], truth["model"], truth["finish"], stamp,
+            truth["cache_read"], truth["cache_creation"], truth["reasoning"], truth["error"])
 
 
 def _content_types(name: str) -> list[str | None]:
