@@ -33,6 +33,9 @@ GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
 GEN_AI_ESTIMATED = "gen_ai.usage.estimated"  # invented: true when counted from content deltas
+GEN_AI_TOKEN_CACHE = "gen_ai.token.cache"  # input tokens: none | read | creation
+GEN_AI_TOKEN_PHASE = "gen_ai.token.phase"  # output tokens: response | reasoning
+GEN_AI_FINISH_REASON = "gen_ai.response.finish_reason"  # invented: one value of gen_ai.response.finish_reasons
 
 # Attribute values shared by every writer.
 OTHER = "_OTHER"  # the conventions' stand-in for a value outside a bounded set
@@ -145,7 +148,9 @@ LIMITER_WAIT_TIME = InstrumentSpec(
 
 GEN_AI_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, ERROR_TYPE)
 GEN_AI_TOKEN_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
-                      GEN_AI_TOKEN_TYPE, GEN_AI_ESTIMATED)
+                      GEN_AI_TOKEN_TYPE, GEN_AI_TOKEN_CACHE, GEN_AI_TOKEN_PHASE, GEN_AI_ESTIMATED)
+GEN_AI_RESPONSE_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+                         GEN_AI_FINISH_REASON)
 GEN_AI_SERVER_DURATION = InstrumentSpec(
     "gen_ai.server.request.duration", Kind.HISTOGRAM, "s",
     "LLM request duration as this app served it, to the last byte or output token.",
@@ -159,9 +164,16 @@ GEN_AI_SERVER_TPOT = InstrumentSpec(
     "Time per output token after the first, for successful streams.", GEN_AI_ATTRS, GEN_AI_TPOT_BUCKETS)
 GEN_AI_SERVER_TOKENS = InstrumentSpec(
     "gen_ai.server.token.usage", Kind.HISTOGRAM, "{token}",
-    "Tokens per request this app served, by gen_ai.token.type; gen_ai.usage.estimated=true when the "
-    "upstream reported no usage and output tokens were counted from content deltas.",
+    "Tokens per request this app served, by gen_ai.token.type; where the upstream says, input is split by "
+    "gen_ai.token.cache (none, read, creation) and output by gen_ai.token.phase (response, reasoning); "
+    "gen_ai.usage.estimated=true when the upstream reported no usage and output tokens were counted from "
+    "content deltas.",
     GEN_AI_TOKEN_ATTRS, TOKEN_BUCKETS, semconv=False)
+GEN_AI_SERVER_RESPONSES = InstrumentSpec(
+    "gen_ai.server.responses", Kind.COUNTER, "{response}",
+    "LLM responses served to the end (not abandoned), by gen_ai.response.finish_reason as the upstream "
+    "gave it: stop, length, tool_calls, content_filter, end_turn, max_tokens, ... (bounded like model names).",
+    GEN_AI_RESPONSE_ATTRS, semconv=False)
 GEN_AI_CLIENT_DURATION = InstrumentSpec(
     "gen_ai.client.operation.duration", Kind.HISTOGRAM, "s",
     "LLM calls this app made upstream, from gen_ai client spans of other instrumentations.",
@@ -271,7 +283,7 @@ ALL: tuple[InstrumentSpec, ...] = (
     ACTIVE_REQUESTS, ACTIVE_REQUESTS_PEAK, ROUTE_ACTIVE_REQUESTS, ROUTE_ACTIVE_REQUESTS_PEAK,
     STREAM_TIME_TO_FIRST_BYTE, STREAM_DURATION, STREAM_CHUNKS, STREAM_BODY_SIZE, STREAMS,
     LIMITER_WAITING, LIMITER_ACTIVE, LIMITER_LIMIT, LIMITER_WAIT_TIME,
-    GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS,
+    GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS, GEN_AI_SERVER_RESPONSES,
     GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TOKENS,
     *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
 )

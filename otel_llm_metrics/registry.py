@@ -54,7 +54,7 @@ class Registry:
         for group in self.histogram_groups():
             group.max_series = max_series
         self.http.max_series = max_series
-        self.gen_ai.models.max_values = max_model_names
+        self.gen_ai.configure(max_series, max_model_names)
 
     def histogram_groups(self) -> list[HistogramGroup]:
         return [group for area in self.areas for group in area.histogram_groups()]

@@ -23,9 +23,10 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import Exemplar
 
 from .catalogue import InstrumentSpec
@@ -164,3 +165,34 @@ class SharedHistogramGroup(HistogramGroup):
     def reset(self) -> None:
         self.lock = threading.Lock()  # also after fork, where another thread may have held it
         super().reset()
+
+
+class CounterGroup:
+    """Monotonic counts keyed by attribute values, written by the event loop, read at collection.
+
+    Capped like a HistogramGroup: past ``max_series`` new attribute sets share one overflow count.
+    """
+
+    def __init__(self, spec: InstrumentSpec, max_series: int = 2000) -> None:
+        self.spec = spec
+        self.max_series = max_series
+        self.reset()
+
+    def add(self, key: tuple, value: int = 1) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += value
+        elif len(counts) < self.max_series:
+            counts[key] = value
+            self.attributes[key] = {k: v for k, v in zip(self.spec.attributes, key, strict=True) if v is not None}
+        else:
+            counts[_OVERFLOW_KEY] = counts.get(_OVERFLOW_KEY, 0) + value
+            self.attributes[_OVERFLOW_KEY] = dict(OVERFLOW_ATTRIBUTES)
+
+    def observe(self, _: CallbackOptions) -> Iterator[Observation]:
+        for key, value in list(self.counts.items()):
+            yield Observation(value, self.attributes[key])
+
+    def reset(self) -> None:
+        self.counts: dict[tuple, int] = {}
+        self.attributes: dict[tuple, dict] = {}

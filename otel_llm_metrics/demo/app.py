@@ -116,6 +116,61 @@ async def _stream(completion_id: str, model: str, prompt_tokens: int, max_tokens
     yield "data: [DONE]\n\n"
 
 
+@app.post("/v1/messages")
+async def anthropic_messages(request: Request) -> Any:
+    """The Anthropic Messages API: SSE events when streaming, one message otherwise.
+
+    A ``system`` prompt is reported as read from the prompt cache (as a provider with caching would
+    after the first call), so cache-read input tokens show up in the metrics.
+    """
+    body = await request.json()
+    messages = body.get("messages") or []
+    if not isinstance(messages, list) or not messages:
+        return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "messages: at least one message is required"}},
+                            status_code=400)
+    uncached = sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
+    cached = count_tokens(_text_of(body.get("system")))
+    max_tokens = int(body.get("max_tokens") or 16)
+    model = str(body.get("model") or "demo-claude")
+    message_id = f"msg_demo{next(_ids)}"
+    usage = {"input_tokens": uncached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+    if not body.get("stream"):
+        async with limiter:
+            text = "".join([t async for t in upstream.generate(uncached, max_tokens)])
+        return {"id": message_id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens", "stop_sequence": None,
+                "usage": {**usage, "output_tokens": max_tokens}}
+
+    def event(kind: str, payload: dict) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **payload}, separators=(',', ':'))}\n\n"
+
+    async def events():
+        yield event("message_start", {"message": {"id": message_id, "type": "message", "role": "assistant",
+                                                  "content": [], "model": model, "stop_reason": None,
+                                                  "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}})
+        yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        yield event("ping", {})
+        async with limiter:
+            async for token in upstream.generate(uncached, max_tokens):
+                yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": token}})
+        yield event("content_block_stop", {"index": 0})
+        yield event("message_delta", {"delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+                                      "usage": {"output_tokens": max_tokens}})
+        yield event("message_stop", {})
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _text_of(content: Any) -> str:
+    """A message's text: a string, or the text blocks of a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return ""
+
+
 @app.post("/v1/completions")
 async def completions(request: Request) -> Any:
     """The legacy text completions API (non-streamed), with usage."""

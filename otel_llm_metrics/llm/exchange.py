@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from .. import catalogue as c
 from .endpoints import PROVIDERS, Endpoint
 from .parse import RequestModel, ResponseParser
-from .stats import GenAiStats, operation_key, server_token_key
+from .stats import GenAiStats, operation_key, response_key, server_token_key
 
 
 class LlmExchange:
@@ -53,7 +53,12 @@ class LlmExchange:
         output = parser.output_token_count()
         if output is not None:
             span.set_attribute("gen_ai.usage.output_tokens", output)
-            span.set_attribute("gen_ai.usage.estimated", parser.output_estimated)
+            span.set_attribute(c.GEN_AI_ESTIMATED, parser.output_estimated)
+        for name, value in (("gen_ai.usage.cache_read.input_tokens", parser.cache_read_tokens),
+                            ("gen_ai.usage.cache_creation.input_tokens", parser.cache_creation_tokens),
+                            ("gen_ai.usage.reasoning.output_tokens", parser.reasoning_tokens)):
+            if value is not None:
+                span.set_attribute(name, value)
 
     def record(self, start: float, end: float, status: int | None, error_type: str | None, cancelled: bool,
                streamed: bool, exemplar_ids: tuple[int, int] | None = None) -> None:
@@ -80,12 +85,42 @@ class LlmExchange:
                 output = parser.output_token_count()
                 if output and output > 1:
                     series.time_per_output_token.record((end - parser.first_token_at) / (output - 1))
+            if error_type is None:
+                finish = stats.finish_reasons(parser.finish_reason) if parser is not None else None
+                stats.responses.add(response_key(operation, provider, request_model, response_model, finish))
         if parser is None:
             return
-        if parser.input_tokens is not None:
-            stats.server_tokens.get(server_token_key(operation, provider, request_model, response_model, "input",
-                                                     False)).tokens.record(parser.input_tokens)
-        output = parser.output_token_count()
-        if output is not None:
-            stats.server_tokens.get(server_token_key(operation, provider, request_model, response_model, "output",
-                                                     parser.output_estimated)).tokens.record(output)
+        for token_type, cache, phase, estimated, count in _token_parts(parser):
+            key = server_token_key(operation, provider, request_model, response_model, token_type, cache, phase,
+                                   estimated)
+            stats.server_tokens.get(key).tokens.record(count)
+
+
+def _token_parts(parser: ResponseParser) -> list[tuple[str, str | None, str | None, bool, int]]:
+    """(type, cache, phase, estimated, count) observations of one response's tokens.
+
+    Where the upstream reports cache or reasoning details, input is split into its uncached, cache-read
+    and cache-creation parts and output into response and reasoning (gen_ai.token.cache/.phase), so the
+    parts still add up to the totals; where it does not, each total is one observation without them.
+    """
+    parts: list[tuple[str, str | None, str | None, bool, int]] = []
+    total = parser.input_tokens
+    if total is not None:
+        read, created = parser.cache_read_tokens, parser.cache_creation_tokens
+        if read is None and created is None:
+            parts.append(("input", None, None, False, total))
+        else:
+            split = (("read", read or 0), ("creation", created or 0))
+            uncached = max(0, total - sum(count for _, count in split))
+            parts += [("input", cache, None, False, count) for cache, count in (("none", uncached), *split)
+                      if count or (cache == "none" and not total)]
+    output = parser.output_token_count()
+    if output is not None:
+        reasoning = parser.reasoning_tokens
+        if reasoning is None or parser.output_estimated:
+            parts.append(("output", None, None, parser.output_estimated, output))
+        else:
+            parts += [("output", None, phase, False, count)
+                      for phase, count in (("response", max(0, output - reasoning)), ("reasoning", reasoning))
+                      if count or (phase == "response" and not output)]
+    return parts

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
-from ..series import HistogramGroup, SharedHistogramGroup
+from ..series import CounterGroup, HistogramGroup, SharedHistogramGroup
 
 MAX_VALUE_LENGTH = 128
 SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token": c.GEN_AI_SERVER_TTFT,
@@ -24,9 +24,15 @@ def operation_key(operation: str, provider: str | None, request_model: str | Non
 
 
 def server_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
-                     token_type: str, estimated: bool) -> tuple:
+                     token_type: str, cache: str | None, phase: str | None, estimated: bool) -> tuple:
     """A server token series' attribute values, in the order of ``catalogue.GEN_AI_TOKEN_ATTRS``."""
-    return (operation, provider, request_model, response_model, token_type, estimated)
+    return (operation, provider, request_model, response_model, token_type, cache, phase, estimated)
+
+
+def response_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
+                 finish_reason: str | None) -> tuple:
+    """A response count's attribute values, in the order of ``catalogue.GEN_AI_RESPONSE_ATTRS``."""
+    return (operation, provider, request_model, response_model, finish_reason)
 
 
 def client_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -62,14 +68,21 @@ class GenAiStats:
         self.server_tokens = HistogramGroup({"tokens": c.GEN_AI_SERVER_TOKENS}, max_series)
         self.client = SharedHistogramGroup({"duration": c.GEN_AI_CLIENT_DURATION}, max_series)
         self.client_tokens = SharedHistogramGroup({"tokens": c.GEN_AI_CLIENT_TOKENS}, max_series)
+        self.responses = CounterGroup(c.GEN_AI_SERVER_RESPONSES, max_series)
         self.models = ValueLimiter(max_model_names)
+        self.finish_reasons = ValueLimiter(max_model_names)  # upstreams may invent their own
 
     def histogram_groups(self) -> tuple[HistogramGroup, ...]:
         return (self.server, self.server_tokens, self.client, self.client_tokens)
 
     def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
-        return {}
+        return {c.GEN_AI_SERVER_RESPONSES: self.responses.observe}
+
+    def configure(self, max_series: int, max_model_names: int) -> None:
+        self.responses.max_series = max_series
+        self.models.max_values = self.finish_reasons.max_values = max_model_names
 
     def reset(self) -> None:
         for group in self.histogram_groups():
             group.reset()
+        self.responses.reset()

@@ -100,3 +100,30 @@ def test_proxy_translating_ollama_ndjson_to_openai_sse(prometheus, media_type, u
     finally:
         proxy.stop()
         upstream.stop()
+
+
+def test_anthropic_client_streams_and_messages_with_cache_reads(demo_app, prometheus):
+    """The official anthropic client against the demo's Messages API, counted in PromQL."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=demo_app.url, api_key="unused", max_retries=0)
+    model, system = "claude-test-model", "you are a terse assistant"  # 5 tokens, read from the cache
+    streams, messages, max_tokens = 3, 2, 6
+    for _ in range(streams):
+        with client.messages.stream(model=model, max_tokens=max_tokens, system=system, messages=PROMPT) as stream:
+            assert len("".join(stream.text_stream).split()) == max_tokens
+    for _ in range(messages):
+        reply = client.messages.create(model=model, max_tokens=max_tokens, system=system, messages=PROMPT)
+        assert reply.stop_reason == "max_tokens" and reply.usage.cache_read_input_tokens == 5
+    calls = streams + messages
+    selector = f'gen_ai_request_model="{model}",gen_ai_provider_name="anthropic"'
+    prometheus.wait_value(f"sum(gen_ai_server_request_duration_seconds_count{{{selector}}})", calls)
+    tokens = f"sum(gen_ai_server_token_usage_sum{{{selector}"
+    assert prometheus.value(tokens + ',gen_ai_token_type="input"})') == calls * (4 + 5), "input includes cache"
+    assert prometheus.value(tokens + ',gen_ai_token_type="input",gen_ai_token_cache="read"})') == calls * 5
+    assert prometheus.value(tokens + ',gen_ai_token_type="input",gen_ai_token_cache="none"})') == calls * 4
+    assert prometheus.value(tokens + ',gen_ai_token_type="output",gen_ai_usage_estimated="false"})') == (
+        calls * max_tokens)
+    assert prometheus.value(f"sum(gen_ai_server_time_to_first_token_seconds_count{{{selector}}})") == streams
+    assert prometheus.value(f'sum(gen_ai_server_responses_total{{{selector},'
+                            f'gen_ai_response_finish_reason="max_tokens"}})') == calls

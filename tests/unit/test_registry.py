@@ -10,7 +10,7 @@ from otel_llm_metrics import Registry
 from otel_llm_metrics import catalogue as c
 from otel_llm_metrics.http.stats import request_key, stream_key
 from otel_llm_metrics.limiter_stats import limiter_key
-from otel_llm_metrics.llm.stats import client_token_key, operation_key, server_token_key
+from otel_llm_metrics.llm.stats import client_token_key, operation_key, response_key, server_token_key
 from otel_llm_metrics.resources.cache_stats import cache_key
 from otel_llm_metrics.resources.pool_stats import pool_key
 
@@ -26,7 +26,11 @@ KEY_BUILDERS = [
       "response_model": c.GEN_AI_RESPONSE_MODEL, "error_type": c.ERROR_TYPE}),
     (server_token_key, (c.GEN_AI_SERVER_TOKENS,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
-      "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE, "estimated": c.GEN_AI_ESTIMATED}),
+      "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE, "cache": c.GEN_AI_TOKEN_CACHE,
+      "phase": c.GEN_AI_TOKEN_PHASE, "estimated": c.GEN_AI_ESTIMATED}),
+    (response_key, (c.GEN_AI_SERVER_RESPONSES,),
+     {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
+      "response_model": c.GEN_AI_RESPONSE_MODEL, "finish_reason": c.GEN_AI_FINISH_REASON}),
     (client_token_key, (c.GEN_AI_CLIENT_TOKENS,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE}),
@@ -59,7 +63,8 @@ def test_every_group_and_observer_belongs_to_a_catalogue_instrument():
 def test_configure_reaches_every_group_and_reset_forgets_every_area():
     registry = Registry()
     registry.configure(max_series=7, max_model_names=3)
-    assert {group.max_series for group in registry.histogram_groups()} == {7}
+    assert {group.max_series for group in registry.histogram_groups()} == {7} == {registry.gen_ai.responses.max_series}
+    assert registry.gen_ai.finish_reasons.max_values == 3
     assert registry.http.max_series == 7 and registry.gen_ai.models.max_values == 3
     registry.http.requests.get(request_key("GET", "http", "/x", 200, None)).duration.record(0.1)
     registry.caches.get("c").hit()

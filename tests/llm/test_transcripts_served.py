@@ -1,0 +1,75 @@
+"""Every wire transcript served by a real Starlette app, under text/plain, through the middleware:
+the client gets every byte unchanged, and the GenAI metrics say what the transcript's truth says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from tests.asgi_client import call
+from tests.llm.test_transcripts import HERE, TRUTH
+
+TOKENS, RESPONSES = "gen_ai.server.token.usage", "gen_ai.server.responses"
+
+
+def _replaying_app(body: bytes, media_type: str) -> Starlette:
+    """An app that relays an upstream's bytes as they come, in uneven pieces, like a proxy."""
+    async def relay(request):
+        await request.body()
+
+        async def pieces():
+            for start in range(0, len(body), 37):
+                yield body[start:start + 37]
+        return StreamingResponse(pieces(), media_type=media_type)
+
+    paths = {truth["path"] for truth in TRUTH.values()}
+    return Starlette(routes=[Route(path, relay, methods=["POST"]) for path in paths])
+
+
+@pytest.mark.parametrize("name", sorted(TRUTH))
+def test_a_transcript_served_as_text_plain_gives_its_truth(make_telemetry, name):
+    truth = TRUTH[name]
+    body = (HERE / name).read_bytes()
+    telemetry = make_telemetry()
+    app = telemetry.instrument(_replaying_app(body, "text/plain"))
+    request = json.dumps({"model": "requested-model", "stream": True, "messages": []}).encode()
+    result = asyncio.run(call(app, "POST", truth["path"], body=request))
+    assert result.raised is None and result.body == body, "the client gets every byte, unchanged"
+
+    view = telemetry.collect()
+    sums: dict[str, int] = {}
+    details: dict[tuple, int] = {}
+    for point in view.points(TOKENS):
+        kind = point.attributes["gen_ai.token.type"]
+        sums[kind] = sums.get(kind, 0) + point.sum
+        for detail in ("gen_ai.token.cache", "gen_ai.token.phase"):
+            if detail in point.attributes:
+                details[(detail, point.attributes[detail])] = point.sum
+        assert point.attributes["gen_ai.request.model"] == "requested-model"
+        assert point.attributes["gen_ai.response.model"] == truth["model"]
+    expected = {kind: truth[kind] for kind in ("input", "output") if truth[kind] is not None}
+    assert sums == expected
+    if truth["cache_read"] is not None:
+        assert details.get(("gen_ai.token.cache", "read"), 0) == truth["cache_read"]
+        assert details.get(("gen_ai.token.cache", "creation"), 0) == (truth["cache_creation"] or 0)
+    if truth["reasoning"]:
+        assert details[("gen_ai.token.phase", "reasoning")] == truth["reasoning"]
+        assert details[("gen_ai.token.phase", "response")] == truth["output"] - truth["reasoning"]
+
+    durations = view.points("gen_ai.server.request.duration")
+    assert len(durations) == 1 and durations[0].attributes["gen_ai.provider.name"] == (
+        "anthropic" if truth["path"] == "/v1/messages" else "ollama" if truth["path"].startswith("/api") else "openai")
+    if truth["error"]:
+        assert durations[0].attributes["error.type"] == "_OTHER", "an error event inside a 200 is an error"
+        assert not view.points(RESPONSES)
+    else:
+        (responses,) = view.points(RESPONSES)
+        assert responses.value == 1 and responses.attributes.get("gen_ai.response.finish_reason") == truth["finish"]
+    streamed = truth["first_content"] is not None and len(body) > 37
+    if streamed and not truth["error"]:
+        assert view.one("gen_ai.server.time_to_first_token").count == 1
