@@ -42,6 +42,16 @@ def _openai_events(n: int) -> list[bytes]:
     return [b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
+BULK_BYTES, BULK_CHUNK = 50 * 2**20, 64 * 1024
+
+
+def _bulk(n: int) -> list[bytes]:
+    """A 50 MB SSE body in 64 KB body messages (a long generation relayed in big writes)."""
+    event = _openai_events(1)[0]
+    body = event * (BULK_BYTES // len(event))
+    return [body[i:i + BULK_CHUNK] for i in range(0, len(body), BULK_CHUNK)]
+
+
 def _ollama_lines(n: int) -> list[bytes]:
     lines = [{"model": "bench-model", "created_at": "2026-11-22T00:00:00Z",
               "message": {"role": "assistant", "content": f"tok{i} "}, "done": False} for i in range(n)]
@@ -59,6 +69,7 @@ PATHS = {"/v1/chat/completions": "OpenAI SSE, 100 chunks + usage",
 
 def make_app() -> Starlette:
     cases = {"/v1/chat/completions": ("text/event-stream", _openai_events),
+             "/bulk/v1/chat/completions": ("text/event-stream", _bulk),
              "/api/chat": ("application/x-ndjson", _ollama_lines),
              # what hand-written proxies send: the format is then recognised from the bytes
              "/plain/v1/chat/completions": ("text/plain", _openai_events),
@@ -128,6 +139,16 @@ def main() -> None:
         return {key: statistics.median(values) for key, values in samples.items()}
 
     result = asyncio.run(measure())
+
+    async def bulk() -> dict[bool, float]:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(3):
+            for parsing, app in apps.items():
+                gc.collect()
+                times[parsing].append(await _drive(app, "/bulk/v1/chat/completions", 1, 1))
+        return {parsing: min(values) for parsing, values in times.items()}
+
+    bulk_times = asyncio.run(bulk())
     print(f"LLM parsing on vs off, in-process, medians of {args.repeats} interleaved repeats\n")
     print("| stream | parsing off (us) | parsing on (us) | added per request (us) | fixed per request (us) "
           "| per chunk (us) |")
@@ -137,6 +158,9 @@ def main() -> None:
         fixed = (result[(path, 1, True)] - result[(path, 1, False)]) * 1e6
         per_chunk = ((on - off) - fixed) / 99
         print(f"| {name} | {off:.0f} | {on:.0f} | {on - off:+.1f} | {fixed:+.1f} | {per_chunk:+.3f} |")
+    off, on = bulk_times[False], bulk_times[True]
+    print(f"\nBulk: one {BULK_BYTES // 2**20} MB SSE body in {BULK_CHUNK // 1024} KB messages, best of 3: "
+          f"{off:.3f} s with parsing off, {on:.3f} s on ({on / off:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class Settings:
     server_timing: bool = True
     llm_parsing: bool = True
     llm_provider: str | None = None
+    estimate_output_tokens: bool = True
     max_model_names: int = 100
     resources: tuple[str, ...] = ("process", "system", "gpu")
     loop_lag_interval: float = 0.5
@@ -206,6 +207,9 @@ OPTIONS: tuple[Option, ...] = (
            "parse LLM requests and responses for GenAI metrics (true); false keeps only HTTP metrics"),
     Option("llm_provider", "OTEL_LLM_METRICS_PROVIDER_NAME", text, "openai",
            "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
+    Option("estimate_output_tokens", "OTEL_LLM_METRICS_ESTIMATE_OUTPUT_TOKENS", flag, "true",
+           "when a stream reports no usage, count output tokens from its content deltas (one per delta), "
+           "marked gen_ai.usage.estimated=true; false records none"),
     Option("max_model_names", "OTEL_LLM_METRICS_MAX_MODEL_NAMES", whole_number(1, 100_000), "100",
            "distinct model names kept per attribute; later ones become _OTHER"),
     Option("resources", "OTEL_LLM_METRICS_RESOURCES", choices(RESOURCE_GROUPS), "process,system",

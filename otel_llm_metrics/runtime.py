@@ -72,7 +72,7 @@ class Telemetry:
             readers.append(self._prometheus_reader)
         readers.extend(make_push_readers(settings))
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
-                                            views=duplicate_dropping_views(), shutdown_on_exit=False)
+                                            views=duplicate_dropping_views(settings.tracing), shutdown_on_exit=False)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(SCOPE_NAME, __version__))
         for reader in readers:

@@ -76,6 +76,7 @@ class MetricsMiddleware:
         self.tracing = settings.tracing
         self.llm_parsing = settings.llm_parsing
         self.llm_provider = settings.llm_provider
+        self.estimate_output_tokens = settings.estimate_output_tokens
         self.gen_ai = self.telemetry.registry.gen_ai
         self._logged_failure = False
 
@@ -164,7 +165,7 @@ class Exchange:
         if mw.llm_parsing and method == "POST":
             endpoint = endpoint_for(method, scope.get("path", ""))
             if endpoint is not None:
-                self.llm = LlmExchange(endpoint, mw.gen_ai, mw.llm_provider)
+                self.llm = LlmExchange(endpoint, mw.gen_ai, mw.llm_provider, mw.estimate_output_tokens)
         incoming = None
         for name, value in scope.get("headers", ()):
             if name == REQUEST_ID_HEADER:

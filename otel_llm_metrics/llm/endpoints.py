@@ -7,6 +7,7 @@ almost nothing. The suffix match covers prefixes such as ``/openai/v1/chat/compl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 # Response dialects: how an API shapes its answers.
 OPENAI, OLLAMA, ANTHROPIC, RESPONSES = "openai", "ollama", "anthropic", "openai_responses"
@@ -26,16 +27,22 @@ class Endpoint:
     content_key: bytes  # what marks one generated-content event: a key with a non-empty string, or a tag
     more_content: tuple[tuple[bytes, bytes], ...] = ()  # looked for only when content_key is absent
 
-    @property
+    @cached_property  # computed once per endpoint, not per request
     def content_patterns(self) -> tuple[bytes, bytes]:
         """Compact (``"content":"``) and spaced (``"content": "``) spellings of the key."""
         return self.content_key, self.content_key.replace(b':"', b': "')
 
-    @property
+    @cached_property
     def more_content_patterns(self) -> tuple[tuple[bytes, bytes], ...]:
         """``more_content`` in both spellings."""
         spaced = tuple((key.replace(b'":', b'": '), empty.replace(b'":', b'": ')) for key, empty in self.more_content)
         return self.more_content + spaced
+
+    @cached_property
+    def more_content_hints(self) -> tuple[bytes, ...]:
+        """The fewest key prefixes that every ``more_content`` pattern starts with (one ``in`` test each)."""
+        stems = sorted({key[:key.index(b'"', 1)] for key, _ in self.more_content}, key=len)
+        return tuple(stem for i, stem in enumerate(stems) if not any(stem.startswith(s) for s in stems[:i]))
 
 
 _BY_SUFFIX: tuple[tuple[str, Endpoint], ...] = (

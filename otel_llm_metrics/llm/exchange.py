@@ -15,10 +15,11 @@ from .stats import GenAiStats, operation_key, response_key, server_token_key
 
 
 class LlmExchange:
-    __slots__ = ("endpoint", "stats", "provider", "request", "parser")
+    __slots__ = ("endpoint", "stats", "provider", "request", "parser", "estimate")
 
-    def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None) -> None:
+    def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, estimate: bool = True) -> None:
         self.endpoint = endpoint
+        self.estimate = estimate
         self.stats = stats
         self.provider = provider or PROVIDERS[endpoint.dialect]
         self.request = RequestModel()
@@ -32,7 +33,7 @@ class LlmExchange:
                 content_type = value.lower()
             elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 return
-        self.parser = ResponseParser(self.endpoint, content_type)
+        self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 
     def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
         """GenAI attributes on the server span: models, finish reason, token counts (never text)."""

@@ -37,7 +37,18 @@ _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _FINISH = re.compile(rb'"(?:finish_reason|done_reason|stop_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 _DECODER = json.JSONDecoder()
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
-_RARE = re.compile(rb'"usage"\s*:\s*\{|"done"\s*:\s*true|"error"\s*:|_reason"\s*:\s*"')
+# Four patterns, each with its own literal prefix, scan 4x faster than one alternation (64 KB: 150 us
+# against 640 us), which is what bulk bodies pay.
+_RARE = tuple(re.compile(pattern) for pattern in (rb'"usage"\s*:\s*\{', rb'"done"\s*:\s*true', rb'"error"\s*:',
+                                                   rb'_reason"\s*:\s*"'))
+
+
+def _rare(data: bytes) -> bool:
+    """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts."""
+    for pattern in _RARE:  # noqa: SIM110 - a loop: any() over a generator costs more per chunk
+        if pattern.search(data):
+            return True
+    return False
 
 
 def _count(value: object) -> int | None:
@@ -106,10 +117,12 @@ class ResponseParser:
     __slots__ = ("feed", "endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format", "sse",
                  "undecided", "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
                  "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_held", "_held_at",
-                 "_head", "_tail", "_size", "_more", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens")
+                 "_head", "_tail", "_size", "_more", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
+                 "estimate", "_hints")
 
-    def __init__(self, endpoint: Endpoint, content_type: bytes) -> None:
+    def __init__(self, endpoint: Endpoint, content_type: bytes, estimate: bool = True) -> None:
         self.endpoint = endpoint
+        self.estimate = estimate  # count output from content deltas when the upstream reports no usage
         # The spelling of the content key (compact or spaced) is settled by the first content seen.
         self._key, self._other_key = endpoint.content_patterns
         self._empty = self._key + b'"'
@@ -127,6 +140,7 @@ class ResponseParser:
         self.cache_creation_tokens: int | None = None
         self.reasoning_tokens: int | None = None
         self._more = endpoint.more_content_patterns
+        self._hints = endpoint.more_content_hints
         self.response_model: str | None = None
         self.finish_reason: str | None = None
         self.error_event = False
@@ -206,14 +220,21 @@ class ResponseParser:
             match = _MODEL.search(body)
             if match:
                 self.response_model = _text(match.group(1))
-        events = body.count(self._key) - body.count(self._empty) or self._uncommon_content(body)
+        events = body.count(self._key) - body.count(self._empty)
+        single = False
+        if not events:
+            events = self._uncommon_content(body)
+        elif body.count(b"\n") <= self._one_event_newlines:
+            single = True  # one content event: it carries no usage, finish reason or error
+        else:  # several events: some may be reasoning or tool calls
+            events += self._more_content(body)
         if events:
             if not self.content_events:
                 self.first_token_at = arrived or perf_counter()
             self.content_events += events
-            if body.count(b"\n") <= self._one_event_newlines:
-                return  # one content event: it carries no usage, finish reason or error
-        if _RARE.search(body):
+            if single:
+                return
+        if _rare(body):
             self._rare_fields(body)
 
     def _uncommon_content(self, body: bytes) -> int:
@@ -221,9 +242,16 @@ class ResponseParser:
         if self._other_key in body and self._other_key != self._key:
             self._key, self._other_key = self._other_key, self._key
             self._empty = self._key + b'"'
-            found = body.count(self._key) - body.count(self._empty)
-            if found:
-                return found
+            return body.count(self._key) - body.count(self._empty) + self._more_content(body)
+        return self._more_content(body)
+
+    def _more_content(self, body: bytes) -> int:
+        """Reasoning and tool-call deltas: generated output outside the main content key."""
+        for hint in self._hints:
+            if hint in body:
+                break
+        else:
+            return 0  # the common case: one or two substring tests
         found = 0
         for key, empty in self._more:
             if key in body:
@@ -236,7 +264,7 @@ class ResponseParser:
         if match:
             self.finish_reason = match.group(1).decode()
         for line in body.split(b"\n"):
-            if _RARE.search(line):
+            if _rare(line):
                 document = _json_line(line)
                 if isinstance(document, dict):
                     self._take(document)
@@ -376,7 +404,7 @@ class ResponseParser:
     @property
     def output_estimated(self) -> bool:
         """No usage reported: the output count is the number of content events (one per token)."""
-        return self.output_tokens is None and self.streamed_format and self.content_events > 0
+        return self.output_tokens is None and self.estimate and self.streamed_format and self.content_events > 0
 
     def output_token_count(self) -> int | None:
         if self.output_tokens is not None:

@@ -127,3 +127,55 @@ def test_anthropic_client_streams_and_messages_with_cache_reads(demo_app, promet
     assert prometheus.value(f"sum(gen_ai_server_time_to_first_token_seconds_count{{{selector}}})") == streams
     assert prometheus.value(f'sum(gen_ai_server_responses_total{{{selector},'
                             f'gen_ai_response_finish_reason="max_tokens"}})') == calls
+
+
+@pytest.fixture(scope="module")
+def openlit_path(tmp_path_factory):
+    """The real OpenLIT from PyPI, without the dozens of instrumentations it depends on (they would
+    change every other test's zero-code run): just the package and what it needs to import."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("openlit")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), "openlit",
+                    "schedule", "xmltodict"], check=True, capture_output=True, timeout=300)
+    return target
+
+
+def test_openlit_copies_of_gen_ai_server_metrics_do_not_mix_with_ours(openlit_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.servers import ROOT
+
+    upstream = AppServer("otel_llm_metrics.demo.app:app", zero_code=False).wait_ready()
+    gateway = AppServer("tests.integration.openlit_gateway:app",
+                        env={"UPSTREAM_URL": upstream.url, "PYTHONPATH": f"{ROOT}:{openlit_path}"}).wait_ready()
+    streams = 3
+    try:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+        for _ in range(streams):
+            for _chunk in client.chat.completions.create(model="via-openlit", messages=PROMPT, max_tokens=5,
+                                                         stream=True):
+                pass
+
+        def scopes() -> dict[str, set[str]]:
+            found: dict[str, set[str]] = {}
+            for family in text_string_to_metric_families(httpx.get(gateway.metrics_url, timeout=5).text):
+                for sample in family.samples:
+                    found.setdefault(family.name, set()).add(sample.labels.get("otel_scope_name", ""))
+            return found
+
+        def ours_counted() -> dict[str, set[str]] | None:
+            found = scopes()
+            _, histograms = parse(httpx.get(gateway.metrics_url, timeout=5).text)
+            ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
+            openlit_active = "openlit.otel.metrics" in found.get("gen_ai_client_operation_time_to_first_chunk_seconds",
+                                                                 set())
+            return found if openlit_active and sum(d.count for d in ttft.values()) == streams else None
+        found = wait_for(ours_counted, "our server-side counts, and OpenLIT's own client-side metrics")
+        for name in ("gen_ai_server_time_to_first_token_seconds", "gen_ai_server_time_per_output_token_seconds",
+                     "gen_ai_server_request_duration_seconds"):
+            assert found[name] == {"otel_llm_metrics"}, f"{name} from {found[name]}"
+    finally:
+        gateway.stop()
+        upstream.stop()

@@ -177,3 +177,20 @@ def test_a_parser_failure_stops_parsing_never_the_response(demo_app, monkeypatch
     assert view.one("http.server.streams").attributes["http.stream.outcome"] == "completed"
     assert not view.points(TOKENS), "no numbers from a parser that failed"
     assert len([r for r in caplog.records if "could not record" in r.getMessage()]) == 1
+
+
+def test_estimates_can_be_switched_off(make_telemetry):
+    """Without usage, output is counted from deltas and marked estimated; switched off, nothing is recorded."""
+    from tests.llm.test_transcripts import HERE
+    from tests.llm.test_transcripts_served import _replaying_app
+
+    body = (HERE / "openai_chat_stream_no_usage.sse").read_bytes()
+    for estimate, expected in ((True, [(3, True)]), (False, [])):
+        telemetry = make_telemetry(estimate_output_tokens=estimate)
+        app = telemetry.instrument(_replaying_app(body, "text/event-stream"))
+        asyncio.run(call(app, "POST", "/v1/chat/completions", body=b'{"model":"m","stream":true}'))
+        view = telemetry.collect()
+        output = [(p.sum, p.attributes["gen_ai.usage.estimated"]) for p in view.points(TOKENS)
+                  if p.attributes["gen_ai.token.type"] == "output"]
+        assert output == expected
+        assert view.one(DURATION).count == 1, "the request itself is measured either way"

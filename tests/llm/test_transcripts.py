@@ -6,8 +6,9 @@ OpenAI Chat Completions (with the quirks of Azure, vLLM/DeepSeek reasoning, tool
 error inside a 200), the OpenAI Responses API, Anthropic Messages (caching, thinking, tool use, an
 error event), Ollama's chat and generate (with thinking), and a hand-written proxy's SSE framing.
 ``truth.json`` says what each contains: tokens (cache and reasoning details too), model, finish
-reason, errors, whether output is estimated, and the first generated content, whose event's end is
-where the first-token clock must stop.
+reason, errors, whether output is estimated, how many content deltas it carries (text, reasoning and
+tool calls: what an estimate counts), and the first generated content, whose event's end is where
+the first-token clock must stop.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _parse(name: str, chunks: list[bytes], content_type: str | None, monkeypatch
     parser.finish()
     return (parser.input_tokens, parser.output_token_count(), parser.output_estimated, parser.response_model,
             parser.finish_reason, parser.first_token_at or None, parser.cache_read_tokens,
-            parser.cache_creation_tokens, parser.reasoning_tokens, parser.error_event)
+            parser.cache_creation_tokens, parser.reasoning_tokens, parser.error_event, parser.content_events)
 
 
 def _expected(name: str, chunks: list[bytes]) -> tuple:
@@ -72,7 +73,7 @@ def _expected(name: str, chunks: list[bytes]) -> tuple:
                 stamp = float(received)
                 break
     return (truth["input"], truth["output"], truth["estimated"], truth["model"], truth["finish"], stamp,
-            truth["cache_read"], truth["cache_creation"], truth["reasoning"], truth["error"])
+            truth["cache_read"], truth["cache_creation"], truth["reasoning"], truth["error"], truth["deltas"])
 
 
 def _content_types(name: str) -> list[str | None]:
