@@ -42,7 +42,7 @@ class Configurator(_BaseConfigurator):
             sys.stdout.flush()
             os._exit(2)
         if not settings.disabled:
-            install(settings)
+            install(settings, export_before_serving=False)  # a pre-fork master runs this too
 
 
 class AsgiServerInstrumentor(BaseInstrumentor):

@@ -9,11 +9,15 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
     MetricReader,
+    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
@@ -76,8 +80,30 @@ def _otlp_endpoint(settings: Settings, signal: str) -> dict:
     return {"endpoint": f"{base}/v1/{signal}"}
 
 
-def make_push_readers(settings: Settings) -> list[MetricReader]:
-    """Readers that push (OTLP, console); the Prometheus reader is made by the runtime."""
+class ServingOnlyExporter(MetricExporter):
+    """Pushes only once ``may_export()`` says so: a pre-fork master and multiprocessing's resource
+    tracker run the zero-code start-up too, and must not push streams of their own."""
+
+    def __init__(self, exporter: MetricExporter, may_export: Callable[[], bool]) -> None:
+        super().__init__(preferred_temporality=exporter._preferred_temporality,
+                         preferred_aggregation=exporter._preferred_aggregation)
+        self._exporter = exporter
+        self._may_export = may_export
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
+        if not self._may_export():
+            return MetricExportResult.SUCCESS
+        return self._exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        self._exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambda: True) -> list[MetricReader]:
+    """Readers that push (OTLP, console), only while ``may_export()``; Prometheus is the runtime's."""
     readers: list[MetricReader] = []
     timeout_s = settings.export_timeout_ms / 1000
     if "otlp" in settings.metrics_exporters:
@@ -86,11 +112,11 @@ def make_push_readers(settings: Settings) -> list[MetricReader]:
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         exporter = OTLPMetricExporter(timeout=timeout_s, **_otlp_endpoint(settings, "metrics"))
-        readers.append(PeriodicExportingMetricReader(exporter, settings.export_interval_ms,
-                                                     settings.export_timeout_ms))
+        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(exporter, may_export),
+                                                     settings.export_interval_ms, settings.export_timeout_ms))
     if "console" in settings.metrics_exporters:
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), settings.export_interval_ms,
-                                                     settings.export_timeout_ms))
+        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(ConsoleMetricExporter(), may_export),
+                                                     settings.export_interval_ms, settings.export_timeout_ms))
     return readers
 
 

@@ -47,8 +47,11 @@ class Telemetry:
     """Providers, readers and the registry of one process; ``shutdown()`` flushes within a bound."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None,
-                 extra_readers: list[MetricReader] | None = None) -> None:
+                 extra_readers: list[MetricReader] | None = None, *, export_before_serving: bool = True) -> None:
         self.settings = settings
+        # Zero code installs in every Python process it starts, a pre-fork master and multiprocessing's
+        # resource tracker included: there, pushing waits until the process serves.
+        self.export_before_serving = export_before_serving
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
         self._resource_pid = os.getpid()
@@ -70,7 +73,7 @@ class Telemetry:
             self._prometheus_registry = CollectorRegistry(auto_describe=True)
             self._prometheus_reader = PrometheusMetricReader(registry=self._prometheus_registry)
             readers.append(self._prometheus_reader)
-        readers.extend(make_push_readers(settings))
+        readers.extend(make_push_readers(settings, self.exporting))
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
                                             views=duplicate_dropping_views(settings.tracing), shutdown_on_exit=False)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
@@ -106,6 +109,10 @@ class Telemetry:
             self._resource_pid = os.getpid()
             self._resource = make_resource(self.settings)
         return self._resource
+
+    def exporting(self) -> bool:
+        """Whether push readers may send: once serving, or from the start for setup() and tests."""
+        return self.serving or self.export_before_serving
 
     def _after_fork_in_child(self) -> None:
         """Cheap resets only: runs inside the fork, where taking locks or importing can deadlock."""
@@ -170,6 +177,21 @@ class Telemetry:
     def serving_stopped(self) -> None:
         """The server announced its shutdown (ASGI lifespan): stop measuring the loop."""
         self.loop_monitor.stop()
+
+    def flush(self) -> None:
+        """Push everything now, within ``shutdown_timeout_s``; for the server's last moments.
+
+        uvicorn re-raises SIGTERM once its shutdown is done, which kills the process before atexit:
+        the lifespan shutdown is the last moment every ASGI server gives us.
+        """
+        deadline_ms = int(self.settings.shutdown_timeout_s * 1000)
+        for provider in (self.meter_provider, self.tracer_provider):
+            if provider is None:
+                continue
+            try:
+                provider.force_flush(deadline_ms)
+            except Exception:
+                logger.exception("otel_llm_metrics: error while flushing")
 
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
@@ -253,13 +275,13 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def install(settings: Settings, *, set_global: bool = True) -> Telemetry:
+def install(settings: Settings, *, set_global: bool = True, export_before_serving: bool = True) -> Telemetry:
     """Create this process's Telemetry and make it the current (and global OTel) one."""
     global _current
     with _current_lock:
         if _current is not None:
             return _current
-        telemetry = Telemetry(settings)
+        telemetry = Telemetry(settings, export_before_serving=export_before_serving)
         if set_global:
             metrics.set_meter_provider(telemetry.meter_provider)
             if telemetry.tracer_provider is not None:

@@ -27,6 +27,7 @@ from ..llm.exchange import LlmExchange
 from ..llm.parse import ResponseParser
 from ..registry import Registry
 from . import request_id
+from .lifespan import LifespanRelay
 from .routes import route_template
 from .stats import HttpStats, InFlight, request_key, stream_key
 
@@ -55,6 +56,8 @@ class Host(Protocol):
 
     def serving_stopped(self) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 class MetricsMiddleware:
     """Measures every HTTP request of the wrapped ASGI app; passes other scopes through.
@@ -66,6 +69,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Host) -> None:
         self.app = app
         self.telemetry = telemetry
+        self.lifespan = LifespanRelay(app, telemetry)
         settings = telemetry.settings
         self.stats: HttpStats = telemetry.registry.http
         self.stats.middleware_active = True
@@ -83,8 +87,7 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                self.telemetry.ensure_serving()
-                return await self.app(scope, self._lifespan_receive(receive), send)
+                return await self.lifespan(scope, receive, send)
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         if SCOPE_MARK in scope or path in self.exact_excluded or (
@@ -108,15 +111,6 @@ class MetricsMiddleware:
             except Exception:  # never into the app
                 self._log_failure()
             exchange.error = None  # exception -> traceback -> this frame -> exchange: break the cycle
-
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        """Stop the event-loop monitor when the server announces shutdown."""
-        async def wrapped() -> Message:
-            message = await receive()
-            if message.get("type") == "lifespan.shutdown":
-                self.telemetry.serving_stopped()
-            return message
-        return wrapped
 
     def _log_failure(self) -> None:
         if not self._logged_failure:

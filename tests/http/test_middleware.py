@@ -210,8 +210,10 @@ def test_websocket_and_lifespan_scopes_pass_through_unmeasured(make_telemetry):
     app = MetricsMiddleware(bare, telemetry)
 
     async def scenario():
+        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
         async def receive():
-            return {"type": "lifespan.startup"}
+            return next(messages)
 
         sent = []
 
@@ -222,7 +224,8 @@ def test_websocket_and_lifespan_scopes_pass_through_unmeasured(make_telemetry):
         await app({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
         return sent
 
-    assert run(scenario()) == [{"type": "lifespan.startup.complete"}]
+    assert run(scenario()) == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}], (
+        "an app that returns after start-up still hears of shutdown, through us")
     assert seen == ["lifespan", "websocket"]
     view = telemetry.collect()
     assert not view.points(DURATION)
