@@ -371,9 +371,14 @@ class Exchange:
         span, self.span = self.span, None
         if span is None or not span.is_recording():
             return
+        # The conventions' name: "{method} {route}", "{method}" with no route (never the raw path: it has no
+        # bound and may hold decoded CR/LF), "HTTP" for a method outside the known set.
+        method = "HTTP" if self.method == OTHER else self.method
         if self.route is not None:
             span.set_attribute(c.ROUTE, self.route)
-            span.update_name(f"{self.method} {self.route}")
+            span.update_name(f"{method} {self.route}")
+        else:
+            span.update_name(method)
         if self.streamed:
             if self.first_byte:
                 span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))

@@ -330,3 +330,18 @@ def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running
     for name in (DURATION, "http.server.stream.duration", "gen_ai.server.request.duration"):
         point = view.points(name)[0]
         assert point.count == 1 and point.sum < lingers, f"{name} {point.sum:.3f}s includes the app's lingering"
+
+
+def test_span_names_are_the_route_or_the_method_alone_never_the_raw_path(make_telemetry):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    telemetry = make_telemetry(traces_exporter="console")
+    spans = InMemorySpanExporter()
+    telemetry.tracer_provider._active_span_processor._span_processors = (SimpleSpanProcessor(spans),)
+    app = telemetry.instrument(starlette_app())
+    run(call(app, "GET", "/items/7"))
+    run(call(app, "GET", "/x/evil\r\ninjected: yes/4711"))  # unmatched, with a decoded CR/LF in it
+    run(call(app, "BREW", "/items/7"))
+    names = sorted(span.name for span in spans.get_finished_spans())
+    assert names == ["GET", "GET /items/{item_id}", "HTTP /items/{item_id}"], names
