@@ -1,13 +1,18 @@
-"""``otel-llm-metrics``: read a metrics endpoint and show the numbers that matter, once or live.
+"""``otel-llm-metrics``: read metrics endpoints and show the numbers that matter, once or live.
 
     otel-llm-metrics summary http://127.0.0.1:9464/metrics
-    otel-llm-metrics watch   http://127.0.0.1:9464/metrics --interval 2
+    otel-llm-metrics watch   http://127.0.0.1:9464/metrics http://127.0.0.1:9465/metrics --interval 2
+
+Several URLs (one per worker or per instance) are read and merged. Percentiles come from histogram
+buckets, so where a bucket is wide the output gives its bounds rather than a made-up value, with
+the mean beside it; a number nobody reported prints as "-", never 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import urllib.request
@@ -31,6 +36,34 @@ class HistogramData:
     count: float = 0.0
     total: float = 0.0
 
+    def describe(self, q: float) -> str:
+        """Percentile ``q`` as honestly as the buckets allow: interpolated where its bucket is narrow
+        (its upper bound at most twice its lower), else the bucket's bounds ("100-250 ms")."""
+        if not self.count:
+            return "-"
+        rank = q * self.count
+        lower = 0.0
+        for bound in sorted(self.buckets):
+            if self.buckets[bound] >= rank:
+                if math.isinf(bound):
+                    return f">{_ms(lower)}"
+                if lower and bound <= 2 * lower:
+                    return _ms(self.quantile(q))
+                return f"{_ms_number(lower)}-{_ms(bound)}" if lower else f"<={_ms(bound)}"
+            lower = bound
+        return f">{_ms(lower)}"
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def add(self, other: HistogramData) -> None:
+        """Merge another series (of another label set, worker or instance) into this one."""
+        self.count += other.count
+        self.total += other.total
+        for bound, count in other.buckets.items():
+            self.buckets[bound] = self.buckets.get(bound, 0.0) + count
+
     def quantile(self, q: float) -> float:
         """Prometheus-style histogram_quantile: linear inside the bucket."""
         if not self.count:
@@ -53,8 +86,39 @@ def read_metrics(url: str, timeout: float = 5.0) -> str:
         return response.read().decode()
 
 
+def read_all(urls: list[str], timeout: float = 5.0) -> str:
+    """The expositions of several endpoints, for ``merge``; raises OSError naming the URL that failed."""
+    texts = []
+    for url in urls:
+        try:
+            texts.append(read_metrics(url, timeout))
+        except OSError as exc:
+            raise OSError(f"cannot read {url}: {exc}") from exc
+    return "\n# --- next endpoint ---\n".join(texts)
+
+
 def parse(text: str) -> tuple[dict, dict]:
-    """(samples by name -> {labels tuple: value}, histograms by name -> {labels tuple: HistogramData})."""
+    """(samples by name -> {labels tuple: value}, histograms by name -> {labels tuple: HistogramData}).
+
+    Several expositions (from ``read_all``) are merged: the same series from two endpoints is summed,
+    and a peak takes the larger.
+    """
+    samples: dict[str, dict[tuple, float]] = defaultdict(dict)
+    histograms: dict[str, dict[tuple, HistogramData]] = defaultdict(lambda: defaultdict(HistogramData))
+    for part in text.split("\n# --- next endpoint ---\n"):
+        one_samples, one_histograms = _parse_one(part)
+        for name, series in one_samples.items():
+            for key, value in series.items():
+                before = samples[name].get(key)
+                samples[name][key] = value if before is None else (
+                    max(before, value) if name.endswith("_peak") else before + value)
+        for name, series in one_histograms.items():
+            for key, data in series.items():
+                histograms[name][key].add(data)
+    return samples, histograms
+
+
+def _parse_one(text: str) -> tuple[dict, dict]:
     samples: dict[str, dict[tuple, float]] = defaultdict(dict)
     histograms: dict[str, dict[tuple, HistogramData]] = defaultdict(lambda: defaultdict(HistogramData))
     for family in text_string_to_metric_families(text):
@@ -80,28 +144,29 @@ def _label(key: tuple, name: str, default: str = "-") -> str:
     return dict(key).get(name) or default
 
 
+def _ms_number(seconds: float) -> str:
+    milliseconds = seconds * 1000
+    return f"{milliseconds:.0f}" if milliseconds >= 10 or milliseconds == int(milliseconds) else f"{milliseconds:.1f}"
+
+
 def _ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f} ms"
+    return "-" if math.isnan(seconds) else f"{_ms_number(seconds)} ms"
 
 
 def summary(text: str) -> str:
     """A readable report of the key numbers in a Prometheus text exposition."""
     samples, histograms = parse(text)
-    lines = ["Requests by route (count, p50, p95, errors):"]
+    lines = ["Requests by route (count, p50, p95, mean, errors):"]
     by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
     errors: dict[tuple, float] = defaultdict(float)
     for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
         route_key = (_label(key, _L[c.METHOD]), _label(key, _L[c.ROUTE], "(unmatched)"))
-        merged = by_route[route_key]
-        merged.count += data.count
-        merged.total += data.total
-        for bound, count in data.buckets.items():
-            merged.buckets[bound] = merged.buckets.get(bound, 0.0) + count
+        by_route[route_key].add(data)
         if _label(key, _L[c.ERROR_TYPE], "") or _label(key, _L[c.STATUS], "0").startswith("5"):
             errors[route_key] += data.count
     for (method, route), data in sorted(by_route.items()):
-        lines.append(f"  {method:6} {route:28} {data.count:8.0f}  p50 {_ms(data.quantile(0.5)):>8}  "
-                     f"p95 {_ms(data.quantile(0.95)):>8}  errors {errors[(method, route)]:.0f}")
+        lines.append(f"  {method:6} {route:28} {data.count:8.0f}  p50 {data.describe(0.5):>11}  "
+                     f"p95 {data.describe(0.95):>11}  mean {_ms(data.mean):>8}  errors {errors[(method, route)]:.0f}")
     active = sum(samples.get(c.ACTIVE_REQUESTS.prometheus_name, {}).values())
     peak = max(samples.get(c.ACTIVE_REQUESTS_PEAK.prometheus_name, {}).values(), default=0.0)
     lines.append(f"In flight now: {active:.0f}   peak since start: {peak:.0f}")
@@ -112,14 +177,11 @@ def summary(text: str) -> str:
         outcomes[_label(key, _L[c.STREAM_OUTCOME])] += value
     if outcomes:
         lines.append("Streams: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items())))
-        ttfb = HistogramData()
-        for data in histograms.get(c.STREAM_TIME_TO_FIRST_BYTE.prometheus_name, {}).values():
-            ttfb.count += data.count
-            for bound, count in data.buckets.items():
-                ttfb.buckets[bound] = ttfb.buckets.get(bound, 0.0) + count
+        ttfb = _merged(histograms.get(c.STREAM_TIME_TO_FIRST_BYTE.prometheus_name, {}))
         chunks = sum(d.total for d in histograms.get(c.STREAM_CHUNKS.prometheus_name, {}).values())
         sent = sum(d.total for d in histograms.get(c.STREAM_BODY_SIZE.prometheus_name, {}).values())
-        lines.append(f"  time to first byte p50 {_ms(ttfb.quantile(0.5))}, p95 {_ms(ttfb.quantile(0.95))}; "
+        lines.append(f"  time to first byte p50 {ttfb.describe(0.5)}, p95 {ttfb.describe(0.95)} "
+                     f"(mean {_ms(ttfb.mean)}); "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
     lines.extend(_llm_lines(histograms))
     lines.extend(_resource_lines(samples, histograms))
@@ -127,7 +189,7 @@ def summary(text: str) -> str:
     for key, value in sorted(waiting.items()):
         wait = histograms.get(c.LIMITER_WAIT_TIME.prometheus_name, {}).get(key, HistogramData())
         lines.append(f"Limiter {_label(key, _L[c.LIMITER_NAME])}: waiting now {value:.0f}, "
-                     f"wait p95 {_ms(wait.quantile(0.95))} over {wait.count:.0f} acquisitions")
+                     f"wait p95 {wait.describe(0.95)} (mean {_ms(wait.mean)}) over {wait.count:.0f} acquisitions")
     return "\n".join(lines)
 
 
@@ -136,11 +198,13 @@ def _merged(series: dict[tuple, HistogramData], **labels: str | None) -> Histogr
     merged = HistogramData()
     for key, data in series.items():
         if all((dict(key).get(k) or None) == (v or None) for k, v in labels.items()):
-            merged.count += data.count
-            merged.total += data.total
-            for bound, count in data.buckets.items():
-                merged.buckets[bound] = merged.buckets.get(bound, 0.0) + count
+            merged.add(data)
     return merged
+
+
+def _count(data: HistogramData) -> str:
+    """A total of something counted; "-" when nothing was reported (unknown is not zero)."""
+    return f"{data.total:.0f}" if data.count else "-"
 
 
 def _llm_lines(histograms: dict) -> list[str]:
@@ -148,7 +212,8 @@ def _llm_lines(histograms: dict) -> list[str]:
     durations = histograms.get(c.GEN_AI_SERVER_DURATION.prometheus_name, {})
     if not durations:
         return []
-    lines = ["LLM requests by model (count, tokens in/out, time to first token p50/p95, per output token p50):"]
+    lines = ["LLM requests by model (count, tokens in/out, time to first token p50/p95 and mean, "
+             "per output token p50 and mean):"]
     tokens = histograms.get(c.GEN_AI_SERVER_TOKENS.prometheus_name, {})
     ttft = histograms.get(c.GEN_AI_SERVER_TTFT.prometheus_name, {})
     tpot = histograms.get(c.GEN_AI_SERVER_TPOT.prometheus_name, {})
@@ -158,14 +223,14 @@ def _llm_lines(histograms: dict) -> list[str]:
         model = model or "(no model)"
         count = _merged(durations, **labels).count
         token_type, estimated_label = _L[c.GEN_AI_TOKEN_TYPE], _L[c.GEN_AI_ESTIMATED]
-        tokens_in = _merged(tokens, **labels, **{token_type: "input"}).total
-        tokens_out = _merged(tokens, **labels, **{token_type: "output"}).total
+        tokens_in = _merged(tokens, **labels, **{token_type: "input"})
+        tokens_out = _merged(tokens, **labels, **{token_type: "output"})
         estimated = _merged(tokens, **labels, **{token_type: "output", estimated_label: "true"}).total
         first, per_token = _merged(ttft, **labels), _merged(tpot, **labels)
-        lines.append(f"  {operation:15} {model:20} {count:5.0f}  in {tokens_in:6.0f}  out {tokens_out:6.0f}"
+        lines.append(f"  {operation:15} {model:20} {count:5.0f}  in {_count(tokens_in):>6}  out {_count(tokens_out):>6}"
                      + (f" ({estimated:.0f} estimated)" if estimated else "")
-                     + f"  ttft {_ms(first.quantile(0.5))}/{_ms(first.quantile(0.95))}"
-                     + f"  tpot {_ms(per_token.quantile(0.5))}")
+                     + f"  ttft {first.describe(0.5)}/{first.describe(0.95)} (mean {_ms(first.mean)})"
+                     + f"  tpot {per_token.describe(0.5)} (mean {_ms(per_token.mean)})")
     return lines
 
 
@@ -178,7 +243,7 @@ def _resource_lines(samples: dict, histograms: dict) -> list[str]:
         threads = sum(samples.get(c.PROCESS_THREADS.prometheus_name, {}).values())
         lag = _merged(histograms.get(c.LOOP_LAG.prometheus_name, {}))
         lines.append(f"Process: {cpu:.1f} CPU s, {rss / 2**20:.0f} MiB resident, {threads:.0f} threads; "
-                     f"event-loop lag p99 {_ms(lag.quantile(0.99))}")
+                     f"event-loop lag p99 {lag.describe(0.99)}")
     counts = samples.get(c.POOL_COUNT.prometheus_name, {})
     for pool in sorted({_label(k, _L[c.POOL_NAME]) for k in counts}):
         state = {_label(k, _L[c.POOL_STATE]): v for k, v in counts.items()
@@ -200,28 +265,42 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("summary", "watch"):
         cmd = sub.add_parser(name)
-        cmd.add_argument("url", nargs="?", default=DEFAULT_URL)
+        cmd.add_argument("urls", nargs="*", default=[DEFAULT_URL], metavar="URL",
+                         help=f"metrics endpoints, merged (default {DEFAULT_URL})")
         if name == "watch":
             cmd.add_argument("--interval", type=float, default=2.0)
             cmd.add_argument("--count", type=int, default=0, help="stop after N screens (0: until Ctrl-C)")
     args = parser.parse_args(argv)
     try:
         if args.command == "summary":
-            print(summary(read_metrics(args.url)))
+            try:
+                report = summary(read_all(args.urls))
+            except OSError as exc:
+                print(f"otel-llm-metrics: {exc}", file=sys.stderr)
+                return 1
+            print(report, flush=True)
             return 0
-        shown = 0
-        while True:
-            report = summary(read_metrics(args.url))
-            print(f"\x1b[2J\x1b[H{time.strftime('%H:%M:%S')}  {args.url}\n{report}", flush=True)
-            shown += 1
-            if args.count and shown >= args.count:
-                return 0
-            time.sleep(args.interval)
+        return _watch(args.urls, args.interval, args.count)
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
-        print(f"otel-llm-metrics: cannot read {args.url}: {exc}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:  # the reader went away (`| head`): not a read error, and nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _watch(urls: list[str], interval: float, count: int) -> int:
+    """Redraw every ``interval`` seconds; an endpoint that does not answer is retried, and said so."""
+    shown = 0
+    while True:
+        try:
+            report = summary(read_all(urls))
+        except OSError as exc:
+            report = f"{exc}; retrying every {interval:g}s (Ctrl-C to stop)"
+        print(f"\x1b[2J\x1b[H{time.strftime('%H:%M:%S')}  {' '.join(urls)}\n{report}", flush=True)
+        shown += 1
+        if count and shown >= count:
+            return 0
+        time.sleep(interval)
 
 
 if __name__ == "__main__":

@@ -338,7 +338,7 @@ def test_span_names_are_the_route_or_the_method_alone_never_the_raw_path(make_te
 
     telemetry = make_telemetry(traces_exporter="console")
     spans = InMemorySpanExporter()
-    telemetry.tracer_provider._active_span_processor._span_processors = (SimpleSpanProcessor(spans),)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     app = telemetry.instrument(starlette_app())
     run(call(app, "GET", "/items/7"))
     run(call(app, "GET", "/x/evil\r\ninjected: yes/4711"))  # unmatched, with a decoded CR/LF in it
