@@ -321,10 +321,14 @@ class ResponseParser:
         """Read usage, finish reason, model and errors from one event (or a whole response)."""
         if document.get("error") or document.get("type") == "error":
             self.error_event = True
-        model = document.get("model")
+        self._model_of(document)
+        _READERS[self.endpoint.dialect](self, document)
+
+    def _model_of(self, holder: dict) -> None:
+        """The response model, from the first object that names one."""
+        model = holder.get("model")
         if isinstance(model, str) and model and self.response_model is None:
             self.response_model = model
-        _READERS[self.endpoint.dialect](self, document)
 
     def _openai(self, document: dict) -> None:
         usage = document.get("usage")
@@ -353,9 +357,7 @@ class ResponseParser:
         message = document.get("message") if document.get("type") == "message_start" else document
         if not isinstance(message, dict):
             return
-        model = message.get("model")
-        if isinstance(model, str) and model and self.response_model is None:
-            self.response_model = model
+        self._model_of(message)
         usage = message.get("usage")
         if isinstance(usage, dict):
             uncached = _count(usage.get("input_tokens"))
@@ -376,9 +378,7 @@ class ResponseParser:
         response = document.get("response") if "response" in document else document
         if not isinstance(response, dict):
             return
-        model = response.get("model")
-        if isinstance(model, str) and model and self.response_model is None:
-            self.response_model = model
+        self._model_of(response)
         usage = response.get("usage")
         if isinstance(usage, dict):
             self.input_tokens = _count(usage.get("input_tokens"))
