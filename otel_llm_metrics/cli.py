@@ -1,7 +1,8 @@
 """``otel-llm-metrics``: read metrics endpoints and show the numbers that matter, once or live.
 
-    otel-llm-metrics summary http://127.0.0.1:9464/metrics
-    otel-llm-metrics watch   http://127.0.0.1:9464/metrics http://127.0.0.1:9465/metrics --interval 2
+    otel-llm-metrics summary  http://127.0.0.1:9464/metrics
+    otel-llm-metrics snapshot http://127.0.0.1:9464/metrics --json --state /tmp/llm-state.json
+    otel-llm-metrics watch    http://127.0.0.1:9464/metrics http://127.0.0.1:9465/metrics --interval 2
 
 Several URLs (one per worker or per instance) are read and merged. Percentiles come from histogram
 buckets, so where a bucket is wide the output gives its bounds rather than a made-up value, with
@@ -11,6 +12,7 @@ the mean beside it; a number nobody reported prints as "-", never 0.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -35,6 +37,17 @@ class HistogramData:
     buckets: dict[float, float] = field(default_factory=dict)  # cumulative, le -> count
     count: float = 0.0
     total: float = 0.0
+
+    def bucket(self, q: float) -> tuple[float | None, float | None]:
+        """The bounds (lower, upper] of the bucket that holds percentile ``q``; (None, None) when empty."""
+        if not self.count:
+            return None, None
+        rank, lower = q * self.count, 0.0
+        for bound in sorted(self.buckets):
+            if self.buckets[bound] >= rank:
+                return lower, bound
+            lower = bound
+        return lower, math.inf
 
     def describe(self, q: float) -> str:
         """Percentile ``q`` as honestly as the buckets allow: interpolated where its bucket is narrow
@@ -157,13 +170,7 @@ def summary(text: str) -> str:
     """A readable report of the key numbers in a Prometheus text exposition."""
     samples, histograms = parse(text)
     lines = ["Requests by route (count, p50, p95, mean, errors):"]
-    by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
-    errors: dict[tuple, float] = defaultdict(float)
-    for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
-        route_key = (_label(key, _L[c.METHOD]), _label(key, _L[c.ROUTE], "(unmatched)"))
-        by_route[route_key].add(data)
-        if _label(key, _L[c.ERROR_TYPE], "") or _label(key, _L[c.STATUS], "0").startswith("5"):
-            errors[route_key] += data.count
+    by_route, errors = _by_route(histograms)
     for (method, route), data in sorted(by_route.items()):
         lines.append(f"  {method:6} {route:28} {data.count:8.0f}  p50 {data.describe(0.5):>11}  "
                      f"p95 {data.describe(0.95):>11}  mean {_ms(data.mean):>8}  errors {errors[(method, route)]:.0f}")
@@ -193,6 +200,37 @@ def summary(text: str) -> str:
     return "\n".join(lines)
 
 
+def _by_route(histograms: dict) -> tuple[dict[tuple, HistogramData], dict[tuple, float]]:
+    """Request durations and error counts by (method, route), every other label merged."""
+    by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
+    errors: dict[tuple, float] = defaultdict(float)
+    for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
+        route_key = (_label(key, _L[c.METHOD]), _label(key, _L[c.ROUTE], "(unmatched)"))
+        by_route[route_key].add(data)
+        if _label(key, _L[c.ERROR_TYPE], "") or _label(key, _L[c.STATUS], "0").startswith("5"):
+            errors[route_key] += data.count
+    return by_route, errors
+
+
+def _models(histograms: dict) -> list[dict]:
+    """Per (operation, requested model): request count, token histograms and first-token timings."""
+    durations = histograms.get(c.GEN_AI_SERVER_DURATION.prometheus_name, {})
+    tokens = histograms.get(c.GEN_AI_SERVER_TOKENS.prometheus_name, {})
+    token_type, estimated_label = _L[c.GEN_AI_TOKEN_TYPE], _L[c.GEN_AI_ESTIMATED]
+    found = []
+    for operation, model in sorted({(_label(k, _L[c.GEN_AI_OPERATION]), _label(k, _L[c.GEN_AI_REQUEST_MODEL], ""))
+                                    for k in durations}):
+        labels = {_L[c.GEN_AI_OPERATION]: operation, _L[c.GEN_AI_REQUEST_MODEL]: model or None}
+        found.append({
+            "operation": operation, "model": model or None, "requests": _merged(durations, **labels).count,
+            "input": _merged(tokens, **labels, **{token_type: "input"}),
+            "output": _merged(tokens, **labels, **{token_type: "output"}),
+            "estimated": _merged(tokens, **labels, **{token_type: "output", estimated_label: "true"}).total,
+            "ttft": _merged(histograms.get(c.GEN_AI_SERVER_TTFT.prometheus_name, {}), **labels),
+            "tpot": _merged(histograms.get(c.GEN_AI_SERVER_TPOT.prometheus_name, {}), **labels)})
+    return found
+
+
 def _merged(series: dict[tuple, HistogramData], **labels: str | None) -> HistogramData:
     """All series whose labels match (None: the label is absent, which the exporter writes as "")."""
     merged = HistogramData()
@@ -202,6 +240,56 @@ def _merged(series: dict[tuple, HistogramData], **labels: str | None) -> Histogr
     return merged
 
 
+SNAPSHOT_SCHEMA = "otel-llm-metrics.snapshot/1"
+
+
+def _percentiles(data: HistogramData) -> dict:
+    """p50/p95/p99 in seconds, each with its bucket: value is null where the bucket is too wide to say."""
+    out: dict = {"count": data.count, "mean": None if math.isnan(data.mean) else data.mean}
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        low, high = data.bucket(q)
+        narrow = low is not None and high is not None and low > 0 and not math.isinf(high) and high <= 2 * low
+        out[name] = {"value": data.quantile(q) if narrow else None, "bucket": [low, None if high is None or
+                                                                              math.isinf(high) else high]}
+    return out
+
+
+def snapshot(text: str, previous: dict | None = None, now: float | None = None) -> dict:
+    """One machine-readable snapshot (schema ``otel-llm-metrics.snapshot/1``, documented in docs/cli.md).
+
+    ``previous``: an earlier snapshot; its totals give the rates since then.
+    """
+    now = time.time() if now is None else now
+    samples, histograms = parse(text)
+    by_route, errors = _by_route(histograms)
+    models = _models(histograms)
+    totals = {"requests": sum(d.count for d in by_route.values()), "errors": sum(errors.values()),
+              "input_tokens": sum(m["input"].total for m in models),
+              "output_tokens": sum(m["output"].total for m in models)}
+    outcomes: dict[str, float] = defaultdict(float)
+    for key, value in samples.get(c.STREAMS.prometheus_name, {}).items():
+        outcomes[_label(key, _L[c.STREAM_OUTCOME])] += value
+    rates = None
+    if previous and previous.get("schema") == SNAPSHOT_SCHEMA and now > previous.get("time", now):
+        elapsed = now - previous["time"]
+        rates = {f"{name}_per_s": max(0.0, value - previous["totals"].get(name, 0.0)) / elapsed
+                 for name, value in totals.items()}
+    return {
+        "schema": SNAPSHOT_SCHEMA, "time": now, "totals": totals, "rates": rates,
+        "in_flight": sum(samples.get(c.ACTIVE_REQUESTS.prometheus_name, {}).values()),
+        "peak": max(samples.get(c.ACTIVE_REQUESTS_PEAK.prometheus_name, {}).values(), default=0.0),
+        "routes": [{"method": method, "route": route, "requests": data.count, "errors": errors[(method, route)],
+                    "duration_s": _percentiles(data)} for (method, route), data in sorted(by_route.items())],
+        "streams": {"outcomes": dict(sorted(outcomes.items())), "time_to_first_byte_s": _percentiles(
+            _merged(histograms.get(c.STREAM_TIME_TO_FIRST_BYTE.prometheus_name, {})))},
+        "models": [{"operation": m["operation"], "model": m["model"], "requests": m["requests"],
+                    "input_tokens": m["input"].total if m["input"].count else None,
+                    "output_tokens": m["output"].total if m["output"].count else None,
+                    "estimated_output_tokens": m["estimated"], "time_to_first_token_s": _percentiles(m["ttft"]),
+                    "time_per_output_token_s": _percentiles(m["tpot"])} for m in models],
+    }
+
+
 def _count(data: HistogramData) -> str:
     """A total of something counted; "-" when nothing was reported (unknown is not zero)."""
     return f"{data.total:.0f}" if data.count else "-"
@@ -209,26 +297,16 @@ def _count(data: HistogramData) -> str:
 
 def _llm_lines(histograms: dict) -> list[str]:
     """Tokens, time to first token and time per output token, per model."""
-    durations = histograms.get(c.GEN_AI_SERVER_DURATION.prometheus_name, {})
-    if not durations:
+    models = _models(histograms)
+    if not models:
         return []
     lines = ["LLM requests by model (count, tokens in/out, time to first token p50/p95 and mean, "
              "per output token p50 and mean):"]
-    tokens = histograms.get(c.GEN_AI_SERVER_TOKENS.prometheus_name, {})
-    ttft = histograms.get(c.GEN_AI_SERVER_TTFT.prometheus_name, {})
-    tpot = histograms.get(c.GEN_AI_SERVER_TPOT.prometheus_name, {})
-    models = sorted({(_label(k, _L[c.GEN_AI_OPERATION]), _label(k, _L[c.GEN_AI_REQUEST_MODEL], "")) for k in durations})
-    for operation, model in models:
-        labels = {_L[c.GEN_AI_OPERATION]: operation, _L[c.GEN_AI_REQUEST_MODEL]: model or None}
-        model = model or "(no model)"
-        count = _merged(durations, **labels).count
-        token_type, estimated_label = _L[c.GEN_AI_TOKEN_TYPE], _L[c.GEN_AI_ESTIMATED]
-        tokens_in = _merged(tokens, **labels, **{token_type: "input"})
-        tokens_out = _merged(tokens, **labels, **{token_type: "output"})
-        estimated = _merged(tokens, **labels, **{token_type: "output", estimated_label: "true"}).total
-        first, per_token = _merged(ttft, **labels), _merged(tpot, **labels)
-        lines.append(f"  {operation:15} {model:20} {count:5.0f}  in {_count(tokens_in):>6}  out {_count(tokens_out):>6}"
-                     + (f" ({estimated:.0f} estimated)" if estimated else "")
+    for m in models:
+        first, per_token = m["ttft"], m["tpot"]
+        lines.append(f"  {m['operation']:15} {m['model'] or '(no model)':20} {m['requests']:5.0f}  "
+                     f"in {_count(m['input']):>6}  out {_count(m['output']):>6}"
+                     + (f" ({m['estimated']:.0f} estimated)" if m["estimated"] else "")
                      + f"  ttft {first.describe(0.5)}/{first.describe(0.95)} (mean {_ms(first.mean)})"
                      + f"  tpot {per_token.describe(0.5)} (mean {_ms(per_token.mean)})")
     return lines
@@ -263,29 +341,51 @@ def _resource_lines(samples: dict, histograms: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-llm-metrics", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("summary", "watch"):
+    for name in ("summary", "snapshot", "watch"):
         cmd = sub.add_parser(name)
         cmd.add_argument("urls", nargs="*", default=[DEFAULT_URL], metavar="URL",
                          help=f"metrics endpoints, merged (default {DEFAULT_URL})")
         if name == "watch":
             cmd.add_argument("--interval", type=float, default=2.0)
             cmd.add_argument("--count", type=int, default=0, help="stop after N screens (0: until Ctrl-C)")
+        if name == "snapshot":
+            cmd.add_argument("--json", action="store_true", help=f"one JSON object, schema {SNAPSHOT_SCHEMA}")
+            cmd.add_argument("--state", metavar="FILE", help="keep this snapshot in FILE; with the one there "
+                                                             "before, the JSON gives rates since then")
     args = parser.parse_args(argv)
     try:
-        if args.command == "summary":
-            try:
-                report = summary(read_all(args.urls))
-            except OSError as exc:
-                print(f"otel-llm-metrics: {exc}", file=sys.stderr)
-                return 1
-            print(report, flush=True)
-            return 0
-        return _watch(args.urls, args.interval, args.count)
+        if args.command == "watch":
+            return _watch(args.urls, args.interval, args.count)
+        try:
+            text = read_all(args.urls)
+        except OSError as exc:
+            print(f"otel-llm-metrics: {exc}", file=sys.stderr)
+            return 1
+        if args.command == "snapshot" and args.json:
+            print(json.dumps(_snapshot_with_state(text, args.state), indent=1), flush=True)
+        else:
+            print(summary(text), flush=True)
+        return 0
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # the reader went away (`| head`): not a read error, and nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _snapshot_with_state(text: str, state: str | None) -> dict:
+    previous = None
+    if state and os.path.exists(state):
+        try:
+            with open(state, encoding="utf-8") as file:
+                previous = json.load(file)
+        except (OSError, ValueError):
+            previous = None  # unreadable: no rates this time, a fresh state below
+    current = snapshot(text, previous)
+    if state:
+        with open(state, "w", encoding="utf-8") as file:
+            json.dump(current, file)
+    return current
 
 
 def _watch(urls: list[str], interval: float, count: int) -> int:

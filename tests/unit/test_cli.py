@@ -115,3 +115,28 @@ def test_watch_keeps_retrying_an_endpoint_that_does_not_answer(capsys):
     assert main(["watch", dead, "--count", "2", "--interval", "0.01"]) == 0
     screens = capsys.readouterr().out
     assert screens.count(f"cannot read {dead}") == 2 and "retrying every 0.01s" in screens
+
+
+def test_snapshot_models_say_null_for_what_was_not_reported():
+    from otel_llm_metrics.cli import snapshot
+    from tests.llm.test_transcripts import HERE
+    from tests.llm.test_transcripts_served import _replaying_app
+
+    settings = load_settings({}, metrics_exporters="prometheus", resources="none", prometheus_port=free_port())
+    telemetry = Telemetry(settings, Registry())
+    for name in ("openai_chat_stream_no_usage.sse", "openai_chat_stream_usage.sse"):
+        app = telemetry.instrument(_replaying_app((HERE / name).read_bytes(), "text/event-stream"))
+        model = name.split(".")[0]
+        asyncio.run(call(app, "POST", "/v1/chat/completions", body=f'{{"model":"{model}","stream":true}}'.encode()))
+    try:
+        shot = snapshot(generate_latest(telemetry._prometheus_registry).decode(), now=1000.0)
+    finally:
+        telemetry.shutdown()
+    models = {m["model"]: m for m in shot["models"]}
+    assert models["openai_chat_stream_no_usage"]["input_tokens"] is None, "unknown, not 0"
+    assert models["openai_chat_stream_no_usage"]["output_tokens"] == 3
+    assert models["openai_chat_stream_no_usage"]["estimated_output_tokens"] == 3
+    assert models["openai_chat_stream_usage"]["input_tokens"] == 9
+    assert models["openai_chat_stream_usage"]["estimated_output_tokens"] == 0
+    assert shot["totals"]["input_tokens"] == 9 and shot["totals"]["output_tokens"] == 6
+    assert models["openai_chat_stream_usage"]["time_to_first_token_s"]["count"] == 1

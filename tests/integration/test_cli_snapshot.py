@@ -1,0 +1,61 @@
+"""`otel-llm-metrics snapshot --json` against two real instrumented servers after a known workload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from otel_llm_metrics.cli import SNAPSHOT_SCHEMA
+from tests.integration.servers import BIN, AppServer, wait_for
+
+pytestmark = pytest.mark.integration
+APP = "tests.integration.plain_apps:starlette_app"
+
+
+def _snapshot(*args: str) -> dict:
+    done = subprocess.run([str(BIN / "otel-llm-metrics"), "snapshot", "--json", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_two_servers_merge_exactly_and_rates_come_from_the_state_file(tmp_path):
+    servers = [AppServer(APP), AppServer(APP)]
+    try:
+        for server in servers:
+            server.wait_ready("/health")  # excluded from metrics: the counts below are exact
+        sent = {0: 7, 1: 5}
+        for index, count in sent.items():
+            with httpx.Client(base_url=servers[index].url) as client:
+                for i in range(count):
+                    assert client.get(f"/hello/{i}").status_code == 200
+                assert client.get("/nowhere").status_code == 404
+        urls = [server.metrics_url for server in servers]
+        state = tmp_path / "state.json"
+        wait_for(lambda: _snapshot(*urls)["totals"]["requests"] == 14, "both servers' requests in one snapshot")
+        first = _snapshot(*urls, "--state", str(state))
+        assert first["schema"] == SNAPSHOT_SCHEMA and first["rates"] is None, "no earlier state: no rates"
+        routes = {(r["method"], r["route"]): r for r in first["routes"]}
+        assert routes[("GET", "/hello/{name}")]["requests"] == 12
+        assert routes[("GET", "(unmatched)")]["requests"] == 2
+        assert first["totals"] == {"requests": 14, "errors": 0, "input_tokens": 0, "output_tokens": 0}
+        assert first["in_flight"] == 0 and first["peak"] == 1 and first["models"] == []
+        duration = routes[("GET", "/hello/{name}")]["duration_s"]
+        assert duration["count"] == 12 and duration["mean"] > 0
+        low, high = duration["p50"]["bucket"]
+        assert low is not None and (high is None or high > low)
+
+        with httpx.Client(base_url=servers[1].url) as client:
+            for i in range(6):
+                client.get(f"/hello/{i}")
+        wait_for(lambda: _snapshot(*urls)["totals"]["requests"] == 20, "six more requests")
+        second = _snapshot(*urls, "--state", str(state))
+        elapsed = second["time"] - first["time"]
+        assert second["rates"]["requests_per_s"] == pytest.approx(6 / elapsed)
+        assert second["rates"]["errors_per_s"] == 0
+    finally:
+        for server in servers:
+            server.stop()
