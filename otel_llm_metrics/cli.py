@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,22 +50,25 @@ class HistogramData:
             lower = bound
         return lower, math.inf
 
+    def estimate(self, q: float) -> float | None:
+        """Percentile ``q`` interpolated, where its bucket is narrow enough to name a value (its upper
+        bound at most twice its lower); None where it is not."""
+        low, high = self.bucket(q)
+        if low and high is not None and high <= 2 * low:
+            return self.quantile(q)
+        return None
+
     def describe(self, q: float) -> str:
-        """Percentile ``q`` as honestly as the buckets allow: interpolated where its bucket is narrow
-        (its upper bound at most twice its lower), else the bucket's bounds ("100-250 ms")."""
-        if not self.count:
+        """Percentile ``q`` as honestly as the buckets allow: a value, or the bucket ("100-250 ms")."""
+        low, high = self.bucket(q)
+        value = self.estimate(q)
+        if low is None or high is None:
             return "-"
-        rank = q * self.count
-        lower = 0.0
-        for bound in sorted(self.buckets):
-            if self.buckets[bound] >= rank:
-                if math.isinf(bound):
-                    return f">{_ms(lower)}"
-                if lower and bound <= 2 * lower:
-                    return _ms(self.quantile(q))
-                return f"{_ms_number(lower)}-{_ms(bound)}" if lower else f"<={_ms(bound)}"
-            lower = bound
-        return f">{_ms(lower)}"
+        if value is not None:
+            return _ms(value)
+        if math.isinf(high):
+            return f">{_ms(low)}"
+        return f"{_ms_number(low)}-{_ms(high)}" if low else f"<={_ms(high)}"
 
     @property
     def mean(self) -> float:
@@ -99,27 +103,27 @@ def read_metrics(url: str, timeout: float = 5.0) -> str:
         return response.read().decode()
 
 
-def read_all(urls: list[str], timeout: float = 5.0) -> str:
-    """The expositions of several endpoints, for ``merge``; raises OSError naming the URL that failed."""
+def read_all(urls: list[str], timeout: float = 5.0) -> list[str]:
+    """The expositions of several endpoints; raises OSError naming the URL that failed."""
     texts = []
     for url in urls:
         try:
             texts.append(read_metrics(url, timeout))
         except OSError as exc:
             raise OSError(f"cannot read {url}: {exc}") from exc
-    return "\n# --- next endpoint ---\n".join(texts)
+    return texts
 
 
-def parse(text: str) -> tuple[dict, dict]:
+def parse(texts: str | Sequence[str]) -> tuple[dict, dict]:
     """(samples by name -> {labels tuple: value}, histograms by name -> {labels tuple: HistogramData}).
 
-    Several expositions (from ``read_all``) are merged: the same series from two endpoints is summed,
+    Several expositions (one per endpoint) are merged: the same series from two endpoints is summed,
     and a peak takes the larger.
     """
     samples: dict[str, dict[tuple, float]] = defaultdict(dict)
     histograms: dict[str, dict[tuple, HistogramData]] = defaultdict(lambda: defaultdict(HistogramData))
-    for part in text.split("\n# --- next endpoint ---\n"):
-        one_samples, one_histograms = _parse_one(part)
+    for text in [texts] if isinstance(texts, str) else texts:
+        one_samples, one_histograms = _parse_one(text)
         for name, series in one_samples.items():
             for key, value in series.items():
                 before = samples[name].get(key)
@@ -166,9 +170,9 @@ def _ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{_ms_number(seconds)} ms"
 
 
-def summary(text: str) -> str:
-    """A readable report of the key numbers in a Prometheus text exposition."""
-    samples, histograms = parse(text)
+def summary(texts: str | Sequence[str]) -> str:
+    """A readable report of the key numbers in one or several Prometheus text expositions."""
+    samples, histograms = parse(texts)
     lines = ["Requests by route (count, p50, p95, mean, errors):"]
     by_route, errors = _by_route(histograms)
     for (method, route), data in sorted(by_route.items()):
@@ -248,19 +252,17 @@ def _percentiles(data: HistogramData) -> dict:
     out: dict = {"count": data.count, "mean": None if math.isnan(data.mean) else data.mean}
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         low, high = data.bucket(q)
-        narrow = low is not None and high is not None and low > 0 and not math.isinf(high) and high <= 2 * low
-        out[name] = {"value": data.quantile(q) if narrow else None, "bucket": [low, None if high is None or
-                                                                              math.isinf(high) else high]}
+        out[name] = {"value": data.estimate(q), "bucket": [low, None if high is None or math.isinf(high) else high]}
     return out
 
 
-def snapshot(text: str, previous: dict | None = None, now: float | None = None) -> dict:
+def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: float | None = None) -> dict:
     """One machine-readable snapshot (schema ``otel-llm-metrics.snapshot/1``, documented in docs/cli.md).
 
     ``previous``: an earlier snapshot; its totals give the rates since then.
     """
     now = time.time() if now is None else now
-    samples, histograms = parse(text)
+    samples, histograms = parse(texts)
     by_route, errors = _by_route(histograms)
     models = _models(histograms)
     totals = {"requests": sum(d.count for d in by_route.values()), "errors": sum(errors.values()),
@@ -357,14 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             return _watch(args.urls, args.interval, args.count)
         try:
-            text = read_all(args.urls)
+            texts = read_all(args.urls)
         except OSError as exc:
             print(f"otel-llm-metrics: {exc}", file=sys.stderr)
             return 1
         if args.command == "snapshot" and args.json:
-            print(json.dumps(_snapshot_with_state(text, args.state), indent=1), flush=True)
+            print(json.dumps(_snapshot_with_state(texts, args.state), indent=1), flush=True)
         else:
-            print(summary(text), flush=True)
+            print(summary(texts), flush=True)
         return 0
     except KeyboardInterrupt:
         return 0
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _snapshot_with_state(text: str, state: str | None) -> dict:
+def _snapshot_with_state(texts: list[str], state: str | None) -> dict:
     previous = None
     if state and os.path.exists(state):
         try:
@@ -381,7 +383,7 @@ def _snapshot_with_state(text: str, state: str | None) -> dict:
                 previous = json.load(file)
         except (OSError, ValueError):
             previous = None  # unreadable: no rates this time, a fresh state below
-    current = snapshot(text, previous)
+    current = snapshot(texts, previous)
     if state:
         with open(state, "w", encoding="utf-8") as file:
             json.dump(current, file)

@@ -185,13 +185,17 @@ class Telemetry:
         the lifespan shutdown is the last moment every ASGI server gives us.
         """
         deadline_ms = int(self.settings.shutdown_timeout_s * 1000)
+        self._each_provider(lambda provider: provider.force_flush(deadline_ms), "flushing")
+
+    def _each_provider(self, action: Any, doing: str) -> None:
+        """``action`` on the meter and tracer providers; an error in one never stops the other."""
         for provider in (self.meter_provider, self.tracer_provider):
             if provider is None:
                 continue
             try:
-                provider.force_flush(deadline_ms)
+                action(provider)
             except Exception:
-                logger.exception("otel_llm_metrics: error while flushing")
+                logger.exception("otel_llm_metrics: error while %s", doing)
 
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
@@ -233,16 +237,8 @@ class Telemetry:
         timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
 
         def stop() -> None:
-            for provider in (self.meter_provider, self.tracer_provider):
-                if provider is None:
-                    continue
-                try:
-                    if isinstance(provider, MeterProvider):
-                        provider.shutdown(timeout_millis=timeout_ms)
-                    else:
-                        provider.shutdown()
-                except Exception:
-                    logger.exception("otel_llm_metrics: error during shutdown")
+            self._each_provider(lambda provider: provider.shutdown(timeout_millis=timeout_ms)
+                                if isinstance(provider, MeterProvider) else provider.shutdown(), "shutting down")
 
         worker = threading.Thread(target=stop, name="otel-llm-metrics-shutdown", daemon=True)
         worker.start()

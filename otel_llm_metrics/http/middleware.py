@@ -27,7 +27,7 @@ from ..llm.exchange import LlmExchange
 from ..llm.parse import ResponseParser
 from ..registry import Registry
 from . import request_id
-from .lifespan import LifespanRelay
+from .lifespan import LifespanRelay, Stopping
 from .routes import route_template
 from .stats import HttpStats, InFlight, request_key, stream_key
 
@@ -45,18 +45,12 @@ REQUEST_ID_HEADER = b"x-request-id"
 _DISCONNECT_ERRORS = ("ClientDisconnect", "ClientDisconnected", "BrokenPipeError", "ConnectionResetError")
 
 
-class Host(Protocol):
+class Host(Stopping, Protocol):
     """What the middleware needs of the running instrumentation (``runtime.Telemetry``)."""
 
     settings: Settings
     registry: Registry
     serving: bool
-
-    def ensure_serving(self) -> None: ...
-
-    def serving_stopped(self) -> None: ...
-
-    def flush(self) -> None: ...
 
 
 class MetricsMiddleware:

@@ -260,9 +260,6 @@ class ResponseParser:
 
     def _rare_fields(self, body: bytes) -> None:
         """The few events that carry usage, finish reason, errors or Ollama's final counts."""
-        match = _FINISH.search(body)
-        if match:
-            self.finish_reason = match.group(1).decode()
         for line in body.split(b"\n"):
             if _rare(line):
                 document = _json_line(line)

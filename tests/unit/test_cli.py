@@ -96,7 +96,7 @@ def test_unknown_input_tokens_print_as_a_dash_not_zero():
 
 def test_two_expositions_merge_into_one_report():
     text = _exposition()
-    merged = summary(text + "\n# --- next endpoint ---\n" + text)
+    merged = summary([text, text])
     assert any("/items/{item_id}" in line and " 4  p50" in line for line in merged.splitlines()), merged
 
 
