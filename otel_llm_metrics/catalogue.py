@@ -19,6 +19,14 @@ class Kind(str, enum.Enum):
     GAUGE = "gauge"
 
 
+class Across(str, enum.Enum):
+    """How the one endpoint of a multi-worker server combines one instrument over its workers."""
+
+    SUM = "sum"  # counters and histograms: every worker ever, dead ones included; gauges: live workers
+    PER_WORKER = "per worker"  # live workers only, each labelled process_pid (process metrics, peaks)
+    ONE = "one"  # the same machine-wide value in every worker (system.*, GPU): the serving worker's
+
+
 # Attribute keys (semantic conventions where they exist).
 METHOD = "http.request.method"
 SCHEME = "url.scheme"
@@ -75,10 +83,28 @@ class InstrumentSpec:
     semconv: bool = True  # False: a name we invented because no convention exists
 
     @property
+    def across_workers(self) -> Across:
+        return across_workers(self.name, is_gauge=self.kind is Kind.GAUGE)
+
+    @property
     def prometheus_name(self) -> str:
         """The name the OTel Prometheus exporter gives this instrument (a histogram's family name)."""
         base = self.name.replace(".", "_") + _UNIT_SUFFIX.get(self.unit, "")
         return base + "_total" if self.kind is Kind.COUNTER else base
+
+
+_PER_WORKER_NAMESPACES = ("process.", "cpython.", "asyncio.")  # one process's own life
+_MACHINE_NAMESPACES = ("system.", "gpu.", "hw.")  # the machine, seen alike from every worker
+
+
+def across_workers(name: str, *, is_gauge: bool) -> Across:
+    """By semantic-convention namespace, so other libraries' process.* and system.* fit too; otherwise
+    sums add up over workers and a gauge (a peak, a utilisation) means something per worker only."""
+    if name.startswith(_MACHINE_NAMESPACES):
+        return Across.ONE
+    if is_gauge or name.startswith(_PER_WORKER_NAMESPACES):
+        return Across.PER_WORKER
+    return Across.SUM
 
 
 def prometheus_label(attribute: str) -> str:
@@ -105,15 +131,15 @@ ACTIVE_REQUESTS = InstrumentSpec(
     "Requests in flight now.", (METHOD, SCHEME))
 ACTIVE_REQUESTS_PEAK = InstrumentSpec(
     "http.server.active_requests.peak", Kind.GAUGE, "{request}",
-    "Most requests in flight at once since the process started.", (), semconv=False)
+    "Most requests in flight at once in one worker since it started (one series per worker).", (), semconv=False)
 ROUTE_ACTIVE_REQUESTS = InstrumentSpec(
     "http.server.route.active_requests", Kind.UPDOWNCOUNTER, "{request}",
     "Requests in flight now, per route (counted from the moment the router has matched).",
     (METHOD, ROUTE), semconv=False)
 ROUTE_ACTIVE_REQUESTS_PEAK = InstrumentSpec(
     "http.server.route.active_requests.peak", Kind.GAUGE, "{request}",
-    "Most requests in flight at once per route since the process started.", (METHOD, ROUTE),
-    semconv=False)
+    "Most requests in flight at once per route in one worker since it started (one series per worker).",
+    (METHOD, ROUTE), semconv=False)
 STREAM_TIME_TO_FIRST_BYTE = InstrumentSpec(
     "http.server.stream.time_to_first_byte", Kind.HISTOGRAM, "s",
     "Time from the request's arrival to the first body byte of a streamed response.",
@@ -298,11 +324,11 @@ def observe(meter: Any, spec: InstrumentSpec, callback: Callable[..., Any]) -> N
 
 def markdown_table() -> str:
     """The catalogue as the Markdown table docs/catalogue.md carries."""
-    rows = ["| OTel name | Prometheus name | type | unit | attributes | meaning |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| OTel name | Prometheus name | type | unit | attributes | across workers | meaning |",
+            "|---|---|---|---|---|---|---|"]
     for spec in ALL:
         name = f"`{spec.name}`" + ("" if spec.semconv else " *")
         attrs = ", ".join(f"`{a}`" for a in spec.attributes) or "-"
         rows.append(f"| {name} | `{spec.prometheus_name}` | {spec.kind.value} | `{spec.unit}` | {attrs} "
-                    f"| {spec.description} |")
+                    f"| {spec.across_workers.value} | {spec.description} |")
     return "\n".join(rows)

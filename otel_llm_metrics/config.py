@@ -52,6 +52,9 @@ class Settings:
     max_model_names: int = 100
     resources: tuple[str, ...] = ("process", "system", "gpu")
     loop_lag_interval: float = 0.5
+    workers_dir: str | None = None
+    workers_interval: float = 1.0
+    app_metrics_path: str | None = None
     disabled: bool = False
 
     @property
@@ -96,6 +99,19 @@ def seconds(value: object) -> float:
     if not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
         raise Invalid("expected seconds as a number >= 0 (0 turns it off)")
     return float(number)
+
+
+def interval(value: object) -> float:
+    number = _number(value, float)
+    if not isinstance(number, (int, float)) or not math.isfinite(number) or not 0.05 <= number <= 60:
+        raise Invalid("expected seconds from 0.05 to 60")
+    return float(number)
+
+
+def path(value: object) -> str:
+    if isinstance(value, str) and value.strip().startswith("/") and " " not in value.strip():
+        return value.strip()
+    raise Invalid("expected a URL path such as /metrics")
 
 
 def flag(value: object) -> bool:
@@ -220,6 +236,14 @@ OPTIONS: tuple[Option, ...] = (
            "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
     Option("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", seconds, "5",
            "bound on the final flush, seconds"),
+    Option("workers_dir", "OTEL_LLM_METRICS_WORKERS_DIR", text, "/tmp/otel-llm-metrics",
+           "where the workers of a server hand their numbers to the one that serves the endpoint "
+           "(one subdirectory per server); default: otel-llm-metrics-UID in the temp directory"),
+    Option("workers_interval", "OTEL_LLM_METRICS_WORKERS_INTERVAL", interval, "1",
+           "how often each worker hands its numbers over, seconds: how fresh the endpoint is"),
+    Option("app_metrics_path", "OTEL_LLM_METRICS_APP_METRICS_PATH", path, "/metrics",
+           "also serve the endpoint at this path on the app's own port (off by default: that port "
+           "is often public)"),
 )
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -249,7 +273,22 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         values["metrics_exporters"] = tuple(dict.fromkeys((*values.get("metrics_exporters", ()), "otlp")))
     settings = replace(Settings(), **values)
     _check_prometheus_host(settings, from_env="prometheus_host" in from_env)
+    _check_workers_dir(settings, from_env="workers_dir" in from_env)
     return settings
+
+
+def _check_workers_dir(settings: Settings, *, from_env: bool) -> None:
+    """The workers write there once they serve: a directory they can never write fails now."""
+    if settings.workers_dir is None:
+        return
+    option = OPTIONS_BY_ATTR["workers_dir"]
+    try:
+        os.makedirs(settings.workers_dir, mode=0o700, exist_ok=True)
+        if not os.access(settings.workers_dir, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        raise ConfigError(f"{option.source(from_env)}={settings.workers_dir!r} is not valid: cannot write "
+                          f"there ({exc}); expected a writable directory. Fix: {option.fix(from_env)}") from None
 
 
 def _check_prometheus_host(settings: Settings, *, from_env: bool) -> None:

@@ -1,15 +1,14 @@
 """The running instrumentation of one process: what ``setup()`` returns.
 
 It owns the meter (and tracer) provider, attaches the bridge to every reader, starts the
-embedded Prometheus endpoint lazily in the process that serves requests (so a pre-fork server's
-workers each bind their own), rebuilds the resource after a fork, and shuts down within a bound.
+embedded Prometheus endpoint lazily in the process that serves requests (one endpoint for all the
+workers of a server: ``workers``), rebuilds the resource after a fork, and shuts down within a bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import errno
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -34,6 +33,7 @@ from .registry import DEFAULT_REGISTRY, Registry
 from .resources.gpu import register_gpu
 from .resources.loop_lag import LoopLagMonitor
 from .resources.process import register_process, register_system
+from .workers.endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
 SCOPE_NAME = "otel_llm_metrics"
@@ -54,25 +54,19 @@ class Telemetry:
         self.export_before_serving = export_before_serving
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
-        self._resource_pid = os.getpid()
+        self._created_in_pid = self._resource_pid = os.getpid()
         self._resource = make_resource(settings)
-        self.prometheus_port: int | None = None
-        self._prometheus_server: Any = None
+        self.endpoint: Endpoint | None = None
         self.serving = False  # reset in a forked child; a flag, since getpid() is a syscall per request
         self._lock = threading.Lock()
         self._shut_down = False
 
         readers = list(extra_readers or [])
-        self._prometheus_reader = None
-        if "prometheus" in settings.metrics_exporters:
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import CollectorRegistry
-
-            # A registry of our own: prometheus_client's default one also carries its process_* and
-            # python_gc_* collectors, which would duplicate ours (process.*, cpython.gc.*).
-            self._prometheus_registry = CollectorRegistry(auto_describe=True)
-            self._prometheus_reader = PrometheusMetricReader(registry=self._prometheus_registry)
-            readers.append(self._prometheus_reader)
+        self._endpoint_reader: InMemoryMetricReader | None = None
+        if "prometheus" in settings.metrics_exporters or settings.app_metrics_path:
+            # Cumulative numbers, read at each hand-over and scrape (workers.endpoint renders them).
+            self._endpoint_reader = InMemoryMetricReader()
+            readers.append(self._endpoint_reader)
         readers.extend(make_push_readers(settings, self.exporting))
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
                                             views=duplicate_dropping_views(settings.tracing), shutdown_on_exit=False)
@@ -114,18 +108,26 @@ class Telemetry:
         """Whether push readers may send: once serving, or from the start for setup() and tests."""
         return self.serving or self.export_before_serving
 
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The endpoint's page for this server (every worker's numbers) and its content type."""
+        if self.endpoint is None:
+            raise RuntimeError("no Prometheus endpoint: it starts with the first request, when "
+                               "OTEL_METRICS_EXPORTER includes prometheus or an app metrics path is set")
+        return self.endpoint.exposition(accept)
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """Where this process serves the embedded endpoint; None where another worker does."""
+        return self.endpoint.port if self.endpoint is not None else None
+
     def _after_fork_in_child(self) -> None:
         """Cheap resets only: runs inside the fork, where taking locks or importing can deadlock."""
-        server, self._prometheus_server = self._prometheus_server, None
+        endpoint, self.endpoint = self.endpoint, None
         self.serving = False
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, self.settings.loop_lag_interval)
-        self.prometheus_port = None
         self._lock = threading.Lock()
-        if server is not None:
-            try:
-                server.server_close()  # our copy of the parent's socket; the parent keeps serving
-            except Exception:
-                pass
+        if endpoint is not None:
+            endpoint.after_fork_in_child()
 
     # -- serving --------------------------------------------------------------------------------
     def ensure_serving(self) -> None:
@@ -137,9 +139,11 @@ class Telemetry:
                 return
             self.serving = True
             self._start_loop_monitor()
-            if self._prometheus_reader is not None:
+            if self._endpoint_reader is not None:
                 try:
-                    self._start_prometheus()
+                    self.endpoint = Endpoint(self.settings, self._endpoint_reader.get_metrics_data,
+                                             self._created_in_pid, announce)
+                    self.endpoint.start()
                 except Exception:
                     logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
 
@@ -151,28 +155,6 @@ class Telemetry:
             self.loop_monitor.start(asyncio.get_running_loop())
         except RuntimeError:  # not called from a running loop
             pass
-
-    def _start_prometheus(self) -> None:
-        from prometheus_client import start_http_server
-
-        host, port = self.settings.prometheus_host, self.settings.prometheus_port
-        last_error: OSError | None = None
-        for candidate in range(port, min(port + self.settings.prometheus_port_attempts, 65536)):
-            try:
-                self._prometheus_server, _ = start_http_server(candidate, host, registry=self._prometheus_registry)
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                last_error = exc
-                continue
-            self.prometheus_port = candidate
-            taken = f" (port {port} is taken: another worker?)" if candidate != port else ""
-            announce(f"otel_llm_metrics: metrics on http://{_url_host(host)}:{candidate}/metrics "
-                     f"(pid {os.getpid()}){taken}")
-            return
-        logger.error("otel_llm_metrics: ports %s-%s are all taken, no Prometheus endpoint in pid %s (%s). "
-                     "Set OTEL_EXPORTER_PROMETHEUS_PORT or use OTLP.", port,
-                     port + self.settings.prometheus_port_attempts - 1, os.getpid(), last_error)
 
     def serving_stopped(self) -> None:
         """The server announced its shutdown (ASGI lifespan): stop measuring the loop."""
@@ -186,6 +168,8 @@ class Telemetry:
         """
         deadline_ms = int(self.settings.shutdown_timeout_s * 1000)
         self._each_provider(lambda provider: provider.force_flush(deadline_ms), "flushing")
+        if self.endpoint is not None and self.endpoint.directory is not None:
+            self.endpoint.hand_over()  # the last numbers in this worker's file, for the others to serve
 
     def _each_provider(self, action: Any, doing: str) -> None:
         """``action`` on the meter and tracer providers; an error in one never stops the other."""
@@ -246,10 +230,8 @@ class Telemetry:
         if worker.is_alive():
             logger.warning("otel_llm_metrics: shutdown took over %.1fs; gave up waiting for the exporters",
                            self.settings.shutdown_timeout_s)
-        if self._prometheus_server is not None:
-            self._prometheus_server.shutdown()
-            self._prometheus_server.server_close()
-            self._prometheus_server = None
+        if self.endpoint is not None:
+            self.endpoint.stop()
 
 
 def _server_span_middleware() -> type:
@@ -348,6 +330,3 @@ def announce(message: str) -> None:
     else:
         print(f"INFO:     {message}", file=sys.stderr, flush=True)
 
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -26,7 +26,8 @@ BAD = {
     "llm_parsing": ("sometimes", None),
     "estimate_output_tokens": ("approx", "yes please"), "llm_provider": (None, 3), "max_model_names": ("-5", -5),
     "resources": ("cpu", "gpu,cpu"), "loop_lag_interval": ("x", "x"), "prometheus_port_attempts": ("0", 2000),
-    "shutdown_timeout_s": ("inf", -1),
+    "shutdown_timeout_s": ("inf", -1), "workers_dir": ("/dev/null/workers", "/dev/null/workers"),
+    "workers_interval": ("0", 600), "app_metrics_path": ("metrics", "/my metrics"),
 }
 _FIX = re.compile(r"Fix: (\w+)=(.*)$")
 

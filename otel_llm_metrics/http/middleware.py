@@ -28,6 +28,7 @@ from ..llm.parse import ResponseParser
 from ..registry import Registry
 from . import request_id
 from .lifespan import LifespanRelay, Stopping
+from .metrics_page import serve_metrics_page
 from .routes import route_template
 from .stats import HttpStats, InFlight, request_key, stream_key
 
@@ -52,6 +53,8 @@ class Host(Stopping, Protocol):
     registry: Registry
     serving: bool
 
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]: ...
+
 
 class MetricsMiddleware:
     """Measures every HTTP request of the wrapped ASGI app; passes other scopes through.
@@ -67,7 +70,9 @@ class MetricsMiddleware:
         settings = telemetry.settings
         self.stats: HttpStats = telemetry.registry.http
         self.stats.middleware_active = True
-        self.exact_excluded = frozenset(p for p in settings.excluded_routes if not p.endswith("*"))
+        self.metrics_path = settings.app_metrics_path  # served here, and so never measured
+        self.exact_excluded = frozenset({*(p for p in settings.excluded_routes if not p.endswith("*")),
+                                         *([self.metrics_path] if self.metrics_path else [])})
         self.prefix_excluded = tuple(p[:-1] for p in settings.excluded_routes if p.endswith("*"))
         self.slow_seconds = settings.slow_request_seconds
         self.server_timing = settings.server_timing
@@ -86,6 +91,9 @@ class MetricsMiddleware:
         path = scope.get("path", "")
         if SCOPE_MARK in scope or path in self.exact_excluded or (
                 self.prefix_excluded and path.startswith(self.prefix_excluded)):
+            if path == self.metrics_path and SCOPE_MARK not in scope:
+                self.telemetry.ensure_serving()
+                return await serve_metrics_page(self.telemetry.exposition, scope, send)
             return await self.app(scope, receive, send)
         if not self.telemetry.serving:
             self.telemetry.ensure_serving()

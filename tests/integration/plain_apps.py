@@ -1,12 +1,15 @@
 """Unmodified apps for the zero-code tests: nothing here imports otel_llm_metrics."""
 
+import os
+
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 
 async def hello(request):
-    return PlainTextResponse(f"hello {request.path_params['name']}")
+    """Says which worker answered (the x-worker-pid header), for tests that spread load over workers."""
+    return PlainTextResponse(f"hello {request.path_params['name']}", headers={"x-worker-pid": str(os.getpid())})
 
 
 async def health(request):

@@ -10,8 +10,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import generate_latest
-
 from otel_llm_metrics import Registry, Telemetry, load_settings
 from otel_llm_metrics.cli import HistogramData, main, parse, summary
 from tests.apps import starlette_app
@@ -40,7 +38,7 @@ def _serving() -> Iterator[tuple[Telemetry, str]]:
 
 def _exposition() -> str:
     with _serving() as (telemetry, _):
-        return generate_latest(telemetry._prometheus_registry).decode()
+        return telemetry.exposition()[0].decode()
 
 
 def test_summary_counts_requests_per_route_and_names_the_unmatched_ones():
@@ -87,7 +85,7 @@ def test_unknown_input_tokens_print_as_a_dash_not_zero():
     app = telemetry.instrument(_replaying_app(body, "text/event-stream"))
     asyncio.run(call(app, "POST", "/v1/chat/completions", body=b'{"model":"m","stream":true}'))
     try:
-        line = next(line for line in summary(generate_latest(telemetry._prometheus_registry).decode()).splitlines()
+        line = next(line for line in summary(telemetry.exposition()[0].decode()).splitlines()
                     if line.strip().startswith("chat"))
     finally:
         telemetry.shutdown()
@@ -129,7 +127,7 @@ def test_snapshot_models_say_null_for_what_was_not_reported():
         model = name.split(".")[0]
         asyncio.run(call(app, "POST", "/v1/chat/completions", body=f'{{"model":"{model}","stream":true}}'.encode()))
     try:
-        shot = snapshot(generate_latest(telemetry._prometheus_registry).decode(), now=1000.0)
+        shot = snapshot(telemetry.exposition()[0].decode(), now=1000.0)
     finally:
         telemetry.shutdown()
     models = {m["model"]: m for m in shot["models"]}

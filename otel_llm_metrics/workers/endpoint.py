@@ -1,0 +1,183 @@
+"""The embedded Prometheus endpoint of one server, whatever its number of workers.
+
+Every worker hands its snapshot to the server's directory once per interval and at every way out,
+from a thread of its own: nothing is added to the request path. The worker that holds the
+directory's lock serves the endpoint; the kernel releases the lock when it dies, even by SIGKILL,
+and the next worker to try takes over on the same port. A scrape merges the serving worker's live
+numbers (written to its own file first, so what was served never goes back) with the others' files.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.exposition import choose_encoder
+
+from ..config import Settings
+from .directory import LOCK, ServerDirectory, default_base, started
+from .exposition import MergedCollector
+from .merge import Source, merge, server_resource
+from .snapshot import MetricRows, Snapshot, rows_of
+
+logger = logging.getLogger(__name__)
+
+
+class Endpoint:
+    def __init__(self, settings: Settings, collect: Callable[[], MetricsData | None], created_in_pid: int,
+                 announce: Callable[[str], None]) -> None:
+        self._settings = settings
+        self._collect = collect
+        self._created_in_pid = created_in_pid
+        self._announce = announce
+        self._serves_port = "prometheus" in settings.metrics_exporters  # else: only the app's metrics path
+        self._pid = os.getpid()
+        self._started = started(self._pid) or time.time()
+        self._hand_over_lock = threading.Lock()
+        self._aggregate_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._complained = False
+        self.directory: ServerDirectory | None = None
+        self.server: Any = None
+        self.port: int | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(MergedCollector(self.aggregate))
+
+    # -- start and take over ---------------------------------------------------------------------
+    def start(self) -> None:
+        base = Path(self._settings.workers_dir) if self._settings.workers_dir else default_base()
+        try:
+            self.directory = ServerDirectory.of_this_server(base, self._created_in_pid)
+        except OSError as exc:
+            logger.error("otel_llm_metrics: cannot use %s for this server's workers (%s); this worker serves its "
+                         "own numbers only. Set OTEL_LLM_METRICS_WORKERS_DIR to a writable directory.", base, exc)
+        if self.directory is None:
+            if self._serves_port:
+                self._serve(self._settings.prometheus_port)
+            return
+        self.hand_over()
+        if self._serves_port:
+            self._take_over_if_free()
+        self._thread = threading.Thread(target=self._run, name="otel-llm-metrics-workers", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._settings.workers_interval):
+            try:
+                self.hand_over()
+                if self.server is None and self._serves_port:
+                    self._take_over_if_free()
+            except Exception:
+                if not self._complained:  # once: a full disk must not fill the log as well
+                    self._complained = True
+                    logger.exception("otel_llm_metrics: could not hand this worker's numbers over")
+
+    def _take_over_if_free(self) -> None:
+        assert self.directory is not None
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.directory.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        self.directory.remove_stale_servers()
+        self._serve(self.directory.recorded_port() or self._settings.prometheus_port)
+        if self.port is not None:
+            self.directory.record_holder(self._pid, self.port)
+
+    def _serve(self, port: int) -> None:
+        host = self._settings.prometheus_host
+        last_error: OSError | None = None
+        for candidate in range(port, min(port + self._settings.prometheus_port_attempts, 65536)):
+            try:
+                self.server, _ = start_http_server(candidate, host, registry=self.registry)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last_error = exc
+                continue
+            self.port = candidate
+            taken = f" (port {port} is taken by another program)" if candidate != port else ""
+            whole = ", for all workers of this server" if self.directory is not None else ""
+            self._announce(f"otel_llm_metrics: metrics on http://{_url_host(host)}:{candidate}/metrics "
+                           f"(pid {self._pid}{whole}){taken}")
+            return
+        logger.error("otel_llm_metrics: ports %s-%s are all taken, no Prometheus endpoint in pid %s (%s). "
+                     "Set OTEL_EXPORTER_PROMETHEUS_PORT or use OTLP.", port,
+                     port + self._settings.prometheus_port_attempts - 1, self._pid, last_error)
+
+    # -- hand over and merge ------------------------------------------------------------------------
+    def hand_over(self) -> Snapshot:
+        """This worker's numbers now, written to its file (when it has siblings)."""
+        with self._hand_over_lock:
+            resource, rows = rows_of(self._collect())
+            snapshot = Snapshot(self._pid, self._started, time.time(), resource, rows)
+            if self.directory is not None:
+                self.directory.write(snapshot)
+            return snapshot
+
+    def aggregate(self) -> tuple[list[MetricRows], dict[str, Any]]:
+        """The whole server's numbers: this worker's live ones and every other worker's last."""
+        with self._aggregate_lock:
+            own = self.hand_over()
+            sources = [Source(own, alive=True, serving=True)]
+            if self.directory is None:
+                return merge(sources), own.resource
+            others = self.directory.read_others(self.directory.snapshot_path(own.pid, own.started))
+            if self.server is not None:
+                self.directory.retire(others)
+            sources += [Source(snapshot, alive=True) for snapshot in others.live]
+            sources += [Source(snapshot, alive=False) for _, snapshot in others.dead]
+            if others.retired is not None:
+                sources.append(Source(others.retired, alive=False))
+            return merge(sources), server_resource(own.resource)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The merged numbers as the scraper asked (OpenMetrics carries exemplars): body, content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+    # -- stop --------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Hand the last numbers over and let another worker serve."""
+        self._stopping.set()
+        if self.directory is not None:
+            try:
+                self.hand_over()
+            except Exception:
+                logger.exception("otel_llm_metrics: could not hand this worker's last numbers over")
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        self._close_lock()
+
+    def after_fork_in_child(self) -> None:
+        """Close the child's copies of the parent's socket and lock (the parent keeps both)."""
+        server, self.server = self.server, None
+        if server is not None:
+            try:
+                server.server_close()
+            except Exception:
+                pass
+        self._close_lock()
+
+    def _close_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
