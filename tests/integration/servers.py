@@ -105,7 +105,8 @@ class AppServer(Process):
 
 
 class Prometheus(Process):
-    def __init__(self, targets: list[str], rules: list[Path] | None = None, alertmanager: str | None = None) -> None:
+    def __init__(self, targets: list[str], rules: list[Path] | None = None, alertmanager: str | None = None,
+                 flags: tuple[str, ...] = ()) -> None:
         binary = require_binary("prometheus")
         self.dir = Path(tempfile.mkdtemp(prefix="prom-"))
         self.port = free_port()
@@ -122,7 +123,7 @@ class Prometheus(Process):
         super().__init__([binary, f"--config.file={self.dir / 'prometheus.yml'}",
                           f"--storage.tsdb.path={self.dir / 'data'}",
                           f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
-                          "--rules.alert.resend-delay=1s"])
+                          "--rules.alert.resend-delay=1s", *flags])
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
 
