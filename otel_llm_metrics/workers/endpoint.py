@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.exposition import choose_encoder
 
 from ..config import Settings
 from .directory import LOCK, ServerDirectory, default_base, started
-from .exposition import MergedCollector
+from .exposition import content_type_for, render
 from .merge import Source, merge, server_resource
+from .page_server import serve
 from .snapshot import MetricRows, Snapshot, rows_of
 
 logger = logging.getLogger(__name__)
@@ -51,8 +50,6 @@ class Endpoint:
         self.directory: ServerDirectory | None = None
         self.server: Any = None
         self.port: int | None = None
-        self.registry = CollectorRegistry()
-        self.registry.register(MergedCollector(self.aggregate))
 
     # -- start and take over ---------------------------------------------------------------------
     def start(self) -> None:
@@ -101,7 +98,7 @@ class Endpoint:
         last_error: OSError | None = None
         for candidate in range(port, min(port + self._settings.prometheus_port_attempts, 65536)):
             try:
-                self.server, _ = start_http_server(candidate, host, registry=self.registry)
+                self.server = serve(host, candidate, self.exposition)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
@@ -145,8 +142,13 @@ class Endpoint:
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The merged numbers as the scraper asked (OpenMetrics carries exemplars): body, content type."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        content_type = content_type_for(accept)
+        try:
+            metrics, resource = self.aggregate()
+            return render(metrics, resource, content_type), content_type
+        except Exception:
+            logger.exception("otel_llm_metrics could not build the metrics page")
+            raise
 
     # -- stop --------------------------------------------------------------------------------------
     def stop(self) -> None:

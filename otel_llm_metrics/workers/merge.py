@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import add
 from typing import Any
 
 from ..catalogue import Across, across_workers
@@ -49,7 +50,7 @@ def merge(sources: Iterable[Source]) -> list[MetricRows]:
                 attributes = point[0]
                 if across is Across.PER_WORKER:
                     attributes = {**attributes, PID_ATTRIBUTE: source.snapshot.pid}
-                key = attribute_key(attributes)
+                key = _key(attributes)
                 known = points.get(key)
                 if known is None:
                     points[key] = _copy(point, attributes)
@@ -77,8 +78,12 @@ def _counts(across: Across, kind: str, source: Source) -> bool:
     return True
 
 
-def attribute_key(attributes: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items()))
+def _key(attributes: dict[str, Any]) -> tuple[Any, ...]:
+    """Snapshots keep attributes in sorted order (snapshot.rows_of), so their items are the key."""
+    try:
+        return tuple(attributes.items())
+    except TypeError:  # hashing failed on a list value
+        return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items())
 
 
 def _copy(point: list[Any], attributes: dict[str, Any]) -> list[Any]:
@@ -88,9 +93,7 @@ def _copy(point: list[Any], attributes: dict[str, Any]) -> list[Any]:
 
 
 def _add_histogram(known: list[Any], point: list[Any]) -> None:
-    counts = known[1]
-    for i, count in enumerate(point[1]):
-        counts[i] += count
+    known[1] = list(map(add, known[1], point[1]))
     known[2] += point[2]
     if point[3]:
         newest = {row[0]: row for row in known[3]}

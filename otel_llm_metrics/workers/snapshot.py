@@ -106,5 +106,6 @@ def _metric_rows(scope: tuple[str, str, str], metric: Any) -> MetricRows | None:
 
 
 def _plain(attributes: Any) -> Attributes:
-    """Attributes as JSON keeps them (sequences as lists)."""
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in (attributes or {}).items()}
+    """Attributes as JSON keeps them (sequences as lists), sorted by key: equal sets, equal items."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in sorted((attributes or {}).items())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -11,9 +12,12 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.samples import Exemplar
 
 from otel_llm_metrics.workers.directory import ServerDirectory, server_master
-from otel_llm_metrics.workers.exposition import MergedCollector
+from otel_llm_metrics.workers.exposition import OPENMETRICS, TEXT, render
 from otel_llm_metrics.workers.merge import Source, merge
 from otel_llm_metrics.workers.snapshot import Snapshot, rows_of
 
@@ -42,9 +46,7 @@ def _worker(pid: int, requests: int, in_flight: int, rss: float) -> Snapshot:
 
 
 def _text(rows, resource=None) -> list[str]:
-    registry = CollectorRegistry()
-    registry.register(MergedCollector(lambda: (rows, resource or {})))
-    return [line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")]
+    return [line for line in render(rows, resource or {}, TEXT).decode().splitlines() if not line.startswith("#")]
 
 
 def _value(lines: list[str], prefix: str) -> list[float]:
@@ -60,6 +62,59 @@ def test_one_worker_renders_exactly_what_the_otel_exporter_renders():
     resource, rows = rows_of(memory.get_metrics_data())
     theirs = {line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")}
     assert set(_text(rows, resource)) == theirs
+
+
+class _Reference:
+    """The same page through prometheus_client's own families and encoders (slow, but theirs)."""
+
+    def __init__(self, rows, resource) -> None:
+        self.rows, self.resource = rows, resource
+
+    def collect(self):
+        from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+
+        labels = {sanitize_attribute(k): str(v) for k, v in self.resource.items()}
+        info = InfoMetricFamily("target", "Target metadata", labels=labels)
+        info.add_metric(list(labels), labels)
+        yield info
+        for rows in self.rows:
+            points = [({"otel_scope_name": rows.scope[0], "otel_scope_version": rows.scope[1],
+                        "otel_scope_schema_url": rows.scope[2],
+                        **{sanitize_attribute(k): v if isinstance(v, str) else json.dumps(v) for k, v in p[0].items()}},
+                       p) for p in rows.points]
+            keys = sorted({k for labels, _ in points for k in labels})
+            factory = {"counter": CounterMetricFamily, "histogram": HistogramMetricFamily}.get(rows.kind,
+                                                                                              GaugeMetricFamily)
+            family = factory(sanitize_full_name(rows.name), rows.description, labels=keys, unit=map_unit(rows.unit))
+            for labels, point in points:
+                values = [labels.get(k, "") for k in keys]
+                if rows.kind != "histogram":
+                    family.add_metric(values, point[1])
+                    continue
+                exemplars = {row[0]: Exemplar({"trace_id": row[3], "span_id": row[4]}, row[1], row[2])
+                             for row in point[3]}
+                buckets, total = [], 0
+                for i, count in enumerate(point[1]):
+                    total += count
+                    bucket = [f"{rows.bounds[i]}" if i < len(rows.bounds) else "+Inf", total]
+                    buckets.append(bucket + ([exemplars[i]] if i in exemplars else []))
+                family.add_metric(values, buckets, point[2])
+            yield family
+
+
+def test_the_page_is_byte_for_byte_what_prometheus_client_writes():
+    """Both formats, with escapes, big and fractional numbers, and exemplars (OpenMetrics only)."""
+    reader = InMemoryMetricReader()
+    _, meter = _provider(reader)
+    _record(meter, 12_345_678, -3, 1.5e9)
+    meter.create_counter("odd.names", description='a "quoted"\\ help\nline').add(2, {"v": 'x"y\\z\nw', "n": 1.5})
+    resource, rows = rows_of(reader.get_metrics_data())
+    histogram = next(r for r in rows if r.kind == "histogram")
+    histogram.points[0][3] = [[1, 0.5, 1700000000.123, "0" * 31 + "1", "0" * 15 + "2"]]
+    registry = CollectorRegistry()
+    registry.register(_Reference(rows, resource))
+    assert render(rows, resource, TEXT) == generate_latest(registry)
+    assert render(rows, resource, OPENMETRICS) == generate_openmetrics(registry)
 
 
 def test_dead_workers_keep_their_totals_and_lose_their_gauges():
