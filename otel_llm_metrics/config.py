@@ -233,7 +233,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("loop_lag_interval", "OTEL_LLM_METRICS_LOOP_LAG_INTERVAL", seconds, "0.5",
            "event-loop lag sampling interval, seconds; 0 turns it off"),
     Option("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", whole_number(1, 1024), "16",
-           "ports tried upwards from the Prometheus port when it is taken (one per worker)"),
+           "ports tried upwards from the Prometheus port when another program holds it"),
     Option("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", seconds, "5",
            "bound on the final flush, seconds"),
     Option("workers_dir", "OTEL_LLM_METRICS_WORKERS_DIR", text, "/tmp/otel-llm-metrics",

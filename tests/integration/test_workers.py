@@ -82,7 +82,7 @@ def prometheus():
     ("gunicorn", "tests.integration.setup_app:app", False),
 ])
 def test_one_target_exact_totals_through_a_worker_kill(prometheus, kind, app, zero_code):
-    workers, n = 4, 1000
+    workers, n = 4, 2000
     server = Server(kind, workers, free_port(), app, zero_code)
     try:
         server.wait_workers(workers)
