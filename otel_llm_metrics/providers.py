@@ -40,6 +40,8 @@ def default_service_name(argv: list[str] | None = None) -> str | None:
     gives ``api``; ``python serve.py`` gives ``serve``. None when nothing says (``python -c``).
     """
     argv = sys.argv if argv is None else argv
+    if "--multiprocessing-fork" in argv:  # a spawned worker (uvicorn --workers) before its argv is restored
+        argv = _parent_argv() or argv
     for arg in argv[1:]:
         found = _APP_SPEC.fullmatch(arg)
         if found:
@@ -48,6 +50,22 @@ def default_service_name(argv: list[str] | None = None) -> str | None:
         return None
     script = Path(argv[0])
     return script.parent.name if script.stem == "__main__" else script.stem
+
+
+def _parent_argv() -> list[str] | None:
+    """The command line of the process that spawned this one (the server's master)."""
+    try:
+        import psutil
+
+        parent = psutil.Process().parent()
+        command = parent.cmdline()[1:] if parent is not None else []  # without the interpreter
+    except Exception:
+        return None
+    while command and command[0].startswith("-") and command[0] not in ("-m", "-c"):
+        command = command[1:]  # interpreter options (-u, -X dev, ...)
+    if len(command) > 1 and command[0] == "-m":  # as Python sets sys.argv[0] for python -m pkg.mod
+        return [command[1].replace(".", "/") + "/__main__.py", *command[2:]]
+    return command or None
 
 
 def make_resource(settings: Settings) -> Resource:

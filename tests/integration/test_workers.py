@@ -39,7 +39,7 @@ class Server(Process):
         if zero_code:
             command = [str(BIN / "opentelemetry-instrument"), *command]
         super().__init__(command, {"OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port), "PYTHONPATH": ".",
-                                   "OTEL_SERVICE_NAME": "workers-test", **(env or {})})
+                                   **(env or {})})
         self.url = f"http://127.0.0.1:{self.port}"
         self.answered = 0  # every response received: what the server must have counted
         self._lock = threading.Lock()
@@ -135,6 +135,8 @@ def test_two_servers_on_one_host_never_mix():
         for server in (first, second):
             wait_for(lambda server=server: _route_count(urls[server]) == server.answered,
                      f"{server.answered} requests on {urls[server]} (last: {_route_count(urls[server])})")
+            page = httpx.get(urls[server]).text
+            assert 'service_name="tests.integration.plain_apps"' in page, "named after the app, in every worker"
     finally:
         first.stop()
         second.stop()
