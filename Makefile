@@ -33,6 +33,7 @@ bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_span_processor.py
 	$(PY) benchmarks/bench_resources.py
 	$(PY) benchmarks/bench_uvicorn.py
+	$(PY) benchmarks/bench_workers.py
 
 docs: $(VENV)/.installed-test
 	$(PY) -m otel_llm_metrics.docs --write

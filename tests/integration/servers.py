@@ -82,9 +82,9 @@ class AppServer(Process):
     """uvicorn serving an unmodified app through ``opentelemetry-instrument`` (zero code)."""
 
     def __init__(self, app: str, env: dict[str, str] | None = None, workers: int = 1,
-                 zero_code: bool = True) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
+                 zero_code: bool = True, port: int | None = None, metrics_port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
         command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(self.port),
                    "--no-access-log", "--workers", str(workers)]
         if zero_code:

@@ -1,0 +1,96 @@
+"""``record``: one CSV row per interval during a load test, for ``report`` to plot.
+
+Each row covers the time since the previous one: rates, percentiles from bucket deltas
+(interpolated inside their bucket, as PromQL's histogram_quantile does; blank when nothing was
+observed), in flight, tokens/s, CPU and memory. Rows are flushed as written, so stopping at the
+duration, by Ctrl-C or by a kill never loses the rows already there.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from .interval import Interval, between
+from .readings import HistogramData, Reading, read_all
+
+COLUMNS = ("time", "seconds", "requests_per_s", "errors_per_s", "latency_p50_ms", "latency_p95_ms",
+           "latency_p99_ms", "in_flight", "peak", "first_byte_p50_ms", "first_byte_p95_ms", "ttft_p50_ms",
+           "ttft_p95_ms", "time_per_output_token_mean_ms", "input_tokens_per_s", "output_tokens_per_s",
+           "cpu_percent", "rss_mib", "loop_lag_p99_ms", "limiter_waiting")
+
+
+def row(interval: Interval) -> dict[str, Any]:
+    routes = interval.all_routes
+    latency = routes.latency if routes else HistogramData()
+    ttft, tpot = HistogramData(), HistogramData()
+    inputs = outputs = None
+    for model in interval.models:
+        ttft.add(model.time_to_first_token)
+        tpot.add(model.time_per_output_token)
+        if model.input_tokens_per_s is not None:
+            inputs = (inputs or 0.0) + model.input_tokens_per_s
+        if model.output_tokens_per_s is not None:
+            outputs = (outputs or 0.0) + model.output_tokens_per_s
+    return {
+        "time": f"{interval.time:.3f}", "seconds": _number(interval.seconds, 3),
+        "requests_per_s": _number(routes.requests_per_s if routes else 0.0, 3),
+        "errors_per_s": _number(routes.errors_per_s if routes else 0.0, 3),
+        "latency_p50_ms": _ms(latency, 0.5), "latency_p95_ms": _ms(latency, 0.95), "latency_p99_ms": _ms(latency, 0.99),
+        "in_flight": _number(interval.in_flight, 0), "peak": _number(interval.peak, 0),
+        "first_byte_p50_ms": _ms(interval.time_to_first_byte, 0.5),
+        "first_byte_p95_ms": _ms(interval.time_to_first_byte, 0.95),
+        "ttft_p50_ms": _ms(ttft, 0.5), "ttft_p95_ms": _ms(ttft, 0.95),
+        "time_per_output_token_mean_ms": _number(tpot.mean * 1000 if tpot.count else None, 2),
+        "input_tokens_per_s": _number(inputs, 2), "output_tokens_per_s": _number(outputs, 2),
+        "cpu_percent": _number(None if interval.cpu_cores is None else interval.cpu_cores * 100, 1),
+        "rss_mib": _number(None if interval.rss_bytes is None else interval.rss_bytes / 2**20, 1),
+        "loop_lag_p99_ms": _ms(interval.loop_lag, 0.99),
+        "limiter_waiting": _number(sum(waiting for _, waiting, _ in interval.limiters), 0),
+    }
+
+
+def _ms(data: HistogramData, q: float) -> str:
+    return _number(data.quantile(q) * 1000 if data.count else None, 2)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def record(urls: list[str], path: str, every: float, duration: float | None) -> int:
+    """Write rows to ``path`` until ``duration`` seconds have passed (None: until Ctrl-C)."""
+    started = time.monotonic()
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        file.flush()
+        previous: Reading | None = None
+        next_at = started
+        try:
+            while duration is None or time.monotonic() - started < duration + every / 2:
+                try:
+                    current = Reading.of(read_all(urls))
+                except OSError as exc:
+                    print(f"otel-llm-metrics record: {exc}; retrying", file=sys.stderr, flush=True)
+                    current = None
+                if previous is None and current is not None:
+                    print(f"otel-llm-metrics record: first reading taken; a row every {every:g}s in {path}",
+                          file=sys.stderr, flush=True)
+                if previous is not None and current is not None:
+                    writer.writerow(row(between(previous, current)))
+                    file.flush()
+                    os.fsync(file.fileno())
+                    rows += 1
+                previous = current
+                next_at += every
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        except KeyboardInterrupt:
+            pass
+    print(f"otel-llm-metrics record: {rows} rows in {path}", file=sys.stderr, flush=True)
+    return 0
