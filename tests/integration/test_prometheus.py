@@ -117,7 +117,8 @@ def test_cli_summary_and_watch_read_the_live_endpoint(demo_app):
         assert expected in report, expected
     watched = subprocess.run([str(BIN / "otel-llm-metrics"), "watch", demo_app.metrics_url, "--count", "1"],
                              capture_output=True, text=True, timeout=60)
-    assert watched.returncode == 0 and "Requests by route" in watched.stdout
+    assert watched.returncode == 0 and "Requests (in flight" in watched.stdout, watched.stdout
+    assert "/v1/chat/completions" in watched.stdout and "Models" in watched.stdout
     unreachable = subprocess.run([str(BIN / "otel-llm-metrics"), "summary", "http://127.0.0.1:1/metrics"],
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1 and "cannot read" in unreachable.stderr
