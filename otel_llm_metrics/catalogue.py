@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+SCOPE_NAME = "otel_llm_metrics"  # the instrumentation scope of our meter and tracer
+
 
 class Kind(str, enum.Enum):
     HISTOGRAM = "histogram"

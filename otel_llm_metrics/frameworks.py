@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry.sdk.metrics.view import DropAggregation, View
 
 from . import catalogue as c
+from .console import announce
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +62,40 @@ def native_fastapi(app: Any) -> Any | None:
 
 
 def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
-    """Turn off FastAPI's native metrics (we measure them), and its span if we make the server span."""
+    """Turn off FastAPI's native metrics (we measure them) and, when we make the server span, every
+    other server span inside: FastAPI's native one, and opentelemetry-instrumentation-fastapi's or
+    -starlette's (zero code installs them when present). One span per request, never two."""
     fastapi_app = native_fastapi(app)
-    if fastapi_app is None:
-        return
-    fastapi_app._telemetry["metrics"] = False
+    if fastapi_app is not None:
+        fastapi_app._telemetry["metrics"] = False
+        if tracing:
+            fastapi_app._telemetry["tracing"] = False
+        logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
+                     " and tracing" if tracing else "", fastapi_app)
     if tracing:
-        fastapi_app._telemetry["tracing"] = False
-    logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
-                 " and tracing" if tracing else "", fastapi_app)
+        for inner in _wrapper_chain(app):
+            if getattr(inner, "_is_instrumented_by_opentelemetry", False):
+                _uninstrument(inner)
+
+
+def _wrapper_chain(app: Any) -> list[Any]:
+    chain: list[Any] = []
+    while app is not None and all(app is not seen for seen in chain):
+        chain.append(app)
+        app = getattr(app, "app", None)
+    return chain
+
+
+def _uninstrument(app: Any) -> None:
+    """Take an OTel framework instrumentation's server middleware off ``app``, with its public API."""
+    for module, name in (("opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
+                         ("opentelemetry.instrumentation.starlette", "StarletteInstrumentor")):
+        try:
+            instrumentor = getattr(__import__(module, fromlist=[name]), name)
+            instrumentor.uninstrument_app(app)
+        except Exception:  # not installed, or not this framework's app
+            continue
+        if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+            announce(f"otel_llm_metrics: {name}'s server span turned off on {type(app).__name__}: "
+                     "ours replaces it (one span per request)")
+            return

@@ -11,7 +11,6 @@ import asyncio
 import atexit
 import logging
 import os
-import re
 import sys
 import threading
 import weakref
@@ -24,9 +23,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from . import catalogue
 from .bridge import MetricsBridge
 from .config import ConfigError, Settings, load_settings
-from .frameworks import duplicate_dropping_views, native_fastapi, quiet_native_telemetry
+from .console import announce
+from .frameworks import duplicate_dropping_views, quiet_native_telemetry
 from .http.middleware import MetricsMiddleware
 from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
@@ -36,7 +37,7 @@ from .resources.process import register_process, register_system
 from .workers.endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
-SCOPE_NAME = "otel_llm_metrics"
+SCOPE_NAME = catalogue.SCOPE_NAME
 __version__ = "0.1.0"
 
 _current: Telemetry | None = None
@@ -183,33 +184,14 @@ class Telemetry:
 
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
-        """Wrap any ASGI app; with tracing on, an OTel server span (no per-chunk spans) goes outside."""
+        """Wrap any ASGI app; with tracing on, the middleware makes the one server span per request."""
         quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
-        wrapped: Any = MetricsMiddleware(app, self)
-        if self.tracer_provider is not None:
-            wrapped = _server_span_middleware()(wrapped, **self._server_span_options())
-        return wrapped
+        return MetricsMiddleware(app, self)
 
     def add_to(self, app: Any) -> None:
-        """Add the middleware to a Starlette/FastAPI app in place (before it starts serving).
-
-        Inside FastAPI, its native server span (when tracing) is already active around us, so we
-        use it; other apps get the OTel ASGI server span outside our middleware.
-        """
-        native = native_fastapi(app) is not None
-        quiet_native_telemetry(app, tracing=False)
+        """Add the middleware to a Starlette/FastAPI app in place (before it starts serving)."""
+        quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
         app.add_middleware(MetricsMiddleware, telemetry=self)
-        if self.tracer_provider is not None and not native:
-            app.add_middleware(_server_span_middleware(), **self._server_span_options())
-
-    def _server_span_options(self) -> dict[str, Any]:
-        """One server span per request: no per-chunk spans, no metrics of its own, no health checks."""
-        from opentelemetry.util.http import ExcludeList
-
-        patterns = [f"//[^/]*{re.escape(p[:-1])}" if p.endswith("*") else f"//[^/]*{re.escape(p)}(\\?|$)"
-                    for p in self.settings.excluded_routes]
-        return {"tracer_provider": self.tracer_provider, "meter_provider": metrics.NoOpMeterProvider(),
-                "exclude_spans": ["receive", "send"], "excluded_urls": ExcludeList(patterns) if patterns else None}
 
     # -- shutdown -------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -232,13 +214,6 @@ class Telemetry:
                            self.settings.shutdown_timeout_s)
         if self.endpoint is not None:
             self.endpoint.stop()
-
-
-def _server_span_middleware() -> type:
-    """Imported only when tracing is on: it costs about 80 ms of start-up that metrics alone never need."""
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    return OpenTelemetryMiddleware
 
 
 _TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
@@ -317,16 +292,3 @@ def _print_alone_if_uncaught(error: ConfigError) -> None:
             previous(kind, value, traceback)
 
     sys.excepthook = hook
-
-
-def announce(message: str) -> None:
-    """Say something the operator must see (where metrics are served), with any server's logging.
-
-    Servers configure their own loggers only (uvicorn.*, gunicorn.*), so an INFO line on ours would
-    be dropped: it goes to our logger when someone configured it, else straight to stderr.
-    """
-    if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
-        logger.info(message)
-    else:
-        print(f"INFO:     {message}", file=sys.stderr, flush=True)
-

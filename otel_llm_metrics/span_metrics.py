@@ -81,7 +81,8 @@ class SpanMetricsProcessor(SpanProcessor):
     def _http_server(self, span: ReadableSpan, attributes) -> None:
         http = self.registry.http
         scope = span.instrumentation_scope
-        if http.middleware_active and scope is not None and scope.name in _ASGI_SCOPES:
+        name = scope.name if scope is not None else None
+        if name == c.SCOPE_NAME or (http.middleware_active and name in _ASGI_SCOPES):
             return  # our middleware measured this request already
         method = attributes.get("http.request.method") or attributes.get("http.method")
         if method is None or not span.end_time or not span.start_time:

@@ -26,7 +26,7 @@ from ..llm.endpoints import endpoint_for
 from ..llm.exchange import LlmExchange
 from ..llm.parse import ResponseParser
 from ..registry import Registry
-from . import request_id
+from . import request_id, server_span
 from .lifespan import LifespanRelay, Stopping
 from .metrics_page import serve_metrics_page
 from .routes import route_template
@@ -52,6 +52,7 @@ class Host(Stopping, Protocol):
     settings: Settings
     registry: Registry
     serving: bool
+    tracer_provider: Any
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]: ...
 
@@ -77,6 +78,8 @@ class MetricsMiddleware:
         self.slow_seconds = settings.slow_request_seconds
         self.server_timing = settings.server_timing
         self.tracing = settings.tracing
+        provider = getattr(telemetry, "tracer_provider", None)
+        self.tracer = provider.get_tracer(c.SCOPE_NAME) if settings.tracing and provider is not None else None
         self.llm_parsing = settings.llm_parsing
         self.llm_provider = settings.llm_provider
         self.estimate_output_tokens = settings.estimate_output_tokens
@@ -113,6 +116,8 @@ class MetricsMiddleware:
             except Exception:  # never into the app
                 self._log_failure()
             exchange.error = None  # exception -> traceback -> this frame -> exchange: break the cycle
+            if exchange.context_token is not None:
+                server_span.detach(exchange.context_token)
 
     def _log_failure(self) -> None:
         if not self._logged_failure:
@@ -140,6 +145,8 @@ class Exchange:
     disconnected = False
     error: BaseException | None = None
     span: Span | None = None
+    own_span = False  # True when the span is ours to end (no outer instrumentation made one)
+    context_token: object = None
     trace_id = 0
     exemplar_ids: tuple[int, int] | None = None  # (trace id, span id) of a sampled server span
     llm: LlmExchange | None = None  # set for LLM calls only
@@ -163,12 +170,21 @@ class Exchange:
             if endpoint is not None:
                 self.llm = LlmExchange(endpoint, mw.gen_ai, mw.llm_provider, mw.estimate_output_tokens)
         incoming = None
-        for name, value in scope.get("headers", ()):
-            if name == REQUEST_ID_HEADER:
-                incoming = request_id.sanitised(value)
-                break
-        if mw.tracing:
-            self.span = _recording_span()
+        if mw.tracer is None:
+            for name, value in scope.get("headers", ()):
+                if name == REQUEST_ID_HEADER:
+                    incoming = request_id.sanitised(value)
+                    break
+        else:
+            carrier = {}
+            for name, value in scope.get("headers", ()):
+                if name == REQUEST_ID_HEADER:
+                    incoming = request_id.sanitised(value)
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+            self.span = _recording_span()  # an outer instrumentation's server span: annotate it, make none
+            if self.span is None:
+                self.span, self.context_token = server_span.start(mw.tracer, scope, method, carrier)
+                self.own_span = True
             if self.span is not None:
                 context = self.span.get_span_context()
                 self.trace_id = context.trace_id
@@ -222,7 +238,7 @@ class Exchange:
                 self.response_bytes += len(body)
                 self.chunks += 1
             self.completed = True
-            if self.span is not None:  # the OTel ASGI middleware ends its span on this message
+            if self.span is not None and not self.own_span:  # an outer span may end on this message
                 self._guarded(self._annotate_span, COMPLETED)
         elif kind == "http.response.start":
             try:
@@ -352,7 +368,11 @@ class Exchange:
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
                             self.exemplar_ids)
         if self.span is not None:
+            span = self.span
             self._annotate_span(outcome)  # type: ignore[arg-type]
+            if self.own_span:
+                failed = error is not None and outcome != CLIENT_CANCELLED  # a client leaving is no server fault
+                server_span.end(span, status, error, error_type, failed, _wall_ns(end))
         slow_seconds = self.mw.slow_seconds
         if slow_seconds and slow_measure > slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
@@ -368,8 +388,8 @@ class Exchange:
             return TIMEOUT
         return ERROR
 
-    def _annotate_span(self, outcome: str) -> None:
-        """Once per request: the route (the outer span cannot know it) and, for streams, milestones."""
+    def _annotate_span(self, outcome: str | None) -> None:
+        """Once per request: the route (an outer span cannot know it) and, for streams, milestones."""
         span, self.span = self.span, None
         if span is None or not span.is_recording():
             return
