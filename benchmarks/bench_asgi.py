@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import socket
 import statistics
+import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from time import perf_counter
 
@@ -42,6 +46,9 @@ async def _drive(app, path: str, n: int) -> float:
     started = perf_counter()
     for _ in range(n):
         await app(_scope(path), receive, send)
+    flush = getattr(app, "flush", None)
+    if flush is not None:  # variants that export spans: the export of this batch is part of its cost
+        flush()
     return (perf_counter() - started) / n
 
 
@@ -63,6 +70,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
     names = [n for n in VARIANTS if args.only is None or n in args.only or n == "bare"]
+    sink = _start_sink() if any("otlp" in name for name in names) else None
     apps = {name: VARIANTS[name]() for name in names}
     per_batch = args.requests // args.repeats
     small = asyncio.run(_measure(apps, "/small", per_batch, args.repeats))
@@ -78,6 +86,22 @@ def main() -> None:
         d1 = (stream1[name] - stream1["bare"]) * 1e6
         per_chunk = (dt - d1) / (CHUNKS - 1)  # the 1-chunk stream carries the fixed cost of a stream
         print(f"| {name} | {s:.1f} | {ds:+.1f} | {t:.0f} | {dt:+.1f} | {per_chunk:+.3f} |")
+    if sink is not None:
+        received = int(urllib.request.urlopen(f"{os.environ['BENCH_OTLP_SINK']}/count").read())
+        print(f"\nThe local OTLP sink received {received} spans (every request of the exporting variants).")
+        sink.kill()
+
+
+def _start_sink() -> subprocess.Popen:
+    """benchmarks/otlp_sink.py on a free port, in its own process; its URL in BENCH_OTLP_SINK."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).parent / "otlp_sink.py"), str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    os.environ["BENCH_OTLP_SINK"] = f"http://127.0.0.1:{port}"
+    return sink
 
 
 if __name__ == "__main__":

@@ -63,6 +63,38 @@ def ours(tracing: bool = False) -> Any:
     return telemetry.instrument(bare())
 
 
+def _sink() -> str:
+    """The local OTLP/HTTP sink bench_asgi.py starts (benchmarks/otlp_sink.py)."""
+    return os.environ["BENCH_OTLP_SINK"]
+
+
+def ours_exported() -> Any:
+    """Ours with every request's span sampled and exported over OTLP/HTTP to the local sink."""
+    from otel_llm_metrics import Registry, Telemetry, load_settings
+
+    settings = load_settings(environ={}, metrics_exporters=("none",), traces_exporter="otlp",
+                             otlp_endpoint=_sink(), otlp_protocol="http/protobuf")
+    telemetry = Telemetry(settings, Registry())
+    app = telemetry.instrument(bare())
+    app.flush = telemetry.tracer_provider.force_flush  # type: ignore[attr-defined]
+    return app
+
+
+def otel_asgi_exported() -> Any:
+    """The peer: opentelemetry-instrumentation-asgi with the SDK tracer, exporting like ours."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_sink() + "/v1/traces")))
+    app = OpenTelemetryMiddleware(bare(), meter_provider=NoOpMeterProvider(), tracer_provider=provider)
+    app.flush = provider.force_flush  # type: ignore[attr-defined]
+    return app
+
+
 def otel_asgi(tracing: bool = False) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.sdk.trace import TracerProvider
@@ -113,6 +145,8 @@ VARIANTS: dict[str, Callable[[], Any]] = {
     "instrumentator": instrumentator,
     "otel-asgi(metrics)": otel_asgi,
     "otel-asgi(metrics+tracer)": lambda: otel_asgi(tracing=True),
+    "otel_llm_metrics+tracing+otlp": ours_exported,
+    "otel-asgi(tracer+otlp)": otel_asgi_exported,
 }
 
 

@@ -80,6 +80,7 @@ class MetricsMiddleware:
         self.tracing = settings.tracing
         provider = getattr(telemetry, "tracer_provider", None)
         self.tracer = provider.get_tracer(c.SCOPE_NAME) if settings.tracing and provider is not None else None
+        self.span_headers = server_span.headers_read()
         self.llm_parsing = settings.llm_parsing
         self.llm_provider = settings.llm_provider
         self.estimate_output_tokens = settings.estimate_output_tokens
@@ -176,11 +177,13 @@ class Exchange:
                     incoming = request_id.sanitised(value)
                     break
         else:
-            carrier = {}
+            carrier = {}  # only the headers the span reads: the propagator's fields, host, user-agent
+            wanted = mw.span_headers
             for name, value in scope.get("headers", ()):
                 if name == REQUEST_ID_HEADER:
                     incoming = request_id.sanitised(value)
-                carrier[name.decode("latin-1")] = value.decode("latin-1")
+                elif name in wanted:
+                    carrier[name.decode("latin-1")] = value.decode("latin-1")
             self.span = _recording_span()  # an outer instrumentation's server span: annotate it, make none
             if self.span is None:
                 self.span, self.context_token = server_span.start(mw.tracer, scope, method, carrier)
@@ -369,10 +372,12 @@ class Exchange:
                             self.exemplar_ids)
         if self.span is not None:
             span = self.span
-            self._annotate_span(outcome)  # type: ignore[arg-type]
             if self.own_span:
+                self._annotate_span(outcome, server_span.outcome_attributes(status, error_type))
                 failed = error is not None and outcome != CLIENT_CANCELLED  # a client leaving is no server fault
-                server_span.end(span, status, error, error_type, failed, _wall_ns(end))
+                server_span.end(span, status, error, failed, _wall_ns(end))
+            else:
+                self._annotate_span(outcome)
         slow_seconds = self.mw.slow_seconds
         if slow_seconds and slow_measure > slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
@@ -388,16 +393,18 @@ class Exchange:
             return TIMEOUT
         return ERROR
 
-    def _annotate_span(self, outcome: str | None) -> None:
-        """Once per request: the route (an outer span cannot know it) and, for streams, milestones."""
+    def _annotate_span(self, outcome: str | None, attributes: dict[str, Any] | None = None) -> None:
+        """Once per request: the route (an outer span cannot know it) and, for streams, milestones;
+        every attribute in one call (each call takes the span's lock and checks every value)."""
         span, self.span = self.span, None
         if span is None or not span.is_recording():
             return
+        attributes = attributes if attributes is not None else {}
         # The conventions' name: "{method} {route}", "{method}" with no route (never the raw path: it has no
         # bound and may hold decoded CR/LF), "HTTP" for a method outside the known set.
         method = "HTTP" if self.method == OTHER else self.method
         if self.route is not None:
-            span.set_attribute(c.ROUTE, self.route)
+            attributes[c.ROUTE] = self.route
             span.update_name(f"{method} {self.route}")
         else:
             span.update_name(method)
@@ -406,7 +413,8 @@ class Exchange:
                 span.add_event("http.stream.first_byte", timestamp=_wall_ns(self.first_byte))
             span.add_event("http.stream.end", {c.STREAM_OUTCOME: outcome, "http.stream.chunks": self.chunks,
                                                "http.response.body.size": self.response_bytes})
-            span.set_attribute(c.STREAM_OUTCOME, outcome)
+            attributes[c.STREAM_OUTCOME] = outcome
+        span.set_attributes(attributes)
         if self.llm is not None:
             self.llm.annotate(span)
 

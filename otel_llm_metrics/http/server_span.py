@@ -17,11 +17,20 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ..catalogue import OTHER
 
+_LOCAL = frozenset(("host", "user-agent"))  # headers that carry no context: nothing to extract
+
+
+def headers_read() -> frozenset[bytes]:
+    """The request headers the span needs: the global propagator's fields (traceparent, tracestate,
+    baggage by default; b3 or others when OTEL_PROPAGATORS says so), host and user-agent."""
+    fields = propagate.get_global_textmap().fields
+    return frozenset(name.lower().encode("latin-1") for name in (*fields, "host", "user-agent"))
+
 
 def start(tracer: trace.Tracer, scope: dict[str, Any], method: str, carrier: dict[str, str]) -> tuple[Span, object]:
     """Start the span as the child of the caller's context and make it current; returns it and the
     token to detach with."""
-    parent = propagate.extract(carrier)
+    parent = propagate.extract(carrier) if carrier.keys() - _LOCAL else None  # no context sent: a new trace
     attributes: dict[str, Any] = {"http.request.method": method, "url.scheme": scope.get("scheme", "http"),
                                   "url.path": scope.get("path", ""),
                                   "network.protocol.version": scope.get("http_version", "1.1")}
@@ -49,14 +58,19 @@ def start(tracer: trace.Tracer, scope: dict[str, Any], method: str, carrier: dic
     return span, context.attach(trace.set_span_in_context(span, parent))
 
 
-def end(span: Span, status: int | None, error: BaseException | None, error_type: str | None, failed: bool,
-        end_time_ns: int) -> None:
-    """Status code, error type and status from how the request ended; the exception once; then end."""
+def outcome_attributes(status: int | None, error_type: str | None) -> dict[str, Any]:
+    """The attributes only the end of a request knows (set with the route, in one call)."""
+    attributes: dict[str, Any] = {}
+    if status:
+        attributes["http.response.status_code"] = status
+    if error_type is not None:
+        attributes["error.type"] = error_type
+    return attributes
+
+
+def end(span: Span, status: int | None, error: BaseException | None, failed: bool, end_time_ns: int) -> None:
+    """The status from how the request ended, the exception once, then the end (at the last byte)."""
     if span.is_recording():
-        if status:
-            span.set_attribute("http.response.status_code", status)
-        if error_type is not None:
-            span.set_attribute("error.type", error_type)
         if error is not None and failed:
             span.record_exception(error, escaped=True)
         if failed or (status or 0) >= 500:

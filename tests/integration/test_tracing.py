@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from tests.integration.servers import ROOT, AppServer, Rotel, wait_for
+from tests.integration.servers import ROOT, AppServer, Rotel, free_port, wait_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -60,3 +60,36 @@ def test_zero_code_with_instrumentation_fastapi_makes_one_server_span_in_the_cal
     finally:
         app.stop()
         rotel.stop()
+
+
+def test_a_dead_collector_bounds_the_span_queue_and_memory_levels_off():
+    """Every request traced, the collector down: the SDK's batch queue (2,048 spans) fills, then drops.
+    The server's memory must level off once it is full, however long the collector stays away."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = AppServer("tests.integration.plain_apps:starlette_app", env={
+        "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": dead, "OTEL_METRICS_EXPORTER": "prometheus"})
+    try:
+        app.wait_ready("/health")
+        process = psutil.Process(app.popen.pid)
+
+        def send(count: int) -> float:
+            def one(_: int) -> None:
+                with httpx.Client(base_url=app.url, timeout=10) as client:
+                    for _ in range(count // 4):
+                        assert client.get("/hello/x").status_code == 200
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(one, range(4)))
+            return process.memory_info().rss / 2**20
+
+        before = process.memory_info().rss / 2**20
+        full = send(4000)  # twice the queue: it is full now
+        later = [send(4000) for _ in range(3)]
+        print(f"RSS MiB: start {before:.1f}, after 4,000 {full:.1f}, after 8,000/12,000/16,000 "
+              + "/".join(f"{r:.1f}" for r in later))
+        assert max(later) - full < 8, f"memory keeps growing with a dead collector: {full:.1f} -> {later}"
+    finally:
+        app.stop()
