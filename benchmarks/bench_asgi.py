@@ -88,7 +88,7 @@ def main() -> None:
         print(f"| {name} | {s:.1f} | {ds:+.1f} | {t:.0f} | {dt:+.1f} | {per_chunk:+.3f} |")
     if sink is not None:
         received = int(urllib.request.urlopen(f"{os.environ['BENCH_OTLP_SINK']}/count").read())
-        print(f"\nThe local OTLP sink received {received} spans (every request of the exporting variants).")
+        print(f"\nThe local OTLP sink received {received} spans (ours: one per request; the peer: more).")
         sink.kill()
 
 
