@@ -6,6 +6,7 @@ that does not answer is retried and the screen says so; Ctrl-C exits cleanly.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -44,7 +45,7 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
     def table(title: str, *columns: str) -> Any:
         made = Table(title=title, box=box.SIMPLE, title_justify="left", pad_edge=False)
         for i, column in enumerate(columns):
-            made.add_column(column, justify="left" if i < 2 else "right", no_wrap=True)
+            made.add_column(column, justify="left" if i < 2 else "right", no_wrap=i >= 2, overflow="fold")
         return made
 
     routes = table(f"Requests (in flight {interval.in_flight:.0f}, busiest worker's peak {interval.peak:.0f})",
@@ -83,7 +84,7 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
 
 def watch(urls: list[str], every: float, count: int = 0) -> int:
     _, Console, Group, Live, _, Text = _rich()
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # piped: no terminal to fit, keep whole lines
     previous: Reading | None = None
     shown = 0
     with Live(Text("reading..."), console=console, auto_refresh=False) as live:
