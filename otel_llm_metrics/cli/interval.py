@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import catalogue as c
-from .readings import HistogramData, L, Reading, label
+from .readings import HistogramData, L, Reading, label, merged
 
 
 @dataclass
@@ -89,7 +89,7 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
     out.in_flight = sum(later.sample(c.ACTIVE_REQUESTS).values())
     out.peak = max(later.sample(c.ACTIVE_REQUESTS_PEAK).values(), default=0.0)
 
-    out.time_to_first_byte = _all(hist(c.STREAM_TIME_TO_FIRST_BYTE))
+    out.time_to_first_byte = merged(hist(c.STREAM_TIME_TO_FIRST_BYTE))
     outcomes: dict[str, float] = defaultdict(float)
     for key, value in increase(c.STREAMS).items():
         outcomes[label(key, L[c.STREAM_OUTCOME])] += value
@@ -98,13 +98,14 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
     durations_by_model, tokens = hist(c.GEN_AI_SERVER_DURATION), hist(c.GEN_AI_SERVER_TOKENS)
     ttft, tpot = hist(c.GEN_AI_SERVER_TTFT), hist(c.GEN_AI_SERVER_TPOT)
     for operation, model in sorted({_model(k) for k in durations_by_model}):
-        input_tokens = _of_model(tokens, (operation, model), "input")
-        output_tokens = _of_model(tokens, (operation, model), "output")
+        of_model = {L[c.GEN_AI_OPERATION]: operation, L[c.GEN_AI_REQUEST_MODEL]: None if model == "-" else model}
+        input_tokens = merged(tokens, **of_model, **{L[c.GEN_AI_TOKEN_TYPE]: "input"})
+        output_tokens = merged(tokens, **of_model, **{L[c.GEN_AI_TOKEN_TYPE]: "output"})
         out.models.append(ModelRow(
-            operation, model, rate(_of_model(durations_by_model, (operation, model)).count),
+            operation, model, rate(merged(durations_by_model, **of_model).count),
             rate(input_tokens.total) if input_tokens.count else None,
             rate(output_tokens.total) if output_tokens.count else None,
-            _of_model(ttft, (operation, model)), _of_model(tpot, (operation, model))))
+            merged(ttft, **of_model), merged(tpot, **of_model)))
 
     waiting = later.sample(c.LIMITER_WAITING)
     waits = hist(c.LIMITER_WAIT_TIME)
@@ -116,7 +117,7 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
         out.cpu_cores = sum(cpu.values()) / seconds
     rss = later.sample(c.PROCESS_MEMORY_USAGE)
     out.rss_bytes = sum(rss.values()) if rss else None
-    out.loop_lag = _all(hist(c.LOOP_LAG))
+    out.loop_lag = merged(hist(c.LOOP_LAG))
 
     counts, maxima = later.sample(c.POOL_COUNT), later.sample(c.POOL_MAX)
     for pool in sorted({label(k, L[c.POOL_NAME]) for k in counts}):
@@ -135,22 +136,6 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
 
 def _model(key: tuple) -> tuple[str, str]:
     return label(key, L[c.GEN_AI_OPERATION]), label(key, L[c.GEN_AI_REQUEST_MODEL])
-
-
-def _of_model(series: dict[tuple, HistogramData], model: tuple[str, str], token_type: str | None = None
-              ) -> HistogramData:
-    found = HistogramData()
-    for key, data in series.items():
-        if _model(key) == model and (token_type is None or label(key, L[c.GEN_AI_TOKEN_TYPE]) == token_type):
-            found.add(data)
-    return found
-
-
-def _all(series: dict[tuple, HistogramData]) -> HistogramData:
-    merged = HistogramData()
-    for data in series.values():
-        merged.add(data)
-    return merged
 
 
 def _by_route_sum(samples: dict[tuple, float]) -> dict[tuple[str, str], float]:
