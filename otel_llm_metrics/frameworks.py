@@ -8,6 +8,7 @@ wrap, and a view drops any that still reach our MeterProvider under our names.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -52,12 +53,9 @@ def duplicate_dropping_views(tracing: bool = True) -> list[View]:
 
 def native_fastapi(app: Any) -> Any | None:
     """The FastAPI app with native telemetry inside ``app``'s wrapper chain, if there is one."""
-    seen: set[int] = set()
-    while app is not None and id(app) not in seen:
-        seen.add(id(app))
-        if isinstance(getattr(app, "_telemetry", None), dict) and hasattr(app, "_native_telemetry"):
-            return app
-        app = getattr(app, "app", None)
+    for inner in _wrapper_chain(app):
+        if isinstance(getattr(inner, "_telemetry", None), dict) and hasattr(inner, "_native_telemetry"):
+            return inner
     return None
 
 
@@ -79,6 +77,7 @@ def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
 
 
 def _wrapper_chain(app: Any) -> list[Any]:
+    """``app`` and every app it wraps (``.app``), each once."""
     chain: list[Any] = []
     while app is not None and all(app is not seen for seen in chain):
         chain.append(app)
@@ -91,7 +90,7 @@ def _uninstrument(app: Any) -> None:
     for module, name in (("opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
                          ("opentelemetry.instrumentation.starlette", "StarletteInstrumentor")):
         try:
-            instrumentor = getattr(__import__(module, fromlist=[name]), name)
+            instrumentor = getattr(importlib.import_module(module), name)
             instrumentor.uninstrument_app(app)
         except Exception:  # not installed, or not this framework's app
             continue

@@ -37,7 +37,6 @@ from .resources.process import register_process, register_system
 from .workers.endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
-SCOPE_NAME = catalogue.SCOPE_NAME
 __version__ = "0.1.0"
 
 _current: Telemetry | None = None
@@ -72,10 +71,10 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
                                             views=duplicate_dropping_views(settings.tracing), shutdown_on_exit=False)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
-                               InstrumentationScope(SCOPE_NAME, __version__))
+                               InstrumentationScope(catalogue.SCOPE_NAME, __version__))
         for reader in readers:
             bridge.attach(reader)
-        meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
+        meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
         self.registry.register_observables(meter)
         self._register_resources(meter)
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, settings.loop_lag_interval)
@@ -169,8 +168,8 @@ class Telemetry:
         """
         deadline_ms = int(self.settings.shutdown_timeout_s * 1000)
         self._each_provider(lambda provider: provider.force_flush(deadline_ms), "flushing")
-        if self.endpoint is not None and self.endpoint.directory is not None:
-            self.endpoint.hand_over()  # the last numbers in this worker's file, for the others to serve
+        if self.endpoint is not None:
+            self.endpoint.save()  # the last numbers in this worker's file, for the others to serve
 
     def _each_provider(self, action: Any, doing: str) -> None:
         """``action`` on the meter and tracer providers; an error in one never stops the other."""

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import catalogue as c
-from .readings import HistogramData, L, Reading, label, merged
+from .readings import HistogramData, L, Reading, by_route, label, merged, route_of
 
 
 @dataclass
@@ -71,13 +71,7 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
                 for key, value in later.sample(spec).items()}
 
     out = Interval(later.time, seconds)
-    durations: dict[tuple[str, str], HistogramData] = defaultdict(HistogramData)
-    errors: dict[tuple[str, str], float] = defaultdict(float)
-    for key, data in hist(c.REQUEST_DURATION).items():
-        route = (label(key, L[c.METHOD]), label(key, L[c.ROUTE], "(unmatched)"))
-        durations[route].add(data)
-        if label(key, L[c.ERROR_TYPE], "") or label(key, L[c.STATUS], "0").startswith("5"):
-            errors[route] += data.count
+    durations, errors = by_route({c.REQUEST_DURATION.prometheus_name: hist(c.REQUEST_DURATION)})
     in_flight = _by_route_sum(later.sample(c.ROUTE_ACTIVE_REQUESTS))
     peaks = _by_route_max(later.sample(c.ROUTE_ACTIVE_REQUESTS_PEAK))
     total = HistogramData()
@@ -141,7 +135,7 @@ def _model(key: tuple) -> tuple[str, str]:
 def _by_route_sum(samples: dict[tuple, float]) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = defaultdict(float)
     for key, value in samples.items():
-        out[(label(key, L[c.METHOD]), label(key, L[c.ROUTE], "(unmatched)"))] += value
+        out[route_of(key)] += value
     return out
 
 
@@ -149,6 +143,6 @@ def _by_route_max(samples: dict[tuple, float]) -> dict[tuple[str, str], float]:
     """Peaks are per worker: the busiest worker's, per route."""
     out: dict[tuple[str, str], float] = {}
     for key, value in samples.items():
-        route = (label(key, L[c.METHOD]), label(key, L[c.ROUTE], "(unmatched)"))
+        route = route_of(key)
         out[route] = max(out.get(route, 0.0), value)
     return out

@@ -191,12 +191,17 @@ def ms(seconds: float) -> str:
     return "-" if math.isnan(seconds) else f"{ms_number(seconds)} ms"
 
 
+def route_of(key: tuple) -> tuple[str, str]:
+    """(method, route) of a series; a request no route matched shows as "(unmatched)"."""
+    return label(key, L[c.METHOD]), label(key, L[c.ROUTE], "(unmatched)")
+
+
 def by_route(histograms: dict) -> tuple[dict[tuple, HistogramData], dict[tuple, float]]:
     """Request durations and error counts by (method, route), every other label merged."""
     by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
     errors: dict[tuple, float] = defaultdict(float)
     for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
-        route_key = (label(key, L[c.METHOD]), label(key, L[c.ROUTE], "(unmatched)"))
+        route_key = route_of(key)
         by_route[route_key].add(data)
         if label(key, L[c.ERROR_TYPE], "") or label(key, L[c.STATUS], "0").startswith("5"):
             errors[route_key] += data.count

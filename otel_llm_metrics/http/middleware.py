@@ -77,7 +77,6 @@ class MetricsMiddleware:
         self.prefix_excluded = tuple(p[:-1] for p in settings.excluded_routes if p.endswith("*"))
         self.slow_seconds = settings.slow_request_seconds
         self.server_timing = settings.server_timing
-        self.tracing = settings.tracing
         provider = getattr(telemetry, "tracer_provider", None)
         self.tracer = provider.get_tracer(c.SCOPE_NAME) if settings.tracing and provider is not None else None
         self.span_headers = server_span.headers_read()

@@ -151,14 +151,19 @@ class Endpoint:
             raise
 
     # -- stop --------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Hand this worker's numbers over now, where it has siblings to serve them; never raises."""
+        if self.directory is None:
+            return
+        try:
+            self.hand_over()
+        except Exception:
+            logger.exception("otel_llm_metrics: could not hand this worker's last numbers over")
+
     def stop(self) -> None:
         """Hand the last numbers over and let another worker serve."""
         self._stopping.set()
-        if self.directory is not None:
-            try:
-                self.hand_over()
-            except Exception:
-                logger.exception("otel_llm_metrics: could not hand this worker's last numbers over")
+        self.save()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
