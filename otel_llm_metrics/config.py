@@ -235,7 +235,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("prometheus_port_attempts", "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS", whole_number(1, 1024), "16",
            "ports tried upwards from the Prometheus port when another program holds it"),
     Option("shutdown_timeout_s", "OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT", seconds, "5",
-           "bound on the final flush, seconds"),
+           "bound on the whole exit, seconds: every way out (lifespan, the server's shutdown, atexit) "
+           "waits for the final push only until this long after the first began"),
     Option("workers_dir", "OTEL_LLM_METRICS_WORKERS_DIR", text, "/tmp/otel-llm-metrics",
            "where the workers of a server hand their numbers to the one that serves the endpoint "
            "(one subdirectory per server); default: otel-llm-metrics-UID in the temp directory"),

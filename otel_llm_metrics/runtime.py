@@ -15,6 +15,7 @@ import sys
 import threading
 import weakref
 from dataclasses import replace
+from time import monotonic
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -28,12 +29,14 @@ from .bridge import MetricsBridge
 from .config import ConfigError, Settings, load_settings
 from .console import announce
 from .frameworks import duplicate_dropping_views, quiet_native_telemetry
+from .http.blocking import within
 from .http.middleware import MetricsMiddleware
 from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
 from .registry import DEFAULT_REGISTRY, Registry
 from .resources.gpu import register_gpu
 from .resources.loop_lag import LoopLagMonitor
 from .resources.process import register_process, register_system
+from .server_hooks import push_when_servers_stop
 from .workers.endpoint import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class Telemetry:
         self.serving = False  # reset in a forked child; a flag, since getpid() is a syscall per request
         self._lock = threading.Lock()
         self._shut_down = False
+        self._exit_deadline: float | None = None  # monotonic; set by the first way out, shared by the others
+        self.final_pushes = 0  # attempts so far: a server hook skips its push when the app's lifespan made one
 
         readers = list(extra_readers or [])
         self._endpoint_reader: InMemoryMetricReader | None = None
@@ -124,6 +129,7 @@ class Telemetry:
         """Cheap resets only: runs inside the fork, where taking locks or importing can deadlock."""
         endpoint, self.endpoint = self.endpoint, None
         self.serving = False
+        self._exit_deadline = None
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, self.settings.loop_lag_interval)
         self._lock = threading.Lock()
         if endpoint is not None:
@@ -148,26 +154,52 @@ class Telemetry:
                     logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
 
     def _start_loop_monitor(self) -> None:
-        """Measure the lag of the loop serving requests (called from inside it)."""
+        """Measure the lag of the loop serving requests (called from inside it); asyncio and uvloop only."""
         if not self.settings.loop_lag_interval:
             return
         try:
-            self.loop_monitor.start(asyncio.get_running_loop())
-        except RuntimeError:  # not called from a running loop
-            pass
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no asyncio loop: another async library, or not called from a loop at all
+            library = _running_async_library()
+            if library is not None:
+                logger.info("otel_llm_metrics: asyncio.event_loop.lag stays off: it measures asyncio's loop, "
+                            "and this app runs on %s", library)
+            return
+        self.loop_monitor.start(loop)
 
-    def serving_stopped(self) -> None:
-        """The server announced its shutdown (ASGI lifespan): stop measuring the loop."""
-        self.loop_monitor.stop()
+    # -- the way out ----------------------------------------------------------------------------
+    def exit_deadline(self) -> float:
+        """When the exit must be over (``shutdown_timeout_s`` after the first way out began).
 
-    def flush(self) -> None:
-        """Push everything now, within ``shutdown_timeout_s``; for the server's last moments.
-
-        uvicorn re-raises SIGTERM once its shutdown is done, which kills the process before atexit:
-        the lifespan shutdown is the last moment every ASGI server gives us.
+        Every way out (lifespan shutdown, the server's own shutdown, atexit) waits only until this one
+        moment, so with a dead collector the whole exit takes the bound once, not once per path.
         """
-        deadline_ms = int(self.settings.shutdown_timeout_s * 1000)
-        self._each_provider(lambda provider: provider.force_flush(deadline_ms), "flushing")
+        with self._lock:
+            if self._exit_deadline is None:
+                self._exit_deadline = monotonic() + self.settings.shutdown_timeout_s
+            return self._exit_deadline
+
+    async def push_before_exit(self) -> None:
+        """The server is stopping: push the last numbers, from any async library's loop, within the bound.
+
+        The push runs on a daemon thread; the loop waits for it until the exit deadline and no longer.
+        Once a push gets through, a later way out gets a bound of its own (an app may start again).
+        """
+        self.final_pushes += 1
+        self.loop_monitor.stop()
+        deadline = self.exit_deadline()
+        if deadline <= monotonic():  # an earlier way out has used the bound up
+            return
+        if await within(lambda: self.flush(deadline), deadline - monotonic(), "final-push"):
+            self._exit_deadline = None
+        else:
+            logger.warning("otel_llm_metrics: the final push did not finish within %.1fs; gave up waiting",
+                           self.settings.shutdown_timeout_s)
+
+    def flush(self, deadline: float | None = None) -> None:
+        """Push everything now, by ``deadline`` (monotonic; default ``shutdown_timeout_s`` from now)."""
+        remaining = self.settings.shutdown_timeout_s if deadline is None else max(0.0, deadline - monotonic())
+        self._each_provider(lambda provider: provider.force_flush(int(remaining * 1000)), "flushing")
         if self.endpoint is not None:
             self.endpoint.save()  # the last numbers in this worker's file, for the others to serve
 
@@ -185,21 +217,24 @@ class Telemetry:
     def instrument(self, app: Any) -> Any:
         """Wrap any ASGI app; with tracing on, the middleware makes the one server span per request."""
         quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
+        push_when_servers_stop(self)
         return MetricsMiddleware(app, self)
 
     def add_to(self, app: Any) -> None:
         """Add the middleware to a Starlette/FastAPI app in place (before it starts serving)."""
         quiet_native_telemetry(app, tracing=self.tracer_provider is not None)
+        push_when_servers_stop(self)
         app.add_middleware(MetricsMiddleware, telemetry=self)
 
     # -- shutdown -------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Flush and stop, never taking longer than ``shutdown_timeout_s`` (a dead collector included)."""
+        """Flush and stop by the exit deadline (a dead collector included), shared with an earlier push."""
         if self._shut_down:
             return
         self._shut_down = True
         self.loop_monitor.stop()
-        timeout_ms = int(self.settings.shutdown_timeout_s * 1000)
+        deadline = self.exit_deadline()
+        timeout_ms = int(max(0.0, deadline - monotonic()) * 1000)
 
         def stop() -> None:
             self._each_provider(lambda provider: provider.shutdown(timeout_millis=timeout_ms)
@@ -207,15 +242,26 @@ class Telemetry:
 
         worker = threading.Thread(target=stop, name="otel-llm-metrics-shutdown", daemon=True)
         worker.start()
-        worker.join(self.settings.shutdown_timeout_s + 0.5)
+        worker.join(max(0.0, deadline - monotonic()))
         if worker.is_alive():
-            logger.warning("otel_llm_metrics: shutdown took over %.1fs; gave up waiting for the exporters",
+            logger.warning("otel_llm_metrics: the exporters did not stop within the exit bound "
+                           "(OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT=%.1fs); gave up waiting",
                            self.settings.shutdown_timeout_s)
         if self.endpoint is not None:
             self.endpoint.stop()
 
 
 _TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def _running_async_library() -> str | None:
+    """The async library running in this thread ("trio", "asyncio"...), or None (sniffio, where installed)."""
+    try:
+        import sniffio
+
+        return sniffio.current_async_library()
+    except Exception:
+        return None
 
 
 def _after_fork_in_child() -> None:

@@ -8,7 +8,6 @@ Nothing here may raise into the app: bookkeeping errors are logged once and drop
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from bisect import bisect_left
@@ -44,6 +43,7 @@ slow_logger = logging.getLogger("otel_llm_metrics.slow")  # its own name: people
 SCOPE_MARK = "otel_llm_metrics"  # set on scopes we measure, so a second wrapper stays out
 REQUEST_ID_HEADER = b"x-request-id"
 _DISCONNECT_ERRORS = ("ClientDisconnect", "ClientDisconnected", "BrokenPipeError", "ConnectionResetError")
+_CANCELLED = ("CancelledError", "Cancelled")  # a request cancelled under asyncio (uvloop) or trio
 
 
 class Host(Stopping, Protocol):
@@ -384,7 +384,7 @@ class Exchange:
     def _outcome(self) -> str:
         error = self.error
         if self.disconnected or (error is not None and (_is_disconnect(error)
-                                                        or isinstance(error, asyncio.CancelledError))):
+                                                        or type(error).__name__ in _CANCELLED)):
             return CLIENT_CANCELLED
         if self.completed:
             return COMPLETED
