@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import anyio
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,7 +35,7 @@ async def stream(request: Request) -> StreamingResponse:
                 raise AppError("upstream broke mid-stream")
             if i == timeout_after:
                 raise TimeoutError("upstream too slow")
-            await asyncio.sleep(delay)
+            await anyio.sleep(delay)
             yield f"data: {i}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
@@ -69,7 +68,7 @@ def fastapi_app() -> FastAPI:
     async def fastapi_stream(n: int = 10) -> StreamingResponse:
         async def events():
             for i in range(n):
-                await asyncio.sleep(0)
+                await anyio.sleep(0)
                 yield f"data: {i}\n\n"
         return StreamingResponse(events(), media_type="text/event-stream")
 

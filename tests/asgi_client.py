@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+
+import anyio
 
 
 @dataclass
@@ -26,7 +27,7 @@ async def call(app, method: str = "GET", path: str = "/", body: bytes = b"", hea
     """One request; with ``disconnect_after_chunks`` the client goes away after that many chunks."""
     result = Result()
     path, _, query = path.partition("?")
-    gone = asyncio.Event()
+    gone = anyio.Event()
     sent_body = False
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode("utf-8", "surrogateescape"),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
+import anyio
 import pytest
 
 from otel_llm_metrics.http.middleware import MetricsMiddleware
@@ -15,11 +15,8 @@ from tests.asgi_client import call
 DURATION = "http.server.request.duration"
 
 
-def run(coro):
-    return asyncio.run(coro)
 
-
-def test_plain_request_records_route_template_status_and_sizes(make_telemetry):
+def test_plain_request_records_route_template_status_and_sizes(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     result = run(call(app, "GET", "/items/42"))
@@ -39,7 +36,7 @@ def test_plain_request_records_route_template_status_and_sizes(make_telemetry):
     assert not view.points("http.server.stream.duration"), "a one-message response is not a stream"
 
 
-def test_request_id_and_server_timing_headers(make_telemetry):
+def test_request_id_and_server_timing_headers(run, make_telemetry):
     app = make_telemetry().instrument(starlette_app())
     plain = run(call(app, "GET", "/items/1"))
     assert plain.header(b"x-request-id")
@@ -52,7 +49,7 @@ def test_request_id_and_server_timing_headers(make_telemetry):
 
 
 @pytest.mark.parametrize("bad", [b"a b", b"x\r\nInjected: 1", b"\xff\xfe", b"r" * 10_000, b""])
-def test_malformed_or_huge_request_id_is_replaced(make_telemetry, bad):
+def test_malformed_or_huge_request_id_is_replaced(run, make_telemetry, bad):
     app = make_telemetry().instrument(starlette_app())
     result = run(call(app, "GET", "/items/1", headers=[(b"x-request-id", bad)]))
     returned = result.header(b"x-request-id")
@@ -61,7 +58,7 @@ def test_malformed_or_huge_request_id_is_replaced(make_telemetry, bad):
     assert all(32 < byte < 127 for byte in returned)
 
 
-def test_unmatched_paths_share_one_series_and_never_leak_the_raw_path(make_telemetry):
+def test_unmatched_paths_share_one_series_and_never_leak_the_raw_path(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     for i in range(5):
@@ -71,14 +68,14 @@ def test_unmatched_paths_share_one_series_and_never_leak_the_raw_path(make_telem
     assert "http.route" not in points[0].attributes
 
 
-def test_mounted_routes_keep_the_mount_prefix(make_telemetry):
+def test_mounted_routes_keep_the_mount_prefix(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     assert run(call(app, "GET", "/api/items/7")).status == 200
     assert telemetry.collect().one(DURATION).attributes["http.route"] == "/api/items/{item_id}"
 
 
-def test_hundred_chunk_stream_is_measured_to_the_last_byte(make_telemetry):
+def test_hundred_chunk_stream_is_measured_to_the_last_byte(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     result = run(call(app, "GET", "/stream?n=100&delay=0.002"))
@@ -98,7 +95,7 @@ def test_hundred_chunk_stream_is_measured_to_the_last_byte(make_telemetry):
     assert 0 < ttfb < stream_duration
 
 
-def test_client_that_leaves_mid_stream_is_counted_once_as_cancelled(make_telemetry):
+def test_client_that_leaves_mid_stream_is_counted_once_as_cancelled(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     result = run(call(app, "GET", "/stream?n=1000&delay=0.001", disconnect_after_chunks=3))
@@ -112,7 +109,7 @@ def test_client_that_leaves_mid_stream_is_counted_once_as_cancelled(make_telemet
     assert view.one("http.server.route.active_requests").value == 0
 
 
-def test_app_raising_before_headers_is_a_500_and_the_exception_reaches_the_server(make_telemetry):
+def test_app_raising_before_headers_is_a_500_and_the_exception_reaches_the_server(run, make_telemetry):
     telemetry = make_telemetry()
     inner = starlette_app()
     app = telemetry.instrument(inner)
@@ -124,7 +121,7 @@ def test_app_raising_before_headers_is_a_500_and_the_exception_reaches_the_serve
     assert point.attributes["error.type"] == "tests.apps.AppError"
 
 
-def test_client_that_leaves_before_any_answer_has_an_error_type_and_no_status_code(make_telemetry):
+def test_client_that_leaves_before_any_answer_has_an_error_type_and_no_status_code(run, make_telemetry):
     """The HTTP conventions set http.response.status_code only when one was sent."""
     from starlette.requests import ClientDisconnect
 
@@ -157,7 +154,7 @@ def test_client_that_leaves_before_any_answer_has_an_error_type_and_no_status_co
     ("new_request_id", "GET", "/stream?n=5"), ("_recording_span", "GET", "/stream?n=5"),
     ("new_active", "GET", "/items/1")])
 def test_a_recorder_that_fails_while_starting_never_reaches_the_app_and_leaves_no_gauge_behind(
-        make_telemetry, monkeypatch, caplog, breaks, method, path):
+        run, make_telemetry, monkeypatch, caplog, breaks, method, path):
     import otel_llm_metrics.http.middleware as middleware
     from otel_llm_metrics.http.stats import HttpStats
 
@@ -184,7 +181,7 @@ def test_a_recorder_that_fails_while_starting_never_reaches_the_app_and_leaves_n
     ("fail_after=3", "error", "tests.apps.AppError"),
     ("timeout_after=2", "timeout", "TimeoutError"),
 ])
-def test_stream_failing_after_headers(make_telemetry, query, outcome, error):
+def test_stream_failing_after_headers(run, make_telemetry, query, outcome, error):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     result = run(call(app, "GET", f"/stream?n=10&{query}"))
@@ -197,7 +194,7 @@ def test_stream_failing_after_headers(make_telemetry, query, outcome, error):
     assert point.attributes["http.response.status_code"] == 200
 
 
-def test_websocket_and_lifespan_scopes_pass_through_unmeasured(make_telemetry):
+def test_websocket_and_lifespan_scopes_pass_through_unmeasured(run, make_telemetry):
     telemetry = make_telemetry()
     seen = []
 
@@ -224,15 +221,14 @@ def test_websocket_and_lifespan_scopes_pass_through_unmeasured(make_telemetry):
         await app({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
         return sent
 
-    assert run(scenario()) == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}], (
-        "an app that returns after start-up still hears of shutdown, through us")
+    assert run(scenario()) == [{"type": "lifespan.startup.complete"}], "what the app sent, nothing added"
     assert seen == ["lifespan", "websocket"]
     view = telemetry.collect()
     assert not view.points(DURATION)
     assert telemetry.serving, "the lifespan scope starts the process's endpoint"
 
 
-def test_non_utf8_path_is_served_and_counted(make_telemetry):
+def test_non_utf8_path_is_served_and_counted(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     result = run(call(app, "GET", "/caf\udce9/x"))
@@ -240,7 +236,7 @@ def test_non_utf8_path_is_served_and_counted(make_telemetry):
     assert telemetry.collect().total_count(DURATION) == 1
 
 
-def test_excluded_routes_exact_and_prefix(make_telemetry):
+def test_excluded_routes_exact_and_prefix(run, make_telemetry):
     telemetry = make_telemetry(excluded_routes=("/health", "/internal/*"))
     app = telemetry.instrument(starlette_app())
     for path in ("/health", "/internal/x", "/items/1"):
@@ -249,14 +245,14 @@ def test_excluded_routes_exact_and_prefix(make_telemetry):
     assert [p.attributes["http.route"] for p in points] == ["/items/{item_id}"]
 
 
-def test_wrapping_twice_counts_once(make_telemetry):
+def test_wrapping_twice_counts_once(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(telemetry.instrument(starlette_app()))
     run(call(app, "GET", "/items/3"))
     assert telemetry.collect().total_count(DURATION) == 1
 
 
-def test_slow_request_is_logged_with_its_ids(make_telemetry, caplog):
+def test_slow_request_is_logged_with_its_ids(run, make_telemetry, caplog):
     telemetry = make_telemetry(slow_request_seconds=0.3)
     app = telemetry.instrument(starlette_app())
     caplog.set_level(logging.WARNING, logger="otel_llm_metrics.slow")
@@ -272,7 +268,7 @@ def test_slow_request_is_logged_with_its_ids(make_telemetry, caplog):
         assert part in message
 
 
-def test_series_count_is_capped_with_an_overflow_series(make_telemetry):
+def test_series_count_is_capped_with_an_overflow_series(run, make_telemetry):
     telemetry = make_telemetry(max_series=3)
     app = telemetry.instrument(starlette_app())
     methods = ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW", "SPAM"]
@@ -285,7 +281,7 @@ def test_series_count_is_capped_with_an_overflow_series(make_telemetry):
     assert {p.attributes.get("http.request.method") for p in points} <= {"GET", "PUT", "DELETE", None}
 
 
-def test_unknown_methods_collapse_to_other(make_telemetry):
+def test_unknown_methods_collapse_to_other(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(starlette_app())
     for method in ("BREW", "SPAM", "X" * 500):
@@ -294,7 +290,7 @@ def test_unknown_methods_collapse_to_other(make_telemetry):
     assert point.attributes["http.request.method"] == "_OTHER" and point.count == 3
 
 
-def test_fastapi_routes_and_streams(make_telemetry):
+def test_fastapi_routes_and_streams(run, make_telemetry):
     telemetry = make_telemetry()
     app = telemetry.instrument(fastapi_app())
     assert run(call(app, "GET", "/items/5")).status == 200
@@ -306,7 +302,7 @@ def test_fastapi_routes_and_streams(make_telemetry):
     assert view.one("http.server.stream.chunks").sum == 7
 
 
-def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running(make_telemetry):
+def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running(run, make_telemetry):
     """Starlette's StreamingResponse returns several ms after its last byte; an app may linger longer."""
     telemetry = make_telemetry()
     lingers = 0.5
@@ -319,7 +315,7 @@ def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running
             await send({"type": "http.response.body", "more_body": True,
                         "body": b'data: {"model":"m","choices":[{"delta":{"content":"t%d"}}]}\n\n' % i})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-        await asyncio.sleep(lingers)  # cleanup, logging, a background write: not part of the response
+        await anyio.sleep(lingers)  # cleanup, logging, a background write: not part of the response
 
     instrumented = MetricsMiddleware(app, telemetry)
     wall = time.perf_counter()
@@ -332,7 +328,7 @@ def test_durations_end_at_the_final_body_message_even_when_the_app_keeps_running
         assert point.count == 1 and point.sum < lingers, f"{name} {point.sum:.3f}s includes the app's lingering"
 
 
-def test_span_names_are_the_route_or_the_method_alone_never_the_raw_path(make_telemetry):
+def test_span_names_are_the_route_or_the_method_alone_never_the_raw_path(run, make_telemetry):
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -345,3 +341,17 @@ def test_span_names_are_the_route_or_the_method_alone_never_the_raw_path(make_te
     run(call(app, "BREW", "/items/7"))
     names = sorted(span.name for span in spans.get_finished_spans())
     assert names == ["GET", "GET /items/{item_id}", "HTTP /items/{item_id}"], names
+
+
+def test_the_app_port_metrics_page_is_built_off_the_loop_under_either_async_library(run, make_telemetry, tmp_path):
+    telemetry = make_telemetry(app_metrics_path="/metrics", workers_dir=str(tmp_path))
+    app = telemetry.instrument(starlette_app())
+    assert run(call(app, "GET", "/items/1")).status == 200
+    page = run(call(app, "GET", "/metrics"))
+    assert page.status == 200 and page.header(b"content-type").startswith(b"text/plain")
+    counted = [line for line in page.body.decode().splitlines()
+               if line.startswith("http_server_request_duration_seconds_count{")]
+    assert len(counted) == 1 and 'http_route="/items/{item_id}"' in counted[0] and counted[0].endswith(" 1.0")
+    head = run(call(app, "HEAD", "/metrics"))
+    assert head.status == 200 and head.body == b""
+    assert run(call(app, "POST", "/metrics")).status == 405

@@ -3,8 +3,6 @@ exceptions, stream milestones, and one span per request whatever else instrument
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from opentelemetry import baggage
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,9 +19,6 @@ TRACE_ID, PARENT_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01".encode()
 
 
-def run(coro):
-    return asyncio.run(coro)
-
 
 @pytest.fixture
 def traced(make_telemetry):
@@ -37,7 +32,7 @@ def _server_spans(spans: InMemorySpanExporter) -> list:
     return [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
 
 
-def test_the_callers_trace_is_continued_and_the_request_id_is_its_trace_id(traced):
+def test_the_callers_trace_is_continued_and_the_request_id_is_its_trace_id(run, traced):
     telemetry, spans = traced
 
     async def who(request):
@@ -61,14 +56,14 @@ def test_the_callers_trace_is_continued_and_the_request_id_is_its_trace_id(trace
     assert span.end_time > span.start_time
 
 
-def test_without_a_caller_a_new_trace_starts(traced):
+def test_without_a_caller_a_new_trace_starts(run, traced):
     telemetry, spans = traced
     run(call(telemetry.instrument(starlette_app()), "GET", "/items/7"))
     (span,) = _server_spans(spans)
     assert span.parent is None and span.context.trace_id != 0
 
 
-def test_an_exception_is_recorded_once_and_the_span_is_an_error(traced):
+def test_an_exception_is_recorded_once_and_the_span_is_an_error(run, traced):
     telemetry, spans = traced
     result = run(call(telemetry.instrument(starlette_app()), "GET", "/boom"))
     assert result.raised is not None
@@ -78,7 +73,7 @@ def test_an_exception_is_recorded_once_and_the_span_is_an_error(traced):
     assert span.attributes["error.type"] == type(result.raised).__qualname__ or "." in span.attributes["error.type"]
 
 
-def test_a_client_error_is_not_a_server_error_and_an_unmatched_path_names_only_the_method(traced):
+def test_a_client_error_is_not_a_server_error_and_an_unmatched_path_names_only_the_method(run, traced):
     telemetry, spans = traced
     run(call(telemetry.instrument(starlette_app()), "GET", "/x/evil\r\ninjected: yes"))
     (span,) = _server_spans(spans)
@@ -86,7 +81,7 @@ def test_a_client_error_is_not_a_server_error_and_an_unmatched_path_names_only_t
     assert span.status.status_code is StatusCode.UNSET and "http.route" not in span.attributes
 
 
-def test_a_stream_has_its_milestones_and_excluded_routes_have_no_span(traced):
+def test_a_stream_has_its_milestones_and_excluded_routes_have_no_span(run, traced):
     telemetry, spans = traced
     app = telemetry.instrument(starlette_app())
     run(call(app, "GET", "/stream?n=5"))
@@ -96,7 +91,7 @@ def test_a_stream_has_its_milestones_and_excluded_routes_have_no_span(traced):
     assert span.attributes["http.stream.outcome"] == "completed"
 
 
-def test_an_outer_instrumentation_keeps_its_span_and_we_make_none(traced):
+def test_an_outer_instrumentation_keeps_its_span_and_we_make_none(run, traced):
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     telemetry, spans = traced
@@ -109,7 +104,7 @@ def test_an_outer_instrumentation_keeps_its_span_and_we_make_none(traced):
     assert f"{span.context.trace_id:032x}" == TRACE_ID
 
 
-def test_fastapi_native_tracing_is_replaced_by_ours(make_telemetry):
+def test_fastapi_native_tracing_is_replaced_by_ours(run, make_telemetry):
     from tests.apps import fastapi_app
 
     telemetry = make_telemetry(traces_exporter="console")

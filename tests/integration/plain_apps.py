@@ -27,3 +27,11 @@ async def bare_app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def failing_start_up(scope, receive, send):
+    """An app whose start-up fails before it says anything (a database that is down)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise ConnectionRefusedError("the database is down")
+    await bare_app(scope, receive, send)
