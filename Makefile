@@ -20,9 +20,10 @@ demo: $(VENV)/.installed-demo
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py).
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m nox
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
@@ -39,4 +40,4 @@ docs: $(VENV)/.installed-test
 	$(PY) -m otel_llm_metrics.docs --write
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .nox build *.egg-info .pytest_cache .ruff_cache

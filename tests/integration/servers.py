@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -169,9 +170,17 @@ class Rotel(Process):
         super().__init__([str(binary), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
                           "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
                           "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed",
-                          "--disable-batching", "--pid-file", str(self.dir / "rotel.pid")])
+                          "--disable-batching", "--pid-file", str(self.dir / "rotel.pid")],
+                         # its binary links libpython of the wheel's version: where the interpreter keeps it
+                         {"LD_LIBRARY_PATH": os.pathsep.join(filter(None, (sysconfig.get_config_var("LIBDIR"),
+                                                                           os.environ.get("LD_LIBRARY_PATH"))))})
         for port in (self.grpc_port, self.http_port):
-            wait_for(lambda p=port: _port_open(p), f"rotel listening on {port}")
+            wait_for(lambda p=port: self._listening(p), f"rotel listening on {port}")
+
+    def _listening(self, port: int) -> bool:
+        if self.popen.poll() is not None:
+            pytest.fail(f"rotel exited with {self.popen.returncode}:\n{self.log()}")
+        return _port_open(port)
 
     def endpoint(self, protocol: str) -> str:
         return f"http://127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"

@@ -1,0 +1,52 @@
+"""The suite on every Python the package claims (3.10 to 3.13); ``make test`` runs ``nox``.
+
+- ``full``: the whole suite (unit and integration) on the newest claimed version that is present;
+- ``unit``: the unit suite on every other claimed version that is present.
+
+Interpreters are found the ordinary way, on PATH and in pyenv's versions folder (where pyenv's shims
+name a version that is installed but not active, the version's own ``bin`` comes first). A version
+that is not there is named and left out; one that is there and fails, fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nox
+
+CLAIMED = ["3.10", "3.11", "3.12", "3.13"]  # keep in step with pyproject's classifiers
+nox.options.error_on_missing_interpreters = False  # named below instead; nox's CI default would fail the run
+nox.options.reuse_venv = "yes"
+
+
+def _pyenv_bins() -> list[str]:
+    """Each installed pyenv version's bin, newest patch release first."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    versions = [p for p in root.glob("*") if re.fullmatch(r"\d+\.\d+\.\d+", p.name) and (p / "bin").is_dir()]
+    versions.sort(key=lambda p: tuple(int(n) for n in p.name.split(".")), reverse=True)
+    return [str(p / "bin") for p in versions]
+
+
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bins(), os.environ.get("PATH", "")])
+PRESENT = [version for version in CLAIMED if shutil.which(f"python{version}")]
+MISSING = [version for version in CLAIMED if version not in PRESENT]
+if MISSING:
+    print(f"nox: Python {', '.join(MISSING)} not found on PATH or under pyenv's versions: not tested here")
+NEWEST = PRESENT[-1:]  # empty only where no claimed version is present: then nothing runs, and nox says so
+
+
+@nox.session(python=NEWEST)
+def full(session: nox.Session) -> None:
+    """Every test, unit and integration, against real servers."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=[version for version in PRESENT if version not in NEWEST])
+def unit(session: nox.Session) -> None:
+    """The unit tests: everything but the integration tests."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "--ignore=tests/integration", "-m", "not integration", *session.posargs)
