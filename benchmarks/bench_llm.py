@@ -1,10 +1,12 @@
 """What LLM parsing adds: the same streams with ``llm_parsing`` on and off, in the same run.
 
-Cases: a 100-chunk OpenAI SSE chat stream (with a final usage chunk) and a 100-line Ollama NDJSON
-stream, plus their 1-chunk versions so that the per-chunk cost is told apart from the fixed
-per-request cost (request-model search, parser set-up, the GenAI record at the end). Each is
-also sent under the media type hand-written proxies use (text/plain, application/json), where the
-format is recognised from the first bytes.
+Cases: a 100-chunk OpenAI SSE chat stream (with a final usage chunk), a 100-line Ollama NDJSON
+stream and a 100-event Gemini stream (SSE, and the indented JSON array of ``streamGenerateContent``
+without ``alt=sse``; each event repeats the usage so far), plus their 1-chunk versions so that the
+per-chunk cost is told apart from the fixed per-request cost (request-model search, parser set-up,
+the GenAI record at the end). The OpenAI and Ollama streams are also sent under the media type
+hand-written proxies use (text/plain, application/json), and the Gemini array under its own
+(application/json): there the format is recognised from the first bytes.
 
     .venv/bin/python benchmarks/bench_llm.py [--requests 5000] [--repeats 10]
 """
@@ -61,10 +63,34 @@ def _ollama_lines(n: int) -> list[bytes]:
     return [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
 
 
+def _gemini_event(i: int, n: int) -> dict:
+    usage = {"promptTokenCount": 150, "totalTokenCount": 150 + i + 1, "candidatesTokenCount": i + 1,
+             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 150}]}
+    candidate = {"content": {"parts": [{"text": f"tok{i} "}], "role": "model"}, "index": 0}
+    if i == n - 1:
+        candidate["finishReason"] = "STOP"
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": "bench-model", "responseId": "r1"}
+
+
+def _gemini_events(n: int) -> list[bytes]:
+    """Gemini's SSE (alt=sse): one data line per event, its spacing, CRLF framing."""
+    return [b"data: " + json.dumps(_gemini_event(i, n), separators=(",", ": ")).encode() + b"\r\n\r\n"
+            for i in range(n)]
+
+
+def _gemini_array(n: int) -> list[bytes]:
+    """streamGenerateContent without alt=sse: an indented JSON array, one element per body message."""
+    return [(b"[" if i == 0 else b"\n,\r\n") + json.dumps(_gemini_event(i, n), indent=2).encode()
+            + (b"\n]" if i == n - 1 else b"") for i in range(n)]
+
+
+GEMINI_PATH = "/v1beta/models/bench-model:streamGenerateContent"
 PATHS = {"/v1/chat/completions": "OpenAI SSE, 100 chunks + usage",
          "/api/chat": "Ollama NDJSON, 100 lines + final",
          "/plain/v1/chat/completions": "OpenAI SSE sent as text/plain",
-         "/plain/api/chat": "Ollama NDJSON sent as application/json"}
+         "/plain/api/chat": "Ollama NDJSON sent as application/json",
+         GEMINI_PATH: "Gemini SSE, 100 events",
+         "/array" + GEMINI_PATH: "Gemini JSON array, 100 elements"}
 
 
 def make_app() -> Starlette:
@@ -73,7 +99,9 @@ def make_app() -> Starlette:
              "/api/chat": ("application/x-ndjson", _ollama_lines),
              # what hand-written proxies send: the format is then recognised from the bytes
              "/plain/v1/chat/completions": ("text/plain", _openai_events),
-             "/plain/api/chat": ("application/json", _ollama_lines)}
+             "/plain/api/chat": ("application/json", _ollama_lines),
+             GEMINI_PATH: ("text/event-stream", _gemini_events),
+             "/array" + GEMINI_PATH: ("application/json", _gemini_array)}
     prepared = {(path, n): make(n) for path, (_, make) in cases.items() for n in (1, 100)}
 
     async def endpoint(request):

@@ -2,30 +2,48 @@
 
 Decided once per request at its start with a few ``endswith`` checks, so non-LLM routes pay
 almost nothing. The suffix match covers prefixes such as ``/openai/v1/chat/completions``.
+Google's generateContent API names its method after a colon (``.../models/{model}:generateContent``)
+and the model in the path, so those endpoints also carry the requested model and the provider.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 # Response dialects: how an API shapes its answers.
 OPENAI, OLLAMA, ANTHROPIC, RESPONSES = "openai", "ollama", "anthropic", "openai_responses"
-PROVIDERS = {OPENAI: "openai", OLLAMA: "ollama", ANTHROPIC: "anthropic", RESPONSES: "openai"}
+GEMINI = "gemini"  # Google's generateContent, on the Gemini API and on Vertex AI alike
+GEMINI_PROVIDER, VERTEX_PROVIDER = "gcp.gemini", "gcp.vertex_ai"
+PROVIDERS = {OPENAI: "openai", OLLAMA: "ollama", ANTHROPIC: "anthropic", RESPONSES: "openai",
+             GEMINI: GEMINI_PROVIDER}
+MAX_PATH_MODEL = 2048  # a longer model segment is cut (as a model name in a request body is)
 
 # Other generated output that streams outside the main content key: reasoning (vLLM, DeepSeek,
 # llama.cpp server, Ollama's thinking) and tool calls. (pattern, its empty form or b"").
 _REASONING = ((b'"reasoning_content":"', b'"reasoning_content":""'), (b'"reasoning":"', b'"reasoning":""'),
               (b'"tool_calls":[{', b""))
 _THINKING = ((b'"thinking":"', b'"thinking":""'),)
+# Gemini parts other than text that are generated output: function calls and code to execute.
+_GEMINI_PARTS = ((b'"functionCall":{', b""), (b'"executableCode":{', b""))
+# Gemini's methods: the part of the path after the last colon.
+_GEMINI_METHODS = {"generateContent": "generate_content", "streamGenerateContent": "generate_content",
+                   "embedContent": "embeddings", "batchEmbedContents": "embeddings"}
 
 
 @dataclass(frozen=True)
 class Endpoint:
     operation: str  # gen_ai.operation.name
-    dialect: str  # how responses are shaped: OPENAI, OLLAMA, ANTHROPIC or RESPONSES
+    dialect: str  # how responses are shaped: OPENAI, OLLAMA, ANTHROPIC, RESPONSES or GEMINI
     content_key: bytes  # what marks one generated-content event: a key with a non-empty string, or a tag
     more_content: tuple[tuple[bytes, bytes], ...] = ()  # looked for only when content_key is absent
+    provider: str = ""  # gen_ai.provider.name when the dialect alone does not say it (Gemini API or Vertex AI)
+    model: str | None = None  # the requested model when the path names it (Gemini); else the body does
+
+    @property
+    def provider_name(self) -> str:
+        """The provider to report unless the user configured one."""
+        return self.provider or PROVIDERS[self.dialect]
 
     @cached_property  # computed once per endpoint, not per request
     def content_patterns(self) -> tuple[bytes, bytes]:
@@ -69,4 +87,20 @@ def endpoint_for(method: str, path: str) -> Endpoint | None:
             return endpoint
     if path.endswith("/api/embeddings"):
         return _BY_SUFFIX[-1][1]
+    head, colon, method_name = path.rpartition(":")
+    if colon:
+        operation = _GEMINI_METHODS.get(method_name)
+        if operation is not None:
+            model = head[head.rfind("/") + 1:][:MAX_PATH_MODEL] or None
+            vertex = "/publishers/" in head or "/locations/" in head
+            return _gemini_endpoint(operation, VERTEX_PROVIDER if vertex else GEMINI_PROVIDER, model)
     return None
+
+
+@lru_cache(maxsize=256)  # bounded: model names in paths come from clients
+def _gemini_endpoint(operation: str, provider: str, model: str | None) -> Endpoint:
+    """A generateContent endpoint for one model, built once so its byte patterns are computed once.
+
+    Every text part is output, thoughts (``"thought": true``) included, and so are function calls and code.
+    """
+    return Endpoint(operation, GEMINI, b'"text":"', _GEMINI_PARTS, provider, model)

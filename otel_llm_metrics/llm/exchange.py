@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import catalogue as c
-from .endpoints import PROVIDERS, Endpoint
+from .endpoints import Endpoint
 from .parse import RequestModel, ResponseParser
 from .stats import GenAiStats, operation_key, response_key, server_token_key
 
@@ -21,8 +21,8 @@ class LlmExchange:
         self.endpoint = endpoint
         self.estimate = estimate
         self.stats = stats
-        self.provider = provider or PROVIDERS[endpoint.dialect]
-        self.request = RequestModel()
+        self.provider = provider or endpoint.provider_name
+        self.request = RequestModel(endpoint.model)  # a model named in the path (Gemini) is not searched for
         self.parser: ResponseParser | None = None  # set when the response starts, dropped if it fails
 
     def response_started(self, headers: Iterable[tuple[bytes, bytes]]) -> None:

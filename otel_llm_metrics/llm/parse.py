@@ -12,7 +12,8 @@ The format comes from the bytes, not only from ``Content-Type``: many proxies st
 bytes: an SSE field (``data:``, ``event:``, ``id:``, ``retry:``, a ``:`` comment) means SSE; a
 complete JSON line followed by more JSON means NDJSON; anything else, or a body that ends first,
 is one JSON document. Until then the first bytes are held (bounded), and the first token keeps the
-time it arrived.
+time it arrived. Gemini's ``streamGenerateContent`` without ``alt=sse`` streams one JSON array, element
+by element (``[{...}\n,\r\n{...}]``): a body that opens with ``[`` on a Gemini path is read as that stream.
 
 Nothing here raises: malformed input leaves fields unknown, and unknown fields are not recorded.
 """
@@ -24,7 +25,7 @@ import re
 from collections.abc import Callable
 from time import perf_counter
 
-from .endpoints import ANTHROPIC, OLLAMA, RESPONSES, Endpoint
+from .endpoints import ANTHROPIC, GEMINI, OLLAMA, RESPONSES, Endpoint
 
 MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
 WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
@@ -36,6 +37,8 @@ _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,%d})(")?' % MAX_MODEL)
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _FINISH = re.compile(rb'"(?:finish_reason|done_reason|stop_reason)"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
 _DECODER = json.JSONDecoder()
+_KEPT = 2 * WINDOW  # a Gemini stream keeps its last events up to this
+_GEMINI_KEYS = (b'"usageMetadata"', b'"modelVersion"', b'"finishReason"')  # read at the end, from the last event
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
 # Four patterns, each with its own literal prefix, scan 4x faster than one alternation (64 KB: 150 us
 # against 640 us), which is what bulk bodies pay.
@@ -88,10 +91,10 @@ class RequestModel:
 
     __slots__ = ("model", "_tail", "_done")
 
-    def __init__(self) -> None:
-        self.model: str | None = None
+    def __init__(self, model: str | None = None) -> None:
+        self.model = model  # known from the path (Gemini): the body is not searched
         self._tail = b""
-        self._done = False
+        self._done = model is not None
 
     def feed(self, body: bytes) -> None:
         if self._done:
@@ -118,7 +121,7 @@ class ResponseParser:
                  "undecided", "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
                  "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_held", "_held_at",
                  "_head", "_tail", "_size", "_more", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
-                 "estimate", "_hints")
+                 "estimate", "_hints", "_is_gemini", "_stream", "_recent", "_recent_size")
 
     def __init__(self, endpoint: Endpoint, content_type: bytes, estimate: bool = True) -> None:
         self.endpoint = endpoint
@@ -153,9 +156,15 @@ class ResponseParser:
         self._head = b""
         self._tail = b""
         self._size = 0
+        # Gemini events each repeat the usage so far: its streams keep their last events for finish()
+        # rather than parsing the usage of each.
+        self._is_gemini = endpoint.dialect == GEMINI
+        self._stream: Callable[..., None] = self._gemini_lines if self._is_gemini else self._lines
+        self._recent: list[bytes] = []
+        self._recent_size = 0
         # What to do with the next body message; swapped when the format is decided or parsing stops,
         # so a chunk pays for no dispatch.
-        self.feed: Callable[[bytes], None] = self._lines if self.streamed_format else self._sniff
+        self.feed: Callable[[bytes], None] = self._stream if self.streamed_format else self._sniff
 
     # -- per body message -------------------------------------------------------------------------
     def _ignore(self, body: bytes) -> None:
@@ -171,6 +180,8 @@ class ResponseParser:
             return  # nothing yet, or the beginning of an SSE field name
         if start.startswith(_SSE_FIELDS):
             self._decide(sse=True, streamed=True)
+        elif start[:1] == b"[" and self._is_gemini:  # streamGenerateContent's JSON array
+            self._decide(sse=False, streamed=True)
         elif start[:1] != b"{" or len(held) > SNIFF_LIMIT:
             self._decide(sse=False, streamed=False)
         else:
@@ -187,14 +198,14 @@ class ResponseParser:
         self.sse = sse
         self.streamed_format = streamed
         self._one_event_newlines = 2 if sse else 1
-        self.feed = self._lines if streamed else self._keep_windows
+        self.feed = self._stream if streamed else self._keep_windows
         if not streamed:
             self._keep_windows(held)
             return
         first = held.find(b"\n") + 1
         if first:
-            self._lines(held[:first], self._held_at)
-        self._lines(held[first:])
+            self._stream(held[:first], self._held_at)
+        self._stream(held[first:])
 
     def _lines(self, body: bytes, arrived: float = 0.0) -> None:
         """Count content and read the rare fields of the complete events in ``body``.
@@ -206,14 +217,7 @@ class ResponseParser:
             body = self._partial + body
             self._partial = b""
         if not (body.endswith(b"\n\n") or body.endswith(b"\n\r\n") if self.sse else body.endswith(b"\n")):
-            cut = _events_end(body) if self.sse else body.rfind(b"\n") + 1
-            self._partial = body[cut:]
-            if len(self._partial) > MAX_LINE:
-                self.gave_up = True
-                self.feed = self._ignore
-                self._partial = b""
-                return
-            body = body[:cut]
+            body = self._complete(body)
             if not body:
                 return
         if self.response_model is None and b'"model"' in body:
@@ -236,6 +240,62 @@ class ResponseParser:
                 return
         if _rare(body):
             self._rare_fields(body)
+
+    def _complete(self, body: bytes) -> bytes:
+        """The complete events of ``body``; the rest waits for the next body message, up to a bound."""
+        cut = _events_end(body) if self.sse else body.rfind(b"\n") + 1
+        self._partial = body[cut:]
+        if len(self._partial) > MAX_LINE:
+            self.gave_up = True
+            self.feed = self._ignore
+            self._partial = b""
+            return b""
+        return body[:cut]
+
+    def _gemini_lines(self, body: bytes, arrived: float = 0.0) -> None:
+        """Count the generated parts of Gemini's events (text, thoughts, function calls) and keep the last ones.
+
+        Each event repeats the usage so far, so parsing the events that carry usage, as the other
+        dialects do, would parse them all: ``finish`` reads the totals once from the events kept here.
+        The array form is framed by line like NDJSON (Google indents it, one key to a line). One
+        pass per chunk: function calls and code are looked for only where no text is (Gemini
+        reports usage, so they matter to the first token and to estimates, not to the counts).
+        """
+        if self._partial:
+            body = self._partial + body
+            self._partial = b""
+        if self.sse:
+            if not body.endswith((b"\n\r\n", b"\n\n")):
+                body = self._complete(body)
+                if not body:
+                    return
+        # The array form's elements end in a "}" line that the next element's message completes: a body
+        # ending in "}" or "]" ends with no part of a key, so its last line need not wait for its end.
+        elif not body.endswith((b"\n", b"}", b"]")):
+            body = self._complete(body)
+            if not body:
+                return
+        recent = self._recent
+        recent.append(body)
+        self._recent_size += len(body)
+        if self._recent_size > _KEPT:  # keep at least the last WINDOW bytes, in whole events or lines
+            while self._recent_size - len(recent[0]) >= WINDOW:
+                self._recent_size -= len(recent.pop(0))
+        key = self._key
+        at = body.find(key)
+        if at == -1:
+            events = self._uncommon_content(body)
+        else:  # one pass over the body when it has one text part, as nearly every event does
+            start = at + len(key)
+            more = body.count(key, start)
+            # with one text, True (1) unless it is empty
+            events = 1 + more - body.count(self._empty, at) if more else body[start:start + 1] != b'"'
+            if not events:
+                events = self._uncommon_content(body)
+        if events:
+            if not self.content_events:
+                self.first_token_at = arrived or perf_counter()
+            self.content_events += events
 
     def _uncommon_content(self, body: bytes) -> int:
         """Content in the other spelling (then switch to it), or other output: reasoning, tool calls."""
@@ -288,7 +348,9 @@ class ResponseParser:
             self._decide(sse=False, streamed=False)
         if self.streamed_format:
             if self._partial:  # a last event without its line end
-                self._lines(b"\n\n" if self.sse else b"\n")
+                self._stream(b"\n\n" if self.sse else b"\n")
+            if self._is_gemini and self._recent:
+                self._gemini_tail(self._recent)
             return
         if self.gave_up or not self._size:
             return
@@ -302,6 +364,9 @@ class ResponseParser:
         if isinstance(document, dict):
             self._take(document)
             self._content_from(document)
+            return
+        if self._is_gemini:  # the usage, model and finish reason all sit in the tail
+            self._gemini_tail([self._tail])
             return
         # Too large to keep: the usage object and counts sit in the tail, the model in the head.
         match = _MODEL.search(self._head)
@@ -391,9 +456,61 @@ class ResponseParser:
         elif status == "failed" or response.get("error"):
             self.error_event = True
 
+    def _gemini(self, document: dict) -> None:
+        """One generateContent response (or a stream's last one): usage, model version, finish reason.
+
+        ``promptTokenCount`` includes the cached tokens, as the conventions' input does; tool-use prompts
+        (search results, say) are counted apart by Google and added here. ``candidatesTokenCount``
+        leaves the thoughts out, so they are added to make output mean what it means elsewhere: all
+        generated tokens, reasoning included. Google omits zero counts, so a missing count is 0 once
+        the usage names any output, and unknown otherwise.
+        """
+        version = document.get("modelVersion")
+        if isinstance(version, str) and version:
+            self.response_model = version[:MAX_MODEL]
+        usage = document.get("usageMetadata")
+        if isinstance(usage, dict):
+            prompt = _count(usage.get("promptTokenCount"))
+            if prompt is not None:
+                self.input_tokens = prompt + (_count(usage.get("toolUsePromptTokenCount")) or 0)
+            self.cache_read_tokens = _count(usage.get("cachedContentTokenCount"))
+            answer, thoughts = _count(usage.get("candidatesTokenCount")), _count(usage.get("thoughtsTokenCount"))
+            if answer is not None or thoughts is not None:
+                self.output_tokens = (answer or 0) + (thoughts or 0)
+            self.reasoning_tokens = thoughts
+        candidates = document.get("candidates")
+        if isinstance(candidates, list):
+            for candidate in candidates:
+                if isinstance(candidate, dict) and isinstance(candidate.get("finishReason"), str):
+                    self.finish_reason = candidate["finishReason"][:64]
+
+    def _gemini_tail(self, pieces: list[bytes]) -> None:
+        """Read the end of a Gemini stream (the pieces ``_gemini_lines`` kept) or of a large answer, by key.
+
+        Found by their keys rather than by framing the events, so SSE, the array form and the raw
+        JSON error Google may append to a 200 stream (outside the SSE framing) are read alike. The
+        last event has the totals and repeats the model: the last 4 KB are read first, and all that
+        was kept only when the usage or the finish reason is not in them.
+        """
+        start, size = len(pieces), 0
+        while start and size < 4096:
+            start -= 1
+            size += len(pieces[start])
+        tail = b"".join(pieces[start:])
+        error = _last_value(tail, b'"error"')  # a stream's error ends it
+        if isinstance(error, dict) and error:
+            self.error_event = True
+        found = {key: _last_value(tail, key) for key in _GEMINI_KEYS}
+        if start and None in found.values():  # a last event longer than the tail read
+            whole = b"".join(pieces)
+            found = {key: _last_value(whole, key) if value is None else value for key, value in found.items()}
+        reason = found[b'"finishReason"']
+        self._gemini({"usageMetadata": found[b'"usageMetadata"'], "modelVersion": found[b'"modelVersion"'],
+                      "candidates": [{"finishReason": reason}] if reason is not None else None})
+
     def _content_from(self, document: dict) -> None:
         """A non-streamed answer: did it carry generated content at all (for the estimate flag)."""
-        for key in ("choices", "content", "output", "message", "response"):
+        for key in ("choices", "content", "output", "message", "response", "candidates"):
             if document.get(key):
                 self.content_events = 1
                 return
@@ -410,7 +527,7 @@ class ResponseParser:
 
 
 _READERS = {"openai": ResponseParser._openai, OLLAMA: ResponseParser._ollama, ANTHROPIC: ResponseParser._anthropic,
-            RESPONSES: ResponseParser._responses}
+            RESPONSES: ResponseParser._responses, GEMINI: ResponseParser._gemini}
 
 
 def _get(document: dict, outer: str, inner: str) -> object:
@@ -452,6 +569,20 @@ def _sse_events(body: bytes) -> list[bytes]:
     if data:
         events.append(b"\n".join(data))
     return events
+
+
+def _last_value(data: bytes, key: bytes) -> object:
+    """The value after the last ``key`` (a quoted JSON key) in JSON bytes, or None (absent, or cut off)."""
+    at = data.rfind(key)
+    if at == -1:
+        return None
+    rest = data[at + len(key):].decode("utf-8", errors="replace").lstrip()
+    if not rest.startswith(":"):
+        return None
+    try:
+        return _DECODER.raw_decode(rest[1:].lstrip())[0]
+    except ValueError:
+        return None
 
 
 def _object_around(tail: bytes, at: int) -> dict:

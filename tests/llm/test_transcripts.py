@@ -4,11 +4,14 @@ parsed under every content type a proxy might send and split at every byte bound
 A transcript is the response body exactly as it crosses the wire (``tests/llm/transcripts/``):
 OpenAI Chat Completions (with the quirks of Azure, vLLM/DeepSeek reasoning, tool calls, n > 1, an
 error inside a 200), the OpenAI Responses API, Anthropic Messages (caching, thinking, tool use, an
-error event), Ollama's chat and generate (with thinking), and a hand-written proxy's SSE framing.
+error event), Ollama's chat and generate (with thinking), Google's generateContent on the Gemini API
+and Vertex AI (SSE, the JSON-array stream, thoughts, cached content, MAX_TOKENS, a 429, the raw
+error Google appends to a 200 stream, embeddings), and a hand-written proxy's SSE framing.
 ``truth.json`` says what each contains: tokens (cache and reasoning details too), model, finish
 reason, errors, whether output is estimated, how many content deltas it carries (text, reasoning and
 tool calls: what an estimate counts), and the first generated content, whose event's end is where
-the first-token clock must stop.
+the first-token clock must stop; and for the served test, the operation, provider and the requested
+model when the path names it.
 """
 
 from __future__ import annotations
