@@ -46,6 +46,9 @@ GEN_AI_ESTIMATED = "gen_ai.usage.estimated"  # invented: true when counted from 
 GEN_AI_TOKEN_CACHE = "gen_ai.token.cache"  # input tokens: none | read | creation
 GEN_AI_TOKEN_PHASE = "gen_ai.token.phase"  # output tokens: response | reasoning
 GEN_AI_FINISH_REASON = "gen_ai.response.finish_reason"  # invented: one value of gen_ai.response.finish_reasons
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+RATE_LIMIT_RESOURCE = "gen_ai.rate_limit.resource"  # invented: requests | tokens | input_tokens | output_tokens
 
 # Attribute values shared by every writer.
 OTHER = "_OTHER"  # the conventions' stand-in for a value outside a bounded set
@@ -202,14 +205,56 @@ GEN_AI_SERVER_RESPONSES = InstrumentSpec(
     "LLM responses served to the end (not abandoned), by gen_ai.response.finish_reason as the upstream "
     "gave it: stop, length, tool_calls, content_filter, end_turn, max_tokens, ... (bounded like model names).",
     GEN_AI_RESPONSE_ATTRS, semconv=False)
+GEN_AI_CLIENT_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+                       SERVER_ADDRESS, SERVER_PORT, ERROR_TYPE)
 GEN_AI_CLIENT_DURATION = InstrumentSpec(
     "gen_ai.client.operation.duration", Kind.HISTOGRAM, "s",
-    "LLM calls this app made upstream, from gen_ai client spans of other instrumentations.",
-    GEN_AI_ATTRS, GEN_AI_DURATION_BUCKETS)
+    "LLM calls this app made upstream, measured at its HTTP client: from the first attempt to the end of the "
+    "last one's body (retries included). From gen_ai client spans when OTEL_LLM_METRICS_UPSTREAM_CALLS=false.",
+    GEN_AI_CLIENT_ATTRS, GEN_AI_DURATION_BUCKETS)
+GEN_AI_CLIENT_TTFC = InstrumentSpec(
+    "gen_ai.client.operation.time_to_first_chunk", Kind.HISTOGRAM, "s",
+    "Streamed upstream calls: from sending the attempt that succeeded to its first chunk of generated content.",
+    GEN_AI_CLIENT_ATTRS, GEN_AI_TTFT_BUCKETS)
+GEN_AI_CLIENT_TPOC = InstrumentSpec(
+    "gen_ai.client.operation.time_per_output_chunk", Kind.HISTOGRAM, "s",
+    "Streamed upstream calls: for each body chunk with generated content after the first, the time since the "
+    "previous one.", GEN_AI_CLIENT_ATTRS, GEN_AI_TPOT_BUCKETS)
 GEN_AI_CLIENT_TOKENS = InstrumentSpec(
     "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
-    "Tokens per upstream LLM call, from gen_ai client spans (gen_ai.usage.input_tokens/output_tokens).",
-    GEN_AI_ATTRS[:4] + (GEN_AI_TOKEN_TYPE,), TOKEN_BUCKETS)
+    "Tokens per upstream LLM call, as the provider reported them (split like gen_ai.server.token.usage); from "
+    "gen_ai client spans when OTEL_LLM_METRICS_UPSTREAM_CALLS=false.",
+    GEN_AI_TOKEN_ATTRS[:4] + (SERVER_ADDRESS, SERVER_PORT) + GEN_AI_TOKEN_ATTRS[4:], TOKEN_BUCKETS)
+GEN_AI_CLIENT_ATTEMPTS = InstrumentSpec(
+    "gen_ai.client.attempts", Kind.COUNTER, "{attempt}",
+    "HTTP attempts of upstream LLM calls, retries included (an operation retried once is 2 attempts), by "
+    "error.type: the HTTP status (429, 500, 529...), timeout, connection_error, _OTHER for an error inside a "
+    "200 answer, abandoned when the caller closed a stream early.",
+    (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, SERVER_ADDRESS, SERVER_PORT, ERROR_TYPE),
+    semconv=False)
+GEN_AI_CLIENT_RETRY_AFTER = InstrumentSpec(
+    "gen_ai.client.retry_after", Kind.HISTOGRAM, "s",
+    "The retry-after the provider asked for, per answer that carried one.",
+    (GEN_AI_PROVIDER, SERVER_ADDRESS, SERVER_PORT), WAIT_BUCKETS, semconv=False)
+_RATE_LIMIT_ATTRS = (GEN_AI_PROVIDER, SERVER_ADDRESS, SERVER_PORT, GEN_AI_REQUEST_MODEL, RATE_LIMIT_RESOURCE)
+GEN_AI_CLIENT_RATE_LIMIT_REMAINING = InstrumentSpec(
+    "gen_ai.client.rate_limit.remaining", Kind.GAUGE, "1",
+    "What the provider's last answer said is left of a rate limit (x-ratelimit-remaining-*, "
+    "anthropic-ratelimit-*-remaining), by gen_ai.rate_limit.resource: requests, tokens, input_tokens, "
+    "output_tokens.", _RATE_LIMIT_ATTRS, semconv=False)
+GEN_AI_CLIENT_RATE_LIMIT = InstrumentSpec(
+    "gen_ai.client.rate_limit.limit", Kind.GAUGE, "1",
+    "The provider's rate limit as its last answer stated it (x-ratelimit-limit-*, anthropic-ratelimit-*-limit).",
+    _RATE_LIMIT_ATTRS, semconv=False)
+UPSTREAM_OVERHEAD = InstrumentSpec(
+    "http.server.request.upstream_overhead", Kind.HISTOGRAM, "s",
+    "For requests that made upstream LLM calls: the served duration minus the time spent waiting on those "
+    "calls (overlapping calls counted once): the app's own share.", (METHOD, ROUTE), DURATION_BUCKETS,
+    semconv=False)
+FIRST_TOKEN_OVERHEAD = InstrumentSpec(
+    "http.server.request.first_token_overhead", Kind.HISTOGRAM, "s",
+    "Relayed LLM streams: the served time to first token minus the first upstream call's time to first chunk: "
+    "what the app adds before its first token.", (METHOD, ROUTE), FIRST_BYTE_BUCKETS, semconv=False)
 
 # -- resources (issue: process/system, event loop, pools, caches) --------------------------------
 CPU_MODE = "cpu.mode"
@@ -312,7 +357,9 @@ ALL: tuple[InstrumentSpec, ...] = (
     STREAM_TIME_TO_FIRST_BYTE, STREAM_DURATION, STREAM_CHUNKS, STREAM_BODY_SIZE, STREAMS,
     LIMITER_WAITING, LIMITER_ACTIVE, LIMITER_LIMIT, LIMITER_WAIT_TIME,
     GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS, GEN_AI_SERVER_RESPONSES,
-    GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TOKENS,
+    GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TTFC, GEN_AI_CLIENT_TPOC, GEN_AI_CLIENT_TOKENS, GEN_AI_CLIENT_ATTEMPTS,
+    GEN_AI_CLIENT_RETRY_AFTER, GEN_AI_CLIENT_RATE_LIMIT_REMAINING, GEN_AI_CLIENT_RATE_LIMIT,
+    UPSTREAM_OVERHEAD, FIRST_TOKEN_OVERHEAD,
     *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
 )
 

@@ -55,6 +55,9 @@ class Settings:
     workers_dir: str | None = None
     workers_interval: float = 1.0
     app_metrics_path: str | None = None
+    upstream_calls: bool = True
+    upstream_hosts: tuple[str, ...] = ()
+    upstream_providers: tuple[str, ...] = ()
     disabled: bool = False
 
     @property
@@ -160,6 +163,25 @@ def paths(value: object) -> tuple[str, ...]:
     return items
 
 
+def hosts(value: object) -> tuple[str, ...]:
+    items = tuple(item.lower() for item in _items(value))
+    bad = [item for item in items if "/" in item or ":" in item or " " in item]
+    if bad:
+        raise Invalid(f"{bad[0]!r} is not a host name; expected a comma-separated list such as "
+                      "api.openai.com,llm.internal")
+    return items
+
+
+def host_names(value: object) -> tuple[str, ...]:
+    """``host=name`` pairs (a gen_ai.provider.name per upstream host)."""
+    items = tuple(item.replace(" ", "") for item in _items(value))
+    bad = [item for item in items if item.count("=") != 1 or not all(item.split("="))]
+    if bad:
+        raise Invalid(f"{bad[0]!r} is not host=name; expected a comma-separated list such as "
+                      "llm.internal=openai,gpu-box=vllm")
+    return tuple(f"{host.lower()}={name}" for host, name in (item.split("=") for item in items))
+
+
 def url(value: object) -> str:
     if isinstance(value, str) and value.strip().startswith(("http://", "https://")) and len(value.strip()) > 8:
         return value.strip()
@@ -222,7 +244,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("llm_parsing", "OTEL_LLM_METRICS_LLM_PARSING", flag, "true",
            "parse LLM requests and responses for GenAI metrics; false keeps only HTTP metrics"),
     Option("llm_provider", "OTEL_LLM_METRICS_PROVIDER_NAME", text, "openai",
-           "gen_ai.provider.name to report; default by API shape: openai, or ollama for /api/*"),
+           "gen_ai.provider.name to report; default by API shape: openai, anthropic for /v1/messages, "
+           "ollama for /api/*, gcp.gemini or gcp.vertex_ai for generateContent"),
     Option("estimate_output_tokens", "OTEL_LLM_METRICS_ESTIMATE_OUTPUT_TOKENS", flag, "true",
            "when a stream reports no usage, count output tokens from its content deltas (one per delta), "
            "marked gen_ai.usage.estimated=true; false records none"),
@@ -245,6 +268,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("app_metrics_path", "OTEL_LLM_METRICS_APP_METRICS_PATH", path, "/metrics",
            "also serve the endpoint at this path on the app's own port (off by default: that port "
            "is often public)"),
+    Option("upstream_calls", "OTEL_LLM_METRICS_UPSTREAM_CALLS", flag, "true",
+           "measure the LLM calls this app makes, at the HTTP client (httpx, httpx2: the transport of the "
+           "openai, anthropic, google-genai, ollama, mistralai and groq SDKs and of LiteLLM)"),
+    Option("upstream_hosts", "OTEL_LLM_METRICS_UPSTREAM_HOSTS", hosts, "api.openai.com,llm.internal",
+           "only calls to these hosts count as LLM calls (default: any host whose path is an LLM API shape)"),
+    Option("upstream_providers", "OTEL_LLM_METRICS_UPSTREAM_PROVIDERS", host_names, "llm.internal=openai",
+           "gen_ai.provider.name per upstream host, over the built-in table (api.openai.com=openai, ...)"),
 )
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")

@@ -25,29 +25,26 @@ _OUR_HTTP_NAMES = (c.REQUEST_DURATION.name, c.ACTIVE_REQUESTS.name, c.REQUEST_BO
                    c.RESPONSE_BODY_SIZE.name)
 
 
-# LLM client instrumentations that record gen_ai.client.* themselves; with tracing on, the span
-# processor derives the same metrics from their spans, uniformly across libraries.
-GEN_AI_CLIENT_SCOPES = ("opentelemetry.instrumentation.openai_v2", "opentelemetry.instrumentation.openai",
-                        "opentelemetry.instrumentation.ollama", "openlit.otel.metrics")
-# Our GenAI server histograms reach readers through the bridge, never as SDK instruments; an SDK
-# instrument with one of these names is another library's copy. OpenLIT (and, it seems, recent
-# OpenLLMetry) record client-side timings as gen_ai.server.time_to_first_token and friends.
+# Our GenAI histograms reach readers through the bridge, never as SDK instruments: an SDK instrument
+# with one of these names is another library's copy, whatever its scope (opentelemetry-util-genai's
+# handler records for the openai-v2 instrumentation; OpenLIT, and it seems recent OpenLLMetry, record
+# client-side timings as gen_ai.server.time_to_first_token and friends).
 _OUR_GEN_AI_SERVER_NAMES = (c.GEN_AI_SERVER_DURATION.name, c.GEN_AI_SERVER_TTFT.name, c.GEN_AI_SERVER_TPOT.name,
                             c.GEN_AI_SERVER_TOKENS.name)
+_OUR_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_DURATION.name, c.GEN_AI_CLIENT_TTFC.name, c.GEN_AI_CLIENT_TPOC.name,
+                            c.GEN_AI_CLIENT_TOKENS.name)
 
 
-def duplicate_dropping_views(tracing: bool = True) -> list[View]:
+def duplicate_dropping_views(client_numbers_ours: bool = True) -> list[View]:
     """Views that keep other libraries' copies of our numbers out of our readers.
 
-    Client GenAI metrics are dropped only when tracing is on: then the span processor makes them;
-    without tracing, a library's own gen_ai.client.* are the only ones and are kept.
+    Other libraries' gen_ai.client.* copies are dropped when ours are made, at the HTTP client or from
+    spans (tracing on); otherwise they are the only ones and are kept.
     """
     views = [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
              for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
-    views += [View(instrument_name=name, aggregation=DropAggregation()) for name in _OUR_GEN_AI_SERVER_NAMES]
-    if tracing:
-        views += [View(meter_name=scope, instrument_name="gen_ai.client.*", aggregation=DropAggregation())
-                  for scope in GEN_AI_CLIENT_SCOPES]
+    names = _OUR_GEN_AI_SERVER_NAMES + (_OUR_GEN_AI_CLIENT_NAMES if client_numbers_ours else ())
+    views += [View(instrument_name=name, aggregation=DropAggregation()) for name in names]
     return views
 
 

@@ -26,6 +26,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import catalogue
 from .bridge import MetricsBridge
+from .client import hook as client_hook
+from .client.call import flush_pending
 from .config import ConfigError, Settings, load_settings
 from .console import announce
 from .frameworks import duplicate_dropping_views, quiet_native_telemetry
@@ -73,8 +75,9 @@ class Telemetry:
             self._endpoint_reader = InMemoryMetricReader()
             readers.append(self._endpoint_reader)
         readers.extend(make_push_readers(settings, self.exporting))
-        self.meter_provider = MeterProvider(metric_readers=readers, resource=self._resource,
-                                            views=duplicate_dropping_views(settings.tracing), shutdown_on_exit=False)
+        self.meter_provider = MeterProvider(
+            metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
+            views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__))
         for reader in readers:
@@ -198,6 +201,7 @@ class Telemetry:
 
     def flush(self, deadline: float | None = None) -> None:
         """Push everything now, by ``deadline`` (monotonic; default ``shutdown_timeout_s`` from now)."""
+        flush_pending()  # upstream calls still waiting to learn whether their SDK retries them
         remaining = self.settings.shutdown_timeout_s if deadline is None else max(0.0, deadline - monotonic())
         self._each_provider(lambda provider: provider.force_flush(int(remaining * 1000)), "flushing")
         if self.endpoint is not None:
@@ -212,6 +216,10 @@ class Telemetry:
                 action(provider)
             except Exception:
                 logger.exception("otel_llm_metrics: error while %s", doing)
+
+    def measure_upstream_calls(self) -> list[str]:
+        """Measure the LLM calls this process makes, at its HTTP clients (httpx, httpx2, aiohttp); names them."""
+        return client_hook.install(self.settings, self.registry.gen_ai)
 
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
@@ -285,6 +293,8 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
             if telemetry.tracer_provider is not None:
                 trace.set_tracer_provider(telemetry.tracer_provider)
         atexit.register(telemetry.shutdown)
+        if settings.upstream_calls:
+            telemetry.measure_upstream_calls()
         _current = telemetry
         return telemetry
 

@@ -56,6 +56,17 @@ class Histogram:
         if value > self.max:
             self.max = value
 
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s observations (same bounds): gathered off the series, recorded in one step."""
+        for i, count in enumerate(other.counts):
+            if count:
+                self.counts[i] += count
+        self.total += other.total
+        if other.min < self.min:
+            self.min = other.min
+        if other.max > self.max:
+            self.max = other.max
+
     def exemplar(self, value: float, trace_id: int, span_id: int) -> None:
         """Keep the latest sampled measurement of ``value``'s bucket, so a slow bucket links to a trace."""
         if self.exemplars is None:
@@ -196,3 +207,37 @@ class CounterGroup:
     def reset(self) -> None:
         self.counts: dict[tuple, int] = {}
         self.attributes: dict[tuple, dict] = {}
+
+
+class SharedCounterGroup(CounterGroup):
+    """A CounterGroup written from several threads (sync HTTP clients in thread pools)."""
+
+    def __init__(self, spec: InstrumentSpec, max_series: int = 2000) -> None:
+        self.lock = threading.Lock()
+        super().__init__(spec, max_series)
+
+    def add(self, key: tuple, value: int = 1) -> None:
+        with self.lock:
+            super().add(key, value)
+
+    def observe(self, options: CallbackOptions) -> Iterator[Observation]:
+        with self.lock:
+            observed = list(super().observe(options))
+        yield from observed
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()  # also after fork, where another thread may have held it
+        super().reset()
+
+
+class GaugeGroup(SharedCounterGroup):
+    """The last value seen per attribute set (a provider's remaining rate limit, say), from any thread."""
+
+    def set(self, key: tuple, value: float) -> None:
+        with self.lock:
+            counts = self.counts
+            if key in counts or len(counts) < self.max_series:
+                if key not in counts:
+                    self.attributes[key] = {k: v for k, v in zip(self.spec.attributes, key, strict=True)
+                                            if v is not None}
+                counts[key] = value

@@ -2,8 +2,8 @@
 
 - ``gen_ai.*`` client spans from other instrumentations (opentelemetry-instrumentation-openai-v2,
   OpenLLMetry, OpenLIT) become ``gen_ai.client.operation.duration`` and
-  ``gen_ai.client.token.usage``: an app that calls an LLM upstream sees what its upstream did next
-  to what its own clients got.
+  ``gen_ai.client.token.usage`` when the calls are not measured at the HTTP client
+  (``OTEL_LLM_METRICS_UPSTREAM_CALLS=false``, or an SDK on another transport): one source per call.
 - SERVER spans of frameworks our middleware does not wrap (Flask, Django: WSGI) become
   ``http.server.request.duration``, so tracing users get RED metrics there too. Server spans of
   ASGI instrumentations are skipped while our middleware measures this process's requests, so no
@@ -24,7 +24,7 @@ from . import catalogue as c
 from .frameworks import OTHER_HTTP_SERVER_SCOPES
 from .http.stats import request_key
 from .llm.parse import MAX_TOKENS
-from .llm.stats import client_token_key, operation_key
+from .llm.stats import client_key, client_token_key
 from .registry import DEFAULT_REGISTRY, Registry
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class SpanMetricsProcessor(SpanProcessor):
             if not attributes:
                 return
             if "gen_ai.operation.name" in attributes:
-                if span.kind is not SpanKind.SERVER:
+                if span.kind is not SpanKind.SERVER and not self.registry.gen_ai.measured_at_the_wire:
                     self._gen_ai_client(span, attributes)
             elif span.kind is SpanKind.SERVER:
                 self._http_server(span, attributes)
@@ -69,13 +69,13 @@ class SpanMetricsProcessor(SpanProcessor):
         if error_type is None and span.status.status_code is StatusCode.ERROR:
             error_type = c.OTHER
         if span.end_time and span.start_time:
-            key = operation_key(operation, provider, request_model, response_model,
-                                str(error_type)[:128] if error_type is not None else None)
+            key = client_key(operation, provider, request_model, response_model, None, None,
+                             str(error_type)[:128] if error_type is not None else None)
             stats.client.record(key, "duration", (span.end_time - span.start_time) / 1e9)
         for token_type, keys in (("input", _INPUT_KEYS), ("output", _OUTPUT_KEYS)):
             count = _first_count(attributes, keys)
             if count is not None:
-                key = client_token_key(operation, provider, request_model, response_model, token_type)
+                key = client_token_key(operation, provider, request_model, response_model, None, None, token_type)
                 stats.client_tokens.record(key, "tokens", count)
 
     def _http_server(self, span: ReadableSpan, attributes) -> None:

@@ -28,6 +28,8 @@ BAD = {
     "resources": ("cpu", "gpu,cpu"), "loop_lag_interval": ("x", "x"), "prometheus_port_attempts": ("0", 2000),
     "shutdown_timeout_s": ("inf", -1), "workers_dir": ("/dev/null/workers", "/dev/null/workers"),
     "workers_interval": ("0", 600), "app_metrics_path": ("metrics", "/my metrics"),
+    "upstream_calls": ("sometimes", 1), "upstream_hosts": ("https://api.openai.com", ["api.openai.com:443"]),
+    "upstream_providers": ("llm.internal", ["llm.internal:openai"]),
 }
 _FIX = re.compile(r"Fix: (\w+)=(.*)$")
 

@@ -23,6 +23,8 @@ from ..catalogue import CLIENT_CANCELLED, COMPLETED, ERROR, KNOWN_METHODS, OTHER
 from ..config import Settings
 from ..llm.endpoints import endpoint_for
 from ..llm.exchange import LlmExchange
+from ..llm.link import CURRENT as upstream_link
+from ..llm.link import UpstreamTime
 from ..llm.parse import ResponseParser
 from ..registry import Registry
 from . import request_id, server_span
@@ -118,6 +120,8 @@ class MetricsMiddleware:
             exchange.error = None  # exception -> traceback -> this frame -> exchange: break the cycle
             if exchange.context_token is not None:
                 server_span.detach(exchange.context_token)
+            if exchange.upstream_token is not None:
+                upstream_link.reset(exchange.upstream_token)
 
     def _log_failure(self) -> None:
         if not self._logged_failure:
@@ -150,6 +154,8 @@ class Exchange:
     trace_id = 0
     exemplar_ids: tuple[int, int] | None = None  # (trace id, span id) of a sampled server span
     llm: LlmExchange | None = None  # set for LLM calls only
+    upstream: UpstreamTime | None = None  # time in upstream LLM calls, while they are measured at the wire
+    upstream_token: object = None
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -169,6 +175,9 @@ class Exchange:
             endpoint = endpoint_for(method, scope.get("path", ""))
             if endpoint is not None:
                 self.llm = LlmExchange(endpoint, mw.gen_ai, mw.llm_provider, mw.estimate_output_tokens)
+        if mw.gen_ai.measured_at_the_wire:
+            self.upstream = UpstreamTime()
+            self.upstream_token = upstream_link.set(self.upstream)
         incoming = None
         if mw.tracer is None:
             for name, value in scope.get("headers", ()):
@@ -369,6 +378,11 @@ class Exchange:
         if self.llm is not None:
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
                             self.exemplar_ids)
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.request_ended()
+            if upstream.calls:
+                self._record_overhead(upstream, route, end, duration)
         if self.span is not None:
             span = self.span
             if self.own_span:
@@ -380,6 +394,14 @@ class Exchange:
         slow_seconds = self.mw.slow_seconds
         if slow_seconds and slow_measure > slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
+
+    def _record_overhead(self, upstream: UpstreamTime, route: str | None, end: float, duration: float) -> None:
+        """The app's own share of a request that called upstream LLMs (docs/llm.md: how, and its limits)."""
+        series = self.stats.overhead.get((self.method, route))
+        series.request.record(max(0.0, duration - upstream.waited(end)))
+        served = self.llm.parser if self.llm is not None else None
+        if served is not None and served.first_token_at and upstream.first_chunk_wait is not None:
+            series.first_token.record(max(0.0, served.first_token_at - self.start - upstream.first_chunk_wait))
 
     def _outcome(self) -> str:
         error = self.error

@@ -50,12 +50,14 @@ class HttpStats:
         # Server spans of frameworks we do not wrap end in whatever thread ends them (span processor).
         self.span_requests = SharedHistogramGroup({"duration": c.REQUEST_DURATION}, max_series)
         self.streams = HistogramGroup(STREAM_INSTRUMENTS, max_series)
+        self.overhead = HistogramGroup({"request": c.UPSTREAM_OVERHEAD, "first_token": c.FIRST_TOKEN_OVERHEAD},
+                                       max_series)
         self.max_series = max_series
         self.middleware_active = False  # set once a MetricsMiddleware records into these stats
         self.reset()
 
     def histogram_groups(self) -> tuple[HistogramGroup, ...]:
-        return (self.requests, self.span_requests, self.streams)
+        return (self.requests, self.span_requests, self.streams, self.overhead)
 
     def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
         return {c.ACTIVE_REQUESTS: self.observe_active, c.ACTIVE_REQUESTS_PEAK: self.observe_peak,

@@ -1,7 +1,8 @@
-"""The LLM side of one request: the requested model, the response parser, and the GenAI record.
+"""The LLM record of one call, in either direction: the requested model, the response parser, the GenAI numbers.
 
-Created by the HTTP recorder only for requests that ``endpoints.endpoint_for`` recognises, so
-other routes pay a few ``endswith`` checks at start and nothing per chunk.
+The served side (``http/``) makes one per request that ``endpoints.endpoint_for`` recognises and
+records it with ``record``; the calls made upstream (``client/``) make one per HTTP attempt and
+record it with ``record_call``. Both read the same bytes the same way, with the same caps.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import catalogue as c
+from ..series import Histogram
 from .endpoints import Endpoint
 from .parse import RequestModel, ResponseParser
-from .stats import GenAiStats, operation_key, response_key, server_token_key
+from .stats import GenAiStats, client_key, client_token_key, operation_key, response_key, server_token_key
 
 
 class LlmExchange:
@@ -95,6 +97,39 @@ class LlmExchange:
             key = server_token_key(operation, provider, request_model, response_model, token_type, cache, phase,
                                    estimated)
             stats.server_tokens.get(key).tokens.record(count)
+
+    def record_call(self, started: float, attempt_started: float, end: float, error_type: str | None,
+                    address: str | None, port: int | None, chunk_gaps: Histogram | None,
+                    duration: bool = True) -> None:
+        """Record one upstream call (an operation, from its first attempt's start) as its last attempt ended.
+
+        ``chunk_gaps``: the time between successive chunks of generated content, gathered as they arrived.
+        ``duration=False`` (a stream its reader abandoned) keeps only the tokens that were reported.
+        """
+        stats, parser = self.stats, self.parser
+        if parser is not None:
+            parser.finish()
+            if error_type is None and parser.error_event:
+                error_type = c.OTHER
+        request_model = stats.models(self.request.model)
+        response_model = stats.models(parser.response_model) if parser is not None else None
+        operation, provider = self.endpoint.operation, self.provider
+        if duration:
+            group = stats.client
+            with group.lock:
+                series = group.get(client_key(operation, provider, request_model, response_model, address, port,
+                                              error_type))
+                series.duration.record(end - started)
+                if error_type is None and parser is not None and parser.streamed_format and parser.first_token_at:
+                    series.time_to_first_chunk.record(parser.first_token_at - attempt_started)
+                    if chunk_gaps is not None:
+                        series.time_per_output_chunk.merge(chunk_gaps)
+        if parser is None:
+            return
+        for token_type, cache, phase, estimated, count in _token_parts(parser):
+            key = client_token_key(operation, provider, request_model, response_model, address, port, token_type,
+                                   cache, phase, estimated)
+            stats.client_tokens.record(key, "tokens", count)
 
 
 def _token_parts(parser: ResponseParser) -> list[tuple[str, str | None, str | None, bool, int]]:

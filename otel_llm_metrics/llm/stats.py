@@ -1,6 +1,6 @@
 """GenAI numbers of one process: histogram groups for the server side (what this app served,
-written by the event loop) and the client side (what it called upstream, derived from spans in
-whatever thread ends them), and a cap on distinct model names."""
+written by the event loop) and the client side (the calls it made upstream, measured at its HTTP
+client or derived from spans, from whatever thread makes them), and a cap on distinct model names."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterator
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
-from ..series import CounterGroup, HistogramGroup, SharedHistogramGroup
+from ..series import CounterGroup, GaugeGroup, HistogramGroup, SharedCounterGroup, SharedHistogramGroup
 
 MAX_VALUE_LENGTH = 128
 SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token": c.GEN_AI_SERVER_TTFT,
                       "time_per_output_token": c.GEN_AI_SERVER_TPOT}
+CLIENT_INSTRUMENTS = {"duration": c.GEN_AI_CLIENT_DURATION, "time_to_first_chunk": c.GEN_AI_CLIENT_TTFC,
+                      "time_per_output_chunk": c.GEN_AI_CLIENT_TPOC}
 
 
 def operation_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -35,10 +37,29 @@ def response_key(operation: str, provider: str | None, request_model: str | None
     return (operation, provider, request_model, response_model, finish_reason)
 
 
+def client_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
+               address: str | None, port: int | None, error_type: str | None) -> tuple:
+    """A client call series' attribute values, in the order of ``catalogue.GEN_AI_CLIENT_ATTRS``."""
+    return (operation, provider, request_model, response_model, address, port, error_type)
+
+
 def client_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
-                     token_type: str) -> tuple:
+                     address: str | None, port: int | None, token_type: str, cache: str | None = None,
+                     phase: str | None = None, estimated: bool | None = None) -> tuple:
     """A client token series' attribute values, in the order of ``GEN_AI_CLIENT_TOKENS.attributes``."""
-    return (operation, provider, request_model, response_model, token_type)
+    return (operation, provider, request_model, response_model, address, port, token_type, cache, phase, estimated)
+
+
+def attempt_key(operation: str, provider: str | None, request_model: str | None, address: str | None,
+                port: int | None, error_type: str | None) -> tuple:
+    """An attempt count's attribute values, in the order of ``GEN_AI_CLIENT_ATTEMPTS.attributes``."""
+    return (operation, provider, request_model, address, port, error_type)
+
+
+def rate_limit_key(provider: str | None, address: str | None, port: int | None, request_model: str | None,
+                   resource: str) -> tuple:
+    """A rate-limit gauge's attribute values, in the order of its spec's attributes."""
+    return (provider, address, port, request_model, resource)
 
 
 class ValueLimiter:
@@ -66,23 +87,34 @@ class GenAiStats:
     def __init__(self, max_series: int = 2000, max_model_names: int = 100) -> None:
         self.server = HistogramGroup(SERVER_INSTRUMENTS, max_series)
         self.server_tokens = HistogramGroup({"tokens": c.GEN_AI_SERVER_TOKENS}, max_series)
-        self.client = SharedHistogramGroup({"duration": c.GEN_AI_CLIENT_DURATION}, max_series)
+        self.client = SharedHistogramGroup(CLIENT_INSTRUMENTS, max_series)
         self.client_tokens = SharedHistogramGroup({"tokens": c.GEN_AI_CLIENT_TOKENS}, max_series)
+        self.retry_after = SharedHistogramGroup({"wait": c.GEN_AI_CLIENT_RETRY_AFTER}, max_series)
+        self.attempts = SharedCounterGroup(c.GEN_AI_CLIENT_ATTEMPTS, max_series)
+        self.rate_limit_remaining = GaugeGroup(c.GEN_AI_CLIENT_RATE_LIMIT_REMAINING, max_series)
+        self.rate_limit = GaugeGroup(c.GEN_AI_CLIENT_RATE_LIMIT, max_series)
         self.responses = CounterGroup(c.GEN_AI_SERVER_RESPONSES, max_series)
+        self.measured_at_the_wire = False  # set when the HTTP client hooks are on: then spans add no client numbers
         self.models = ValueLimiter(max_model_names)
         self.finish_reasons = ValueLimiter(max_model_names)  # upstreams may invent their own
+        self.hosts = ValueLimiter(max_model_names)  # upstream server.address values: any host counts
 
     def histogram_groups(self) -> tuple[HistogramGroup, ...]:
-        return (self.server, self.server_tokens, self.client, self.client_tokens)
+        return (self.server, self.server_tokens, self.client, self.client_tokens, self.retry_after)
+
+    def _counters(self) -> tuple[CounterGroup, ...]:
+        return (self.responses, self.attempts, self.rate_limit_remaining, self.rate_limit)
 
     def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
-        return {c.GEN_AI_SERVER_RESPONSES: self.responses.observe}
+        return {group.spec: group.observe for group in self._counters()}
 
     def configure(self, max_series: int, max_model_names: int) -> None:
-        self.responses.max_series = max_series
-        self.models.max_values = self.finish_reasons.max_values = max_model_names
+        for group in self._counters():
+            group.max_series = max_series
+        self.models.max_values = self.finish_reasons.max_values = self.hosts.max_values = max_model_names
 
     def reset(self) -> None:
         for group in self.histogram_groups():
             group.reset()
-        self.responses.reset()
+        for group in self._counters():
+            group.reset()

@@ -10,7 +10,15 @@ from otel_llm_metrics import Registry
 from otel_llm_metrics import catalogue as c
 from otel_llm_metrics.http.stats import request_key, stream_key
 from otel_llm_metrics.limiter_stats import limiter_key
-from otel_llm_metrics.llm.stats import client_token_key, operation_key, response_key, server_token_key
+from otel_llm_metrics.llm.stats import (
+    attempt_key,
+    client_key,
+    client_token_key,
+    operation_key,
+    rate_limit_key,
+    response_key,
+    server_token_key,
+)
 from otel_llm_metrics.resources.cache_stats import cache_key
 from otel_llm_metrics.resources.pool_stats import pool_key
 
@@ -21,7 +29,7 @@ KEY_BUILDERS = [
      {"method": c.METHOD, "scheme": c.SCHEME, "route": c.ROUTE, "status": c.STATUS, "error_type": c.ERROR_TYPE}),
     (stream_key, (c.STREAM_DURATION, c.STREAM_TIME_TO_FIRST_BYTE, c.STREAM_CHUNKS, c.STREAM_BODY_SIZE),
      {"method": c.METHOD, "route": c.ROUTE, "outcome": c.STREAM_OUTCOME}),
-    (operation_key, (c.GEN_AI_SERVER_DURATION, c.GEN_AI_SERVER_TTFT, c.GEN_AI_SERVER_TPOT, c.GEN_AI_CLIENT_DURATION),
+    (operation_key, (c.GEN_AI_SERVER_DURATION, c.GEN_AI_SERVER_TTFT, c.GEN_AI_SERVER_TPOT),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "error_type": c.ERROR_TYPE}),
     (server_token_key, (c.GEN_AI_SERVER_TOKENS,),
@@ -31,9 +39,21 @@ KEY_BUILDERS = [
     (response_key, (c.GEN_AI_SERVER_RESPONSES,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "finish_reason": c.GEN_AI_FINISH_REASON}),
+    (client_key, (c.GEN_AI_CLIENT_DURATION, c.GEN_AI_CLIENT_TTFC, c.GEN_AI_CLIENT_TPOC),
+     {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
+      "response_model": c.GEN_AI_RESPONSE_MODEL, "address": c.SERVER_ADDRESS, "port": c.SERVER_PORT,
+      "error_type": c.ERROR_TYPE}),
     (client_token_key, (c.GEN_AI_CLIENT_TOKENS,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
-      "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE}),
+      "response_model": c.GEN_AI_RESPONSE_MODEL, "address": c.SERVER_ADDRESS, "port": c.SERVER_PORT,
+      "token_type": c.GEN_AI_TOKEN_TYPE, "cache": c.GEN_AI_TOKEN_CACHE, "phase": c.GEN_AI_TOKEN_PHASE,
+      "estimated": c.GEN_AI_ESTIMATED}),
+    (attempt_key, (c.GEN_AI_CLIENT_ATTEMPTS,),
+     {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
+      "address": c.SERVER_ADDRESS, "port": c.SERVER_PORT, "error_type": c.ERROR_TYPE}),
+    (rate_limit_key, (c.GEN_AI_CLIENT_RATE_LIMIT_REMAINING, c.GEN_AI_CLIENT_RATE_LIMIT),
+     {"provider": c.GEN_AI_PROVIDER, "address": c.SERVER_ADDRESS, "port": c.SERVER_PORT,
+      "request_model": c.GEN_AI_REQUEST_MODEL, "resource": c.RATE_LIMIT_RESOURCE}),
     (limiter_key, (c.LIMITER_WAIT_TIME,), {"name": c.LIMITER_NAME}),
     (pool_key, (c.POOL_WAIT_TIME, c.POOL_USE_TIME), {"name": c.POOL_NAME}),
     (cache_key, (c.CACHE_DURATION,), {"name": c.CACHE_NAME, "operation": c.CACHE_OPERATION}),

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from otel_llm_metrics import catalogue as c
+from otel_llm_metrics.llm.stats import client_key
 from otel_llm_metrics.series import OVERFLOW_ATTRIBUTES, Histogram, HistogramGroup, SharedHistogramGroup
 
 THREADS = 8
@@ -107,7 +108,8 @@ def test_a_shared_group_loses_no_count_however_many_threads_write():
     """
     group = SharedHistogramGroup({"duration": c.GEN_AI_CLIENT_DURATION})
     per_thread = 20_000
-    _hammer(lambda i: group.record(("chat", "openai", f"m{i % 500}", None, None), "duration", 0.5), per_thread)
+    _hammer(lambda i: group.record(client_key("chat", "openai", f"m{i % 500}", None, None, None, None), "duration",
+                                   0.5), per_thread)
     snaps = group.snapshot("duration")
     assert len(snaps) == 500
     assert sum(sum(s.counts) for s in snaps) == THREADS * per_thread

@@ -1,0 +1,99 @@
+"""What a provider's answer headers and an SDK's request headers say about one call.
+
+- ``gen_ai.provider.name`` from the host (``api.openai.com`` is openai), else from the API shape;
+- rate-limit headroom: OpenAI's ``x-ratelimit-{limit,remaining}-{requests,tokens}`` (and the many
+  compatible providers'), Anthropic's ``anthropic-ratelimit-{requests,tokens,input-tokens,
+  output-tokens}-{limit,remaining}``; a 0 is a value like any other;
+- ``retry-after`` (seconds or an HTTP date) and the ``openai``/``anthropic`` SDKs' retry count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
+from time import time
+
+# The conventions' gen_ai.provider.name values, by host (exact, or a suffix starting with ".").
+_BY_HOST = {
+    "api.openai.com": "openai", "api.anthropic.com": "anthropic", "generativelanguage.googleapis.com": "gcp.gemini",
+    "aiplatform.googleapis.com": "gcp.vertex_ai", ".aiplatform.googleapis.com": "gcp.vertex_ai",
+    ".openai.azure.com": "azure.ai.openai", ".services.ai.azure.com": "azure.ai.inference",
+    "api.mistral.ai": "mistral_ai", "api.groq.com": "groq", "api.deepseek.com": "deepseek", "api.x.ai": "x_ai",
+    "api.cohere.com": "cohere", "api.cohere.ai": "cohere", "api.perplexity.ai": "perplexity",
+    ".amazonaws.com": "aws.bedrock",
+}
+RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
+# header name -> (resource, is the limit (else what remains))
+RATE_LIMIT_HEADERS: dict[bytes, tuple[str, bool]] = {}
+for _resource in RESOURCES:
+    _dashed = _resource.replace("_", "-").encode()
+    RATE_LIMIT_HEADERS[b"anthropic-ratelimit-" + _dashed + b"-limit"] = (_resource, True)
+    RATE_LIMIT_HEADERS[b"anthropic-ratelimit-" + _dashed + b"-remaining"] = (_resource, False)
+    if _resource in ("requests", "tokens"):
+        RATE_LIMIT_HEADERS[b"x-ratelimit-limit-" + _dashed] = (_resource, True)
+        RATE_LIMIT_HEADERS[b"x-ratelimit-remaining-" + _dashed] = (_resource, False)
+RETRY_COUNT = "x-stainless-retry-count"
+_MAX_RETRY_AFTER = 24 * 3600.0
+
+
+def provider_for(host: str, overrides: dict[str, str]) -> str | None:
+    """The provider a host belongs to: the user's table first, then ours; None when neither knows it."""
+    found = overrides.get(host)
+    if found is not None:
+        return found
+    found = _BY_HOST.get(host)
+    if found is not None:
+        return found
+    dot = host.find(".")
+    while dot != -1:
+        found = _BY_HOST.get(host[dot:])
+        if found is not None:
+            return found
+        dot = host.find(".", dot + 1)
+    return None
+
+
+def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]],
+                                                                 list[tuple[str, bool, int]], float | None]:
+    """One pass over an answer's headers: (the lowercased ones, rate limits (resource, is_limit, value),
+    retry-after seconds or None)."""
+    lowered: list[tuple[bytes, bytes]] = []
+    limits: list[tuple[str, bool, int]] = []
+    retry_after = None
+    for name, value in raw:
+        name = name.lower()
+        lowered.append((name, value))
+        if name[:1] in (b"x", b"a") and name in RATE_LIMIT_HEADERS:
+            number = _whole(value)
+            if number is not None:
+                resource, is_limit = RATE_LIMIT_HEADERS[name]
+                limits.append((resource, is_limit, number))
+        elif name == b"retry-after":
+            retry_after = retry_after_seconds(value)
+    return lowered, limits, retry_after
+
+
+def _whole(value: bytes) -> int | None:
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+def retry_after_seconds(value: bytes) -> float | None:
+    """``Retry-After`` as seconds: a number of seconds or an HTTP date; None when it is neither."""
+    text = value.decode("latin-1").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if seconds == seconds else None
+
+
+def retry_count(value: str | None) -> int | None:
+    """The SDK's own count of earlier attempts of this operation (``x-stainless-retry-count``)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) < 6 else None

@@ -1,0 +1,63 @@
+"""The served request that an upstream LLM call is made for: how long the request waited on upstream.
+
+The served side (``http/``) opens one ``UpstreamTime`` per request while outbound calls are measured;
+the calls (``client/``) add to it through a context variable. Tasks the request's code starts copy
+the context, so they share the same object. Time is the union of the calls' intervals (overlapping
+parallel calls count once), kept in O(1): a count of calls in flight and when it last left zero.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Protocol
+
+
+class Pending(Protocol):
+    """An upstream call whose end waits on whether its SDK retries it (``client.call.Attempt``)."""
+
+    def end_operation(self) -> None: ...
+
+
+class UpstreamTime:
+    __slots__ = ("busy", "in_flight", "busy_since", "calls", "first_chunk_wait", "pending")
+
+    def __init__(self) -> None:
+        self.busy = 0.0  # seconds with at least one upstream call in flight, closed intervals only
+        self.in_flight = 0
+        self.busy_since = 0.0
+        self.calls = 0
+        self.first_chunk_wait: float | None = None  # the first streamed call's time to its first content chunk
+        self.pending: list[Pending] = []  # failed calls an SDK might still retry: ended with the request
+
+    def call_started(self, at: float) -> None:
+        self.calls += 1
+        if not self.in_flight:
+            self.busy_since = at
+        self.in_flight += 1
+
+    def call_ended(self, at: float) -> None:
+        if self.in_flight <= 0:
+            return
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.busy += at - self.busy_since
+
+    def first_chunk(self, wait: float) -> None:
+        if self.first_chunk_wait is None:
+            self.first_chunk_wait = wait
+
+    def request_ended(self) -> None:
+        """The served request is over: calls still waiting for a retry that never came are recorded."""
+        pending, self.pending = self.pending, []
+        for call in pending:
+            call.end_operation()
+
+    def waited(self, until: float | None = None) -> float:
+        """Seconds spent in upstream calls so far; a call still in flight counts up to ``until``."""
+        if self.in_flight:
+            return self.busy + ((until or perf_counter()) - self.busy_since)
+        return self.busy
+
+
+CURRENT: ContextVar[UpstreamTime | None] = ContextVar("otel_llm_metrics_upstream_time", default=None)
