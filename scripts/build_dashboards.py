@@ -14,6 +14,8 @@ OUT = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
 PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
 J = 'job=~"$job"'
 JI = 'job=~"$job",instance=~"$instance"'
+JPM = 'job=~"$job",gen_ai_provider_name=~"$provider",gen_ai_request_model=~"$upstream_model"'
+PM = "{{gen_ai_provider_name}} {{gen_ai_request_model}}"
 
 
 def variable(name: str, label: str, query: str) -> dict:
@@ -28,6 +30,10 @@ VARIABLES = {
     "route": variable("route", "route", 'label_values(http_server_request_duration_seconds_count{job=~"$job"}, http_route)'),
     "model": variable("model", "model",
                       'label_values(gen_ai_server_request_duration_seconds_count{job=~"$job"}, gen_ai_request_model)'),
+    # The LLMs the app calls (gen_ai.client.*): every attempt is counted, failed ones too.
+    "provider": variable("provider", "provider", 'label_values(gen_ai_client_attempts_total{job=~"$job"}, gen_ai_provider_name)'),
+    "upstream_model": variable("upstream_model", "model",
+                               'label_values(gen_ai_client_attempts_total{job=~"$job",gen_ai_provider_name=~"$provider"}, gen_ai_request_model)'),
 }
 
 
@@ -80,6 +86,34 @@ DASHBOARDS = {
         panel("Time to first byte of streams (p95)", "s",
               (f"histogram_quantile(0.95, sum by (le) (rate(http_server_stream_time_to_first_byte_seconds_bucket{{{J}}}"
                "[$__rate_interval])))", "p95"), exemplar=True),
+    ]),
+    "otel-llm-upstream": ("LLM app: upstream LLM calls (providers, models, rate limits)", ["job", "provider", "upstream_model", "route"], [
+        panel("Upstream calls per second (operations, attempts)", "reqps",
+              (f"job_provider_model:gen_ai_client_operations:rate5m{{{JPM}}}", PM),
+              (f"job_provider_model:gen_ai_client_attempts:rate5m{{{JPM}}}", f"attempts {PM}")),
+        panel("Upstream errors per second by error.type (attempts)", "reqps",
+              (f"job_provider_model_error:gen_ai_client_attempt_errors:rate5m{{{JPM}}}", f"{{{{error_type}}}} {PM}")),
+        panel("Share of attempts answered 429 (alert: above 5%)", "percentunit",
+              (f"job_provider_model:gen_ai_client_rate_limited_ratio:rate5m{{{JPM}}}", PM)),
+        panel("Upstream latency per operation, retries included (p50, p95)", "s",
+              *[(f"job_provider_model:gen_ai_client_operation_duration_seconds:{q}{{{JPM}}}", f"{q} {PM}")
+                for q in ("p50", "p95")]),
+        panel("Upstream time to first chunk (p50, p95)", "s",
+              *[(f"job_provider_model:gen_ai_client_operation_time_to_first_chunk_seconds:{q}{{{JPM}}}", f"{q} {PM}")
+                for q in ("p50", "p95")]),
+        panel("Upstream tokens per second (input, output)", "short",
+              (f"job_provider_model_type:gen_ai_client_tokens:rate5m{{{JPM}}}", f"{PM} {{{{gen_ai_token_type}}}}")),
+        panel("Rate limit remaining (provider's last answer)", "short",
+              (f"job_provider_model_resource:gen_ai_client_rate_limit_remaining:min{{{JPM}}}",
+               f"{PM} {{{{gen_ai_rate_limit_resource}}}}")),
+        panel("Rate limit headroom, remaining / limit (alert: below 10%)", "percentunit",
+              (f"job_provider_model_resource:gen_ai_client_rate_limit_headroom:ratio{{{JPM}}}",
+               f"{PM} {{{{gen_ai_rate_limit_resource}}}}")),
+        panel("App's own time around upstream calls by route (p50, p95)", "s",
+              *[(f'job_route:http_server_request_upstream_overhead_seconds:{q}{{{J},http_route=~"$route"}}',
+                 f"{q} {{{{http_route}}}}") for q in ("p50", "p95")]),
+        panel("Relayed streams: time the app adds before the first token (p95)", "s",
+              (f'job_route:http_server_request_first_token_overhead_seconds:p95{{{J},http_route=~"$route"}}', "{{http_route}}")),
     ]),
     "otel-llm-runtime": ("LLM app: runtime (CPU, memory, GC, event loop)", ["job", "instance"], [
         panel("CPU cores used", "short", (f"job_instance:process_cpu_cores:rate5m{{{JI}}}", "{{instance}}")),

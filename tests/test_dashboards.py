@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from otel_llm_metrics import catalogue
+from otel_llm_metrics.catalogue import Kind
+from tests.integration.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -33,8 +39,8 @@ def test_ids_uids_datasources_and_variables_resolve():
     prometheus = next(d for d in datasources["datasources"] if d["uid"] == "prometheus")
     assert prometheus["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"] == "tempo"
     found = dashboards()
-    assert len(found) == 4
-    assert len({d["uid"] for d in found.values()}) == 4, "dashboard uids are unique"
+    assert len(found) == 5
+    assert len({d["uid"] for d in found.values()}) == 5, "dashboard uids are unique"
     for name, dashboard in found.items():
         panel_ids = [p["id"] for p in dashboard["panels"]]
         assert len(panel_ids) == len(set(panel_ids)), name
@@ -50,3 +56,59 @@ def test_ids_uids_datasources_and_variables_resolve():
                 assert used <= defined, f"{name}: {panel['title']} uses undefined {used - defined}"
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dashboards.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+# Label values the panels select on; every other attribute gets one value. "" leaves the label out.
+_VALUES = {
+    catalogue.ERROR_TYPE: ("", "429"),
+    catalogue.STREAM_OUTCOME: ("completed", "client_cancelled"),
+    catalogue.GEN_AI_TOKEN_TYPE: ("input", "output"),
+    catalogue.GEN_AI_ESTIMATED: ("true",),
+    catalogue.POOL_STATE: ("idle", "used"),
+    "system.memory.state": ("used",),
+    catalogue.RATE_LIMIT_RESOURCE: ("requests", "tokens"),
+}
+
+
+def _catalogue_series() -> list[dict]:
+    """Series for every catalogue instrument, named and labelled as its Prometheus name and attributes say."""
+    series = []
+    for spec in catalogue.ALL:
+        choices = [[(catalogue.prometheus_label(a), v) for v in _VALUES.get(a, ("x",))] for a in spec.attributes]
+        for combination in itertools.product(*choices):
+            labels = ",".join(['job="app"', 'instance="i1"', *(f'{k}="{v}"' for k, v in combination if v)])
+            name = spec.prometheus_name
+            if spec.kind is Kind.HISTOGRAM:
+                for le in [*map(str, spec.buckets), "+Inf"]:
+                    series.append({"series": f'{name}_bucket{{{labels},le="{le}"}}', "values": "0+10x15"})
+                series.append({"series": f"{name}_count{{{labels}}}", "values": "0+10x15"})
+                series.append({"series": f"{name}_sum{{{labels}}}", "values": "0+5x15"})
+            else:
+                values = "0+10x15" if spec.kind is Kind.COUNTER else "5+0x15"
+                series.append({"series": f"{name}{{{labels}}}", "values": values})
+    return series
+
+
+def _offline(expr: str) -> str:
+    expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "5m")
+    return re.sub(r"\$\w+", ".*", expr)
+
+
+def test_every_panel_and_variable_has_data_from_series_shaped_as_the_catalogue_says(tmp_path):
+    """Offline: names, labels and recording rules agree (tests/integration/test_grafana.py does it with the demo)."""
+    queries = []
+    for dashboard in dashboards().values():
+        for variable in dashboard["templating"]["list"]:
+            match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["query"])
+            assert match, variable["query"]
+            queries.append(f"count by ({match.group(2)}) ({_offline(match.group(1))})")
+        queries += [_offline(target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+    tests = {"rule_files": [str(ROOT / "prometheus" / "rules" / "recording.yml")], "evaluation_interval": "1m",
+             "tests": [{"interval": "1m", "input_series": _catalogue_series(), "promql_expr_test": [
+                 {"expr": f"count({q}) > bool 0 or vector(0)", "eval_time": "14m",
+                  "exp_samples": [{"labels": "{}", "value": 1}]} for q in queries]}]}
+    test_file = tmp_path / "dashboards.test.yml"
+    test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
