@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .. import catalogue as c
 from .readings import HistogramData, L, Reading, by_route, label, merged, route_of
+from .upstream import COUNTERS, GAUGES, HISTOGRAMS, OVERHEADS, UpstreamCalls, overheads, upstream_calls
 
 
 @dataclass
@@ -22,6 +23,8 @@ class RouteRow:
     latency: HistogramData  # observed in the interval
     in_flight: float = 0.0
     peak: float = 0.0
+    overhead: HistogramData | None = None  # None: the route made no upstream calls (that anyone measured)
+    first_token_overhead: HistogramData | None = None
 
 
 @dataclass
@@ -52,14 +55,19 @@ class Interval:
     loop_lag: HistogramData = field(default_factory=HistogramData)
     pools: list[tuple[str, float, float, float]] = field(default_factory=list)  # name, used, idle, max
     caches: list[tuple[str, float | None, float | None]] = field(default_factory=list)  # name, lookups/s, hit ratio
+    upstream: list[UpstreamCalls] = field(default_factory=list)  # counts over the interval: see per_s()
+
+    def per_s(self, count: float | None) -> float | None:
+        """A count over this interval per second; None for the first reading or what was not reported."""
+        return count / self.seconds if count is not None and self.seconds else None
 
 
 def between(earlier: Reading | None, later: Reading) -> Interval:
     seconds = later.time - earlier.time if earlier is not None and later.time > earlier.time else None
     before = earlier or Reading(later.time, {}, {})
 
-    def rate(value: float) -> float | None:
-        return value / seconds if seconds else None
+    out = Interval(later.time, seconds)
+    rate = out.per_s
 
     def hist(spec: c.InstrumentSpec) -> dict[tuple, HistogramData]:
         old = before.histogram(spec)
@@ -70,16 +78,22 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
         return {key: value - old.get(key, 0.0) if value >= old.get(key, 0.0) else value
                 for key, value in later.sample(spec).items()}
 
-    out = Interval(later.time, seconds)
     durations, errors = by_route({c.REQUEST_DURATION.prometheus_name: hist(c.REQUEST_DURATION)})
     in_flight = _by_route_sum(later.sample(c.ROUTE_ACTIVE_REQUESTS))
     peaks = _by_route_max(later.sample(c.ROUTE_ACTIVE_REQUESTS_PEAK))
+    overhead, first_token = overheads({spec.prometheus_name: hist(spec) for spec in OVERHEADS})
     total = HistogramData()
     for (method, route), data in sorted(durations.items()):
         out.routes.append(RouteRow(method, route, rate(data.count), rate(errors[(method, route)]), data,
-                                   in_flight.get((method, route), 0.0), peaks.get((method, route), 0.0)))
+                                   in_flight.get((method, route), 0.0), peaks.get((method, route), 0.0),
+                                   overhead.get((method, route)), first_token.get((method, route))))
         total.add(data)
-    out.all_routes = RouteRow("", "all", rate(total.count), rate(sum(errors.values())), total)
+    out.all_routes = RouteRow("", "all", rate(total.count), rate(sum(errors.values())), total,
+                              overhead=merged(overhead) if overhead else None,
+                              first_token_overhead=merged(first_token) if first_token else None)
+    out.upstream = upstream_calls({spec.prometheus_name: hist(spec) for spec in HISTOGRAMS},
+                                  {**{spec.prometheus_name: increase(spec) for spec in COUNTERS},
+                                   **{spec.prometheus_name: later.sample(spec) for spec in GAUGES}})
     out.in_flight = sum(later.sample(c.ACTIVE_REQUESTS).values())
     out.peak = max(later.sample(c.ACTIVE_REQUESTS_PEAK).values(), default=0.0)
 

@@ -1,12 +1,14 @@
 """Reading metrics endpoints: fetch, parse, merge several, and the groupings every view shares.
 
 Several URLs (one per worker or per instance) are merged: the same series from two endpoints is
-summed, and a peak takes the larger. Percentiles come from histogram buckets (``HistogramData``).
+summed, a peak takes the larger and a provider's rate limit left the lower. Percentiles come from
+histogram buckets (``HistogramData``).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import time
 import urllib.request
 from collections import defaultdict
@@ -20,10 +22,14 @@ from .. import catalogue as c
 # Prometheus label names of the attributes read here, as the OTel exporter writes them.
 L = {attribute: c.prometheus_label(attribute) for attribute in (
     c.METHOD, c.ROUTE, c.STATUS, c.ERROR_TYPE, c.STREAM_OUTCOME, c.GEN_AI_OPERATION, c.GEN_AI_REQUEST_MODEL,
-    c.GEN_AI_TOKEN_TYPE, c.GEN_AI_ESTIMATED, c.POOL_NAME, c.POOL_STATE, c.CACHE_NAME, c.LIMITER_NAME)}
+    c.GEN_AI_TOKEN_TYPE, c.GEN_AI_ESTIMATED, c.POOL_NAME, c.POOL_STATE, c.CACHE_NAME, c.LIMITER_NAME,
+    c.GEN_AI_PROVIDER, c.RATE_LIMIT_RESOURCE)}
 DEFAULT_URL = "http://127.0.0.1:9464/metrics"
 Samples = dict[str, dict[tuple, float]]
 Histograms = dict[str, dict[tuple, "HistogramData"]]
+# Gauges that two endpoints must not add up (a peak is the larger): a provider's quota is shared, so what is
+# left of it is the lowest any instance saw, and its limit the one they all state.
+_MERGE = {c.GEN_AI_CLIENT_RATE_LIMIT_REMAINING.prometheus_name: min, c.GEN_AI_CLIENT_RATE_LIMIT.prometheus_name: max}
 
 
 @dataclass
@@ -148,8 +154,8 @@ def parse(texts: str | Sequence[str]) -> tuple[dict, dict]:
         for name, series in one_samples.items():
             for key, value in series.items():
                 before = samples[name].get(key)
-                samples[name][key] = value if before is None else (
-                    max(before, value) if name.endswith("_peak") else before + value)
+                combine = _MERGE.get(name, max if name.endswith("_peak") else operator.add)
+                samples[name][key] = value if before is None else combine(before, value)
         for name, series in one_histograms.items():
             for key, data in series.items():
                 histograms[name][key].add(data)
@@ -198,14 +204,20 @@ def route_of(key: tuple) -> tuple[str, str]:
 
 def by_route(histograms: dict) -> tuple[dict[tuple, HistogramData], dict[tuple, float]]:
     """Request durations and error counts by (method, route), every other label merged."""
-    by_route: dict[tuple, HistogramData] = defaultdict(HistogramData)
+    durations = histograms.get(c.REQUEST_DURATION.prometheus_name, {})
     errors: dict[tuple, float] = defaultdict(float)
-    for key, data in histograms.get(c.REQUEST_DURATION.prometheus_name, {}).items():
-        route_key = route_of(key)
-        by_route[route_key].add(data)
+    for key, data in durations.items():
         if label(key, L[c.ERROR_TYPE], "") or label(key, L[c.STATUS], "0").startswith("5"):
-            errors[route_key] += data.count
-    return by_route, errors
+            errors[route_of(key)] += data.count
+    return per_route(durations), errors
+
+
+def per_route(series: dict[tuple, HistogramData]) -> dict[tuple[str, str], HistogramData]:
+    """One histogram per (method, route), every other label merged."""
+    out: dict[tuple[str, str], HistogramData] = defaultdict(HistogramData)
+    for key, data in series.items():
+        out[route_of(key)].add(data)
+    return dict(out)
 
 
 def models(histograms: dict) -> list[dict]:

@@ -21,7 +21,12 @@ from .readings import HistogramData, Reading, read_all
 COLUMNS = ("time", "seconds", "requests_per_s", "errors_per_s", "latency_p50_ms", "latency_p95_ms",
            "latency_p99_ms", "in_flight", "peak", "first_byte_p50_ms", "first_byte_p95_ms", "ttft_p50_ms",
            "ttft_p95_ms", "time_per_output_token_mean_ms", "input_tokens_per_s", "output_tokens_per_s",
-           "cpu_percent", "rss_mib", "loop_lag_p99_ms", "limiter_waiting")
+           "cpu_percent", "rss_mib", "loop_lag_p99_ms", "limiter_waiting",
+           # the LLM calls the app made, all providers and models, and its own overhead on the requests that did
+           "upstream_calls_per_s", "upstream_attempts_per_s", "upstream_errors_per_s", "upstream_p50_ms",
+           "upstream_p95_ms", "upstream_first_chunk_p50_ms", "upstream_first_chunk_p95_ms",
+           "upstream_input_tokens_per_s", "upstream_output_tokens_per_s", "overhead_p50_ms", "overhead_p95_ms",
+           "first_token_overhead_p95_ms")
 
 
 def row(interval: Interval) -> dict[str, Any]:
@@ -51,6 +56,35 @@ def row(interval: Interval) -> dict[str, Any]:
         "rss_mib": _number(None if interval.rss_bytes is None else interval.rss_bytes / 2**20, 1),
         "loop_lag_p99_ms": _ms(interval.loop_lag, 0.99),
         "limiter_waiting": _number(sum(waiting for _, waiting, _ in interval.limiters), 0),
+        **_upstream(interval),
+    }
+
+
+def _upstream(interval: Interval) -> dict[str, str]:
+    """The upstream columns: blank where nothing was reported (no upstream calls, no attempts counted)."""
+    calls = interval.upstream
+    duration, first_chunk = HistogramData(), HistogramData()
+    for u in calls:
+        duration.add(u.duration)
+        first_chunk.add(u.first_chunk)
+
+    def per_s(counts: list[float | None]) -> str:
+        known = [n for n in counts if n is not None]
+        return _number(interval.per_s(sum(known)) if known else None, 3)
+
+    routes = interval.all_routes
+    overhead = routes.overhead if routes and routes.overhead else HistogramData()
+    first_token = routes.first_token_overhead if routes and routes.first_token_overhead else HistogramData()
+    return {
+        "upstream_calls_per_s": per_s([u.calls for u in calls]),
+        "upstream_attempts_per_s": per_s([u.attempts for u in calls]),
+        "upstream_errors_per_s": per_s([sum(u.errors.values()) if u.attempts is not None else None for u in calls]),
+        "upstream_p50_ms": _ms(duration, 0.5), "upstream_p95_ms": _ms(duration, 0.95),
+        "upstream_first_chunk_p50_ms": _ms(first_chunk, 0.5), "upstream_first_chunk_p95_ms": _ms(first_chunk, 0.95),
+        "upstream_input_tokens_per_s": per_s([u.input_tokens for u in calls]),
+        "upstream_output_tokens_per_s": per_s([u.output_tokens for u in calls]),
+        "overhead_p50_ms": _ms(overhead, 0.5), "overhead_p95_ms": _ms(overhead, 0.95),
+        "first_token_overhead_p95_ms": _ms(first_token, 0.95),
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .. import catalogue as c
 from .readings import HistogramData, L, by_route, label, merged, models, parse
+from .upstream import UpstreamCalls, overheads, upstream_calls
 
 SNAPSHOT_SCHEMA = "otel-llm-metrics.snapshot/1"
 
@@ -33,23 +34,32 @@ def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: floa
     samples, histograms = parse(texts)
     routes, errors = by_route(histograms)
     found = models(histograms)
+    calls = upstream_calls(histograms, samples)
+    overhead, first_token = overheads(histograms)
     totals = {"requests": sum(d.count for d in routes.values()), "errors": sum(errors.values()),
               "input_tokens": sum(m["input"].total for m in found),
-              "output_tokens": sum(m["output"].total for m in found)}
+              "output_tokens": sum(m["output"].total for m in found),
+              "upstream_calls": sum(u.calls for u in calls), "upstream_attempts": sum(u.attempts or 0 for u in calls),
+              "upstream_errors": sum(sum(u.errors.values()) for u in calls),
+              "upstream_input_tokens": sum(u.input_tokens or 0 for u in calls),
+              "upstream_output_tokens": sum(u.output_tokens or 0 for u in calls)}
     outcomes: dict[str, float] = defaultdict(float)
     for key, value in samples.get(c.STREAMS.prometheus_name, {}).items():
         outcomes[label(key, L[c.STREAM_OUTCOME])] += value
-    rates = None
+    rates, elapsed = None, None
     if previous and previous.get("schema") == SNAPSHOT_SCHEMA and now > previous.get("time", now):
         elapsed = now - previous["time"]
-        rates = {f"{name}_per_s": max(0.0, value - previous["totals"].get(name, 0.0)) / elapsed
-                 for name, value in totals.items()}
+        rates = _rates(totals, previous["totals"], elapsed)
+    earlier = {(u["provider"] or "", u["model"] or ""): u for u in (previous or {}).get("upstream_calls", [])}
     return {
         "schema": SNAPSHOT_SCHEMA, "time": now, "totals": totals, "rates": rates,
         "in_flight": sum(samples.get(c.ACTIVE_REQUESTS.prometheus_name, {}).values()),
         "peak": max(samples.get(c.ACTIVE_REQUESTS_PEAK.prometheus_name, {}).values(), default=0.0),
         "routes": [{"method": method, "route": route, "requests": data.count, "errors": errors[(method, route)],
-                    "duration_s": _percentiles(data)} for (method, route), data in sorted(routes.items())],
+                    "duration_s": _percentiles(data),
+                    "upstream_overhead_s": _maybe(overhead.get((method, route))),
+                    "first_token_overhead_s": _maybe(first_token.get((method, route)))}
+                   for (method, route), data in sorted(routes.items())],
         "streams": {"outcomes": dict(sorted(outcomes.items())), "time_to_first_byte_s": _percentiles(
             merged(histograms.get(c.STREAM_TIME_TO_FIRST_BYTE.prometheus_name, {})))},
         "models": [{"operation": m["operation"], "model": m["model"], "requests": m["requests"],
@@ -57,7 +67,37 @@ def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: floa
                     "output_tokens": m["output"].total if m["output"].count else None,
                     "estimated_output_tokens": m["estimated"], "time_to_first_token_s": _percentiles(m["ttft"]),
                     "time_per_output_token_s": _percentiles(m["tpot"])} for m in found],
+        "upstream_calls": [_upstream(u, earlier, elapsed if previous and "upstream_calls" in previous else None)
+                           for u in calls],
     }
+
+
+def _maybe(data: HistogramData | None) -> dict | None:
+    return None if data is None else _percentiles(data)
+
+
+def _rates(now: dict, before: dict, elapsed: float) -> dict:
+    """Per second since ``before``; null for what ``before`` did not count (a state file of an older version)."""
+    return {f"{name}_per_s": None if name not in before else max(0.0, value - before[name]) / elapsed
+            for name, value in now.items()}
+
+
+def _upstream(calls: UpstreamCalls, earlier: dict[tuple, dict], elapsed: float | None) -> dict:
+    """One provider and model; ``rates`` since the earlier snapshot (which had none of its calls if absent)."""
+    out = {"provider": calls.provider or None, "model": calls.model or None, "calls": calls.calls,
+           "failed_calls": calls.failed, "attempts": calls.attempts, "retries": calls.retries, "errors": calls.errors,
+           "input_tokens": calls.input_tokens, "output_tokens": calls.output_tokens,
+           "duration_s": _percentiles(calls.duration), "time_to_first_chunk_s": _percentiles(calls.first_chunk),
+           "rate_limits": {name: {"remaining": left, "limit": limit}
+                           for name, (left, limit) in calls.rate_limits.items()}, "rates": None}
+    if elapsed:
+        before = earlier.get((calls.provider, calls.model), {})
+        rates: dict = {f"{n}_per_s": None if out[n] is None else max(0.0, out[n] - (before.get(n) or 0.0)) / elapsed
+                       for n in ("calls", "failed_calls", "attempts", "input_tokens", "output_tokens")}
+        rates["errors_per_s"] = {kind: max(0.0, n - before.get("errors", {}).get(kind, 0.0)) / elapsed
+                                 for kind, n in calls.errors.items()}
+        out["rates"] = rates
+    return out
 
 
 def snapshot_with_state(texts: list[str], state: str | None) -> dict:

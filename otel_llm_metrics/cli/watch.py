@@ -12,6 +12,7 @@ from typing import Any
 
 from .interval import Interval, between
 from .readings import HistogramData, Reading, ms, read_all
+from .upstream import UpstreamCalls
 
 
 def _rich() -> Any:
@@ -68,6 +69,7 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
                            _rate(m.output_tokens_per_s), *_pair(m.time_to_first_token),
                            m.time_per_output_token.describe(0.5), ms(m.time_per_output_token.mean))
         parts.append(models)
+    parts.extend(_upstream(interval, table, Text))
     for name, waiting, wait in interval.limiters:
         parts.append(Text(f"Limiter {name}: {waiting:.0f} waiting, wait p95 {wait.describe(0.95)} "
                           f"(mean {ms(wait.mean)})"))
@@ -80,6 +82,47 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
         parts.append(Text(f"Cache {name}: {_rate(lookups)} lookups/s, hit ratio "
                           + ("-" if ratio is None else f"{ratio:.0%}")))
     return Group(*parts)
+
+
+def _upstream(interval: Interval, table: Any, text: Any) -> list[Any]:
+    """The calls the app made, their rate limits, and the app's own overhead per route: only what was reported."""
+    parts: list[Any] = []
+    if interval.upstream:
+        calls = table("Upstream LLM calls this app made", "provider", "model", "calls/s", "attempts/s", "failed/s",
+                      "errors/s by type", "p50", "p95", "1st chunk p50", "p95", "in tok/s", "out tok/s")
+        for u in interval.upstream:
+            calls.add_row(*upstream_row(interval, u))
+        parts.append(calls)
+    for u in interval.upstream:
+        if u.rate_limits:
+            parts.append(text(f"Rate limits left {u.provider or '-'} {u.model or '-'}: " + ", ".join(
+                f"{name} {_amount(left)}/{_amount(limit)}" for name, (left, limit) in u.rate_limits.items())))
+    routes = [r for r in interval.routes if r.overhead is not None or r.first_token_overhead is not None]
+    if routes:
+        own = table("App overhead (served time minus time waiting on upstream calls)", "method", "route",
+                    "p50", "p95", "mean", "first token overhead p50", "p95")
+        for r in routes:
+            overhead = r.overhead or HistogramData()
+            own.add_row(r.method, r.route, *_pair(overhead), ms(overhead.mean),
+                        *_pair(r.first_token_overhead or HistogramData()))
+        parts.append(own)
+    return parts
+
+
+def upstream_row(interval: Interval, u: UpstreamCalls) -> tuple[str, ...]:
+    """One provider and model: rates over the interval (none on the first screen), "-" for what is unknown."""
+    errors = "-"
+    if u.attempts is not None and interval.seconds:
+        errors = ", ".join(f"{kind} {_rate(interval.per_s(n))}" for kind, n in u.errors.items()) or "0.0"
+    return (u.provider or "-", u.model or "-", _rate(interval.per_s(u.calls)), _rate(interval.per_s(u.attempts)),
+            _rate(interval.per_s(u.failed)), errors, *_pair(u.duration), *_pair(u.first_chunk),
+            _rate(interval.per_s(u.input_tokens)), _rate(interval.per_s(u.output_tokens)))
+
+
+def _amount(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e6:.1f}M" if value >= 1e6 else f"{value / 1e3:.0f}k" if value >= 1e4 else f"{value:.0f}"
 
 
 def watch(urls: list[str], every: float, count: int = 0) -> int:
