@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .call import Attempt
+from .call import SENDING, Attempt
 from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def unpatch() -> None:
 
 def _attempt(current: CurrentHook, session: Any, method: str, url: Any, kwargs: dict) -> Attempt | None:
     hook = current()
-    if hook is None or method.upper() != "POST":
+    if hook is None or method.upper() != "POST" or SENDING.get():
         return None
     try:
         url = session._build_url(url) if hasattr(session, "_build_url") else url

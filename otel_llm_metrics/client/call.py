@@ -35,6 +35,9 @@ _CONNECTION_ERRORS = frozenset(("ConnectError", "ReadError", "WriteError", "Clos
 _CANCELLED = frozenset(("CancelledError", "Cancelled", "GeneratorExit"))
 _RETRYABLE_STATUSES = frozenset((408, 409, 429))
 _PENDING: ContextVar[Attempt | None] = ContextVar("otel_llm_metrics_pending_attempt", default=None)
+# Set while a measured attempt is being sent: a library underneath (LiteLLM's httpx client sends through
+# an aiohttp transport) sends the same request, which must not count again.
+SENDING: ContextVar[bool] = ContextVar("otel_llm_metrics_sending", default=False)
 _ALL_PENDING: weakref.WeakSet[Attempt] = weakref.WeakSet()  # flushed at the process's last push
 _logged = False
 

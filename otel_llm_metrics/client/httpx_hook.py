@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .call import Attempt
+from .call import SENDING, Attempt
 from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def unpatch() -> None:
 
 def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
     hook = current()
-    if hook is None or request.method != "POST":
+    if hook is None or request.method != "POST" or SENDING.get():
         return None
     try:
         url = request.url
@@ -78,11 +78,14 @@ def _sync_send(original: Callable[..., Any], stream_type: type, current: Current
         attempt = _attempt(current, request)
         if attempt is None:
             return original(self, request)
+        sending = SENDING.set(True)
         try:
             response = original(self, request)
         except BaseException as error:
             attempt.failed(error)
             raise
+        finally:
+            SENDING.reset(sending)
         attempt.answered(response.status_code, response.headers.raw)
         response.stream = stream_type(response.stream, attempt)
         return response
@@ -96,11 +99,14 @@ def _async_send(original: Callable[..., Any], stream_type: type, current: Curren
         attempt = _attempt(current, request)
         if attempt is None:
             return await original(self, request)
+        sending = SENDING.set(True)
         try:
             response = await original(self, request)
         except BaseException as error:
             attempt.failed(error)
             raise
+        finally:
+            SENDING.reset(sending)
         attempt.answered(response.status_code, response.headers.raw)
         response.stream = stream_type(response.stream, attempt)
         return response

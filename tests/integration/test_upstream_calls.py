@@ -400,3 +400,22 @@ def test_aiohttp_a_response_released_early_is_abandoned(upstream, wire):
     (attempt,) = view.points(ATTEMPTS)
     assert attempt.attributes["error.type"] == "abandoned"
     assert not view.points(DURATION)
+
+
+@pytest.mark.parametrize(("stem", "stream"), [("openai_chat", False), ("openai_chat_stream_usage", True)])
+def test_litellm_as_a_library(upstream, wire, monkeypatch, stem, stream):
+    """LiteLLM's httpx client sends through its aiohttp transport: one attempt, counted once."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # its price map from the package, not the network
+    import litellm
+
+    _, truth, _ = transcript(stem)
+
+    async def main():
+        answer = await litellm.acompletion(model=f"openai/{stem}", api_base=upstream.url + "/v1", api_key="test-key",
+                                           messages=[{"role": "user", "content": "hi"}], stream=stream,
+                                           num_retries=0, **({"stream_options": {"include_usage": True}}
+                                                             if stream else {}))
+        return [chunk async for chunk in answer] if stream else [answer]
+
+    assert anyio.run(main)
+    _assert_one_call(wire.collect(), stem, truth, upstream.port, stream)
