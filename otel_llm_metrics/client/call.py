@@ -172,6 +172,8 @@ class Attempt:
                 _PENDING.set(self)
                 _ALL_PENDING.add(self)
                 if self.link is not None:
+                    if self.link.pending is None:
+                        self.link.pending = []
                     self.link.pending.append(self)
                 return
         except Exception:

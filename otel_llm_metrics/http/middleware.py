@@ -379,10 +379,9 @@ class Exchange:
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
                             self.exemplar_ids)
         upstream = self.upstream
-        if upstream is not None:
+        if upstream is not None and upstream.calls:
             upstream.request_ended()
-            if upstream.calls:
-                self._record_overhead(upstream, route, end, duration)
+            self._record_overhead(upstream, route, end, duration)
         if self.span is not None:
             span = self.span
             if self.own_span:

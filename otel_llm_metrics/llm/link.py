@@ -28,7 +28,7 @@ class UpstreamTime:
         self.busy_since = 0.0
         self.calls = 0
         self.first_chunk_wait: float | None = None  # the first streamed call's time to its first content chunk
-        self.pending: list[Pending] = []  # failed calls an SDK might still retry: ended with the request
+        self.pending: list[Pending] | None = None  # failed calls an SDK might still retry: ended with the request
 
     def call_started(self, at: float) -> None:
         self.calls += 1
@@ -49,8 +49,8 @@ class UpstreamTime:
 
     def request_ended(self) -> None:
         """The served request is over: calls still waiting for a retry that never came are recorded."""
-        pending, self.pending = self.pending, []
-        for call in pending:
+        pending, self.pending = self.pending, None
+        for call in pending or ():
             call.end_operation()
 
     def waited(self, until: float | None = None) -> float:
