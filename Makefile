@@ -35,6 +35,8 @@ bench: system-deps $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_resources.py
 	$(PY) benchmarks/bench_uvicorn.py
 	$(PY) benchmarks/bench_workers.py
+	$(PY) benchmarks/bench_client.py
+	$(PY) benchmarks/bench_rag.py
 
 docs: $(VENV)/.installed-test
 	$(PY) -m otel_llm_metrics.docs --write

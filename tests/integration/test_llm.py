@@ -142,7 +142,9 @@ def openlit_path(tmp_path_factory):
     return target
 
 
-def test_openlit_copies_of_gen_ai_server_metrics_do_not_mix_with_ours(openlit_path):
+def test_openlit_copies_of_gen_ai_metrics_do_not_mix_with_ours(openlit_path):
+    """OpenLIT records its client-side timings under gen_ai.server.* and the calls under gen_ai.client.*, names
+    we emit too (we measure the gateway's calls at its HTTP client): only our copies may reach the page."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from tests.integration.servers import ROOT
@@ -169,12 +171,14 @@ def test_openlit_copies_of_gen_ai_server_metrics_do_not_mix_with_ours(openlit_pa
             found = scopes()
             _, histograms = parse(httpx.get(gateway.metrics_url, timeout=5).text)
             ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
-            openlit_active = "openlit.otel.metrics" in found.get("gen_ai_client_operation_time_to_first_chunk_seconds",
-                                                                 set())
-            return found if openlit_active and sum(d.count for d in ttft.values()) == streams else None
-        found = wait_for(ours_counted, "our server-side counts, and OpenLIT's own client-side metrics")
+            made = histograms.get("gen_ai_client_operation_time_to_first_chunk_seconds", {})
+            openlit_active = "openlit.otel.metrics" in found.get("gen_ai_usage_cost_USD", set())  # a name of its own
+            counted = sum(d.count for d in ttft.values()) == sum(d.count for d in made.values()) == streams
+            return found if openlit_active and counted else None
+        found = wait_for(ours_counted, "our counts of both directions, and OpenLIT's own gen_ai.usage.cost")
         for name in ("gen_ai_server_time_to_first_token_seconds", "gen_ai_server_time_per_output_token_seconds",
-                     "gen_ai_server_request_duration_seconds"):
+                     "gen_ai_server_request_duration_seconds", "gen_ai_client_operation_duration_seconds",
+                     "gen_ai_client_operation_time_to_first_chunk_seconds", "gen_ai_client_token_usage"):
             assert found[name] == {"otel_llm_metrics"}, f"{name} from {found[name]}"
     finally:
         gateway.stop()

@@ -294,12 +294,16 @@ def _cumulative(counts) -> list[int]:
     return out
 
 
-def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upstream, prometheus):
+def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upstream, prometheus, monkeypatch):
     """The app of the issue: FastAPI, the openai SDK, opentelemetry-instrument uvicorn, the embedded endpoint."""
+    import subprocess
+
     import httpx
 
-    from tests.integration.servers import AppServer
+    from otel_llm_metrics.catalogue import CALLS_MADE_SPECS
+    from tests.integration.servers import AppServer, require_binary
 
+    monkeypatch.setattr(upstream, "event_gap", 0.005)  # a stream's chunks arrive apart, as a model generates
     app = AppServer("tests.integration.rag_app:app", env={"UPSTREAM_URL": upstream.url}).wait_ready()
     try:
         prometheus.add_target(f"127.0.0.1:{app.metrics_port}")
@@ -334,6 +338,12 @@ def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upst
             assert relayed.status_code == 200 and b"[DONE]" in relayed.content
         prometheus.wait_value(f'sum(gen_ai_client_attempts_total{{{job},error_type="429"}})', 1)
         assert_all_return_data(prometheus, queries_of(CALLS_MADE, dashboards()[CALLS_MADE]))
+        page = httpx.get(app.metrics_url, timeout=5).text
+        missing = [spec.prometheus_name for spec in CALLS_MADE_SPECS if f"\n{spec.prometheus_name}" not in page]
+        assert not missing, f"instruments of the calls made not in the scrape: {missing}"
+        checked = subprocess.run([require_binary("promtool"), "check", "metrics"], input=page.encode(),
+                                 capture_output=True, timeout=30)
+        assert checked.returncode in (0, 3), checked.stdout + checked.stderr  # 3: the lint test_prometheus allows
     finally:
         app.stop()
 

@@ -44,6 +44,7 @@ class Upstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.calls: dict[str, int] = {}
         self.delay = 0.0  # seconds before answering (a slow provider)
+        self.event_gap = 0.0  # seconds between a stream's events (a provider generating)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
                                 interface="asgi3")
         self.server = uvicorn.Server(config)
@@ -89,5 +90,9 @@ class Upstream:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", truth["content_type"].encode()), *extra]})
         for piece in pieces(data):
+            if self.event_gap:
+                import anyio
+
+                await anyio.sleep(self.event_gap)
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
