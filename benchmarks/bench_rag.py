@@ -41,6 +41,13 @@ VARIANTS: dict[str, dict[str, str] | None] = {  # name -> environment of opentel
     "bare": None,
     "otel_llm_metrics": {"OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLE_PEERS},
     "zero-code(all)": {"OTEL_TRACES_EXPORTER": "none"},
+    # Where the cost sits: without measuring the calls made, and without process/system metrics too.
+    "ours(no calls made)": {"OTEL_TRACES_EXPORTER": "none", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLE_PEERS,
+                            "OTEL_LLM_METRICS_UPSTREAM_CALLS": "false"},
+    "ours(no calls made, no resources)": {"OTEL_TRACES_EXPORTER": "none",
+                                          "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLE_PEERS,
+                                          "OTEL_LLM_METRICS_UPSTREAM_CALLS": "false",
+                                          "OTEL_LLM_METRICS_RESOURCES": "none"},
 }
 QUESTIONS = ["how do I rotate an api key", "what limits apply to batch jobs", "why is my stream slow",
              "which models support tools", "how are tokens counted for images", "can I cache long prompts"]
