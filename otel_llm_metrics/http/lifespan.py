@@ -22,8 +22,6 @@ _SHUTDOWN_REPLIES = ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
 class Stopping(Protocol):
     """What the relay needs of the running instrumentation (``runtime.Telemetry``)."""
 
-    settings: Any
-
     def ensure_serving(self) -> None: ...
 
     async def push_before_exit(self) -> None: ...
