@@ -249,8 +249,12 @@ class Telemetry:
                                 if isinstance(provider, MeterProvider) else provider.shutdown(), "shutting down")
 
         worker = threading.Thread(target=stop, name="otel-llm-metrics-shutdown", daemon=True)
-        worker.start()
-        worker.join(max(0.0, deadline - monotonic()))
+        try:
+            worker.start()
+        except RuntimeError:  # Python 3.12+ at interpreter exit (atexit): no new threads; the exporters' own
+            stop()            # timeouts bound this, as the metric shutdown is given what is left of the bound
+        else:
+            worker.join(max(0.0, deadline - monotonic()))
         if worker.is_alive():
             logger.warning("otel_llm_metrics: the exporters did not stop within the exit bound "
                            "(OTEL_LLM_METRICS_SHUTDOWN_TIMEOUT=%.1fs); gave up waiting",
