@@ -10,6 +10,7 @@ from . import catalogue
 from .config import ConfigError, Settings, load_settings
 from .http.middleware import MetricsMiddleware
 from .limiter import ConcurrencyLimiter
+from .llm.tenant import tenant
 from .registry import Registry
 from .resources.caches import cache_metrics, cached, instrument_redis
 from .resources.gauges import observe_gauge
@@ -19,4 +20,4 @@ from .span_metrics import SpanMetricsProcessor
 
 __all__ = ["ConcurrencyLimiter", "ConfigError", "MetricsMiddleware", "Registry", "Settings", "SpanMetricsProcessor",
            "Telemetry", "__version__", "cache_metrics", "cached", "catalogue", "current_telemetry", "instrument_redis",
-           "load_settings", "observe_gauge", "observe_pool", "setup"]
+           "load_settings", "observe_gauge", "observe_pool", "setup", "tenant"]

@@ -49,6 +49,7 @@ GEN_AI_FINISH_REASON = "gen_ai.response.finish_reason"  # invented: one value of
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 RATE_LIMIT_RESOURCE = "gen_ai.rate_limit.resource"  # invented: requests | tokens | input_tokens | output_tokens
+TENANT = "tenant.id"  # invented: for whom a request was served (user.id is an end user, not who is billed)
 
 # Attribute values shared by every writer.
 OTHER = "_OTHER"  # the conventions' stand-in for a value outside a bounded set
@@ -74,7 +75,7 @@ GEN_AI_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 
 TOKEN_BUCKETS = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
                  16777216.0, 67108864.0)
 
-_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "Cel": "_celsius", "W": "_watts"}  # "1" and {...}: none
+_UNIT_SUFFIX = {"s": "_seconds", "By": "_bytes", "Cel": "_celsius", "W": "_watts", "USD": "_USD"}  # "1" and {...}: none
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def prometheus_label(attribute: str) -> str:
     return attribute.replace(".", "_")
 
 
-HTTP_ATTRS = (METHOD, SCHEME, ROUTE, STATUS, ERROR_TYPE)
+HTTP_ATTRS = (METHOD, SCHEME, ROUTE, STATUS, ERROR_TYPE, TENANT)
 STREAM_ATTRS = (METHOD, ROUTE, STREAM_OUTCOME)
 
 REQUEST_DURATION = InstrumentSpec(
@@ -179,7 +180,7 @@ LIMITER_WAIT_TIME = InstrumentSpec(
 
 GEN_AI_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, ERROR_TYPE)
 GEN_AI_TOKEN_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
-                      GEN_AI_TOKEN_TYPE, GEN_AI_TOKEN_CACHE, GEN_AI_TOKEN_PHASE, GEN_AI_ESTIMATED)
+                      GEN_AI_TOKEN_TYPE, GEN_AI_TOKEN_CACHE, GEN_AI_TOKEN_PHASE, GEN_AI_ESTIMATED, TENANT)
 GEN_AI_RESPONSE_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
                          GEN_AI_FINISH_REASON)
 GEN_AI_SERVER_DURATION = InstrumentSpec(
@@ -255,6 +256,35 @@ FIRST_TOKEN_OVERHEAD = InstrumentSpec(
     "http.server.request.first_token_overhead", Kind.HISTOGRAM, "s",
     "Relayed LLM streams: the served time to first token minus the first upstream call's time to first chunk: "
     "what the app adds before its first token.", (METHOD, ROUTE), FIRST_BYTE_BUCKETS, semconv=False)
+
+GEN_AI_COST_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, TENANT)
+GEN_AI_CLIENT_COST_ATTRS = GEN_AI_COST_ATTRS[:4] + (SERVER_ADDRESS, TENANT)
+GEN_AI_CLIENT_COST = InstrumentSpec(
+    "gen_ai.client.cost", Kind.COUNTER, "USD",
+    "What the LLM calls this app made cost, in US dollars, from genai-prices' table or the overrides file "
+    "(the app's spend: sum this one).", GEN_AI_CLIENT_COST_ATTRS, semconv=False)
+GEN_AI_CLIENT_UNPRICED_CALLS = InstrumentSpec(
+    "gen_ai.client.cost.unpriced.calls", Kind.COUNTER, "{call}",
+    "Successful LLM calls made whose cost is unknown: no price for the model, or no usage reported.",
+    GEN_AI_CLIENT_COST_ATTRS, semconv=False)
+GEN_AI_CLIENT_UNPRICED_TOKENS = InstrumentSpec(
+    "gen_ai.client.cost.unpriced.tokens", Kind.COUNTER, "{token}",
+    "Tokens of LLM calls made whose model has no price, by type.",
+    GEN_AI_CLIENT_COST_ATTRS[:5] + (GEN_AI_TOKEN_TYPE, TENANT), semconv=False)
+GEN_AI_SERVER_COST = InstrumentSpec(
+    "gen_ai.server.cost", Kind.COUNTER, "USD",
+    "What the LLM responses this app served would cost at the model's price, in US dollars (what a proxy "
+    "passes on; never add it to gen_ai.client.cost).", GEN_AI_COST_ATTRS, semconv=False)
+GEN_AI_SERVER_UNPRICED_CALLS = InstrumentSpec(
+    "gen_ai.server.cost.unpriced.calls", Kind.COUNTER, "{call}",
+    "Successful LLM responses served whose cost is unknown: no price for the model, or no usage reported.",
+    GEN_AI_COST_ATTRS, semconv=False)
+GEN_AI_SERVER_UNPRICED_TOKENS = InstrumentSpec(
+    "gen_ai.server.cost.unpriced.tokens", Kind.COUNTER, "{token}",
+    "Tokens of LLM responses served whose model has no price, by type.",
+    GEN_AI_COST_ATTRS[:4] + (GEN_AI_TOKEN_TYPE, TENANT), semconv=False)
+COST_SPECS = (GEN_AI_CLIENT_COST, GEN_AI_CLIENT_UNPRICED_CALLS, GEN_AI_CLIENT_UNPRICED_TOKENS,
+              GEN_AI_SERVER_COST, GEN_AI_SERVER_UNPRICED_CALLS, GEN_AI_SERVER_UNPRICED_TOKENS)
 
 # -- resources (issue: process/system, event loop, pools, caches) --------------------------------
 CPU_MODE = "cpu.mode"
@@ -362,7 +392,7 @@ ALL: tuple[InstrumentSpec, ...] = (
     GEN_AI_SERVER_DURATION, GEN_AI_SERVER_TTFT, GEN_AI_SERVER_TPOT, GEN_AI_SERVER_TOKENS, GEN_AI_SERVER_RESPONSES,
     GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TTFC, GEN_AI_CLIENT_TPOC, GEN_AI_CLIENT_TOKENS, GEN_AI_CLIENT_ATTEMPTS,
     GEN_AI_CLIENT_RETRY_AFTER, GEN_AI_CLIENT_RATE_LIMIT_REMAINING, GEN_AI_CLIENT_RATE_LIMIT,
-    UPSTREAM_OVERHEAD, FIRST_TOKEN_OVERHEAD,
+    UPSTREAM_OVERHEAD, FIRST_TOKEN_OVERHEAD, *COST_SPECS,
     *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
 )
 

@@ -13,7 +13,8 @@ import math
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
@@ -58,6 +59,13 @@ class Settings:
     upstream_calls: bool = True
     upstream_hosts: tuple[str, ...] = ()
     upstream_providers: tuple[str, ...] = ()
+    cost: bool = True
+    prices_file: str | None = None
+    tenant_header: str | None = None
+    tenant_baggage: str | None = None
+    tenant_from: Callable[[dict], str | None] | None = None
+    max_tenants: int = 100
+    tenant_api_key_secret: str | None = field(default=None, repr=False)  # never printed
     disabled: bool = False
 
     @property
@@ -182,6 +190,31 @@ def host_names(value: object) -> tuple[str, ...]:
     return tuple(f"{host.lower()}={name}" for host, name in (item.split("=") for item in items))
 
 
+def header_name(value: object) -> str:
+    token = text(value).lower()
+    if any(ch in token for ch in ' ()<>@,;:\\"/[]?={}\t'):
+        raise Invalid("expected an HTTP header name such as x-tenant-id")
+    return token
+
+
+def secret(value: object) -> str:
+    if not isinstance(value, str) or len(value.strip()) < 16:
+        raise Invalid("expected a secret of at least 16 characters, the same on every worker (never logged)")
+    return value.strip()
+
+
+def resolver(value: object) -> Callable[[dict], str | None]:
+    from .llm.tenant import resolver_from
+
+    try:
+        return resolver_from(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+EXAMPLE_PRICES_FILE = str(Path(__file__).parent / "llm" / "prices_example.json")
+
+
 def url(value: object) -> str:
     if isinstance(value, str) and value.strip().startswith(("http://", "https://")) and len(value.strip()) > 8:
         return value.strip()
@@ -208,8 +241,11 @@ class Option:
         return self.var if from_env else self.attr
 
     def fix(self, from_env: bool) -> str:
-        """The example as a variable's text, or as the Python value a keyword would take."""
-        return f"{self.var}={self.example}" if from_env else f"{self.attr}={self.parse(self.example)!r}"
+        """The example as a variable's text, or as the Python value a keyword would take (text for a callable)."""
+        if from_env:
+            return f"{self.var}={self.example}"
+        value = self.parse(self.example)
+        return f"{self.attr}={(self.example if callable(value) else value)!r}"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -275,6 +311,26 @@ OPTIONS: tuple[Option, ...] = (
            "only calls to these hosts count as LLM calls (default: any host whose path is an LLM API shape)"),
     Option("upstream_providers", "OTEL_LLM_METRICS_UPSTREAM_PROVIDERS", host_names, "llm.internal=openai",
            "gen_ai.provider.name per upstream host, over the built-in table (api.openai.com=openai, ...)"),
+    Option("cost", "OTEL_LLM_METRICS_COST", flag, "true",
+           "USD per LLM call, served and made, from genai-prices' table (loaded in the background at the first "
+           "call) and the prices file; false never imports the table"),
+    Option("prices_file", "OTEL_LLM_METRICS_PRICES_FILE", text, EXAMPLE_PRICES_FILE,
+           "a JSON file of your own prices (USD per million tokens, per model), over the table: "
+           "self-hosted and fine-tuned models (docs/cost.md)"),
+    Option("tenant_header", "OTEL_LLM_METRICS_TENANT_HEADER", header_name, "x-tenant-id",
+           "the request header that names the tenant (tenant.id)"),
+    Option("tenant_baggage", "OTEL_LLM_METRICS_TENANT_BAGGAGE", text, "tenant.id",
+           "the W3C baggage entry that names the tenant"),
+    Option("tenant_from", "OTEL_LLM_METRICS_TENANT_FROM", resolver,
+           "otel_llm_metrics.llm.tenant:from_request_state",
+           "module:function (or a callable) given the ASGI scope, returning the tenant or None; asked at the "
+           "start and again at the end of a request"),
+    Option("max_tenants", "OTEL_LLM_METRICS_MAX_TENANTS", whole_number(1, 100_000), "100",
+           "distinct tenant.id values kept; later ones become _OTHER"),
+    Option("tenant_api_key_secret", "OTEL_LLM_METRICS_TENANT_API_KEY_SECRET", secret,
+           "change-me-to-32-random-characters",
+           "opt-in: the tenant is key- and 12 hex digits of HMAC-SHA256(this secret, the caller's API key), "
+           "when nothing else names it; the key itself is never an attribute"),
 )
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 _OTLP_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -305,7 +361,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     settings = replace(Settings(), **values)
     _check_prometheus_host(settings, from_env="prometheus_host" in from_env)
     _check_workers_dir(settings, from_env="workers_dir" in from_env)
+    _check_prices_file(settings, from_env="prices_file" in from_env)
     return settings
+
+
+def _check_prices_file(settings: Settings, *, from_env: bool) -> None:
+    """Read and validate the prices file now: a broken one stops start-up, naming the file, the entry and a fix."""
+    if settings.prices_file is None:
+        return
+    from .llm.prices import PricesFileError, read_overrides
+
+    try:
+        read_overrides(settings.prices_file)
+    except PricesFileError as exc:
+        raise ConfigError(f"{OPTIONS_BY_ATTR['prices_file'].source(from_env)}: {exc}") from None
 
 
 def _check_workers_dir(settings: Settings, *, from_env: bool) -> None:

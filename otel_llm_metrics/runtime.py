@@ -59,6 +59,7 @@ class Telemetry:
         self.export_before_serving = export_before_serving
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
+        self.registry.gen_ai.configure_cost(settings.cost, settings.prices_file, settings.max_tenants)
         self._created_in_pid = self._resource_pid = os.getpid()
         self._resource = make_resource(settings)
         self.endpoint: Endpoint | None = None

@@ -34,14 +34,51 @@ VARIABLES = {
     "provider": variable("provider", "provider", 'label_values(gen_ai_client_attempts_total{job=~"$job"}, gen_ai_provider_name)'),
     "upstream_model": variable("upstream_model", "model",
                                'label_values(gen_ai_client_attempts_total{job=~"$job",gen_ai_provider_name=~"$provider"}, gen_ai_request_model)'),
+    # For whom (tenant.id): only when tenants are configured; "All" also matches series without the label.
+    "tenant": variable("tenant", "tenant", 'label_values(gen_ai_client_cost_USD_total{job=~"$job"}, tenant_id)'),
 }
 
 
-def panel(title: str, unit: str, *targets: tuple[str, str], kind: str = "timeseries", exemplar: bool = False) -> dict:
+def panel(title: str, unit: str, *targets: tuple[str, str], kind: str = "timeseries", exemplar: bool = False,
+          defaults: dict | None = None, extra: dict | None = None) -> dict:
+    """`defaults` adds to fieldConfig.defaults (thresholds, custom draw style); `extra` to the panel (interval, timeFrom)."""
     return {"type": kind, "title": title, "datasource": PROMETHEUS,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "fieldConfig": {"defaults": {"unit": unit, **(defaults or {})}, "overrides": []},
             "targets": [{"refId": chr(ord("A") + i), "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend,
-                         "exemplar": exemplar} for i, (expr, legend) in enumerate(targets)]}
+                         "exemplar": exemplar} for i, (expr, legend) in enumerate(targets)],
+            **(extra or {})}
+
+
+JT = 'job=~"$job",tenant_id=~"$tenant"'
+JPMT = f'{JPM},tenant_id=~"$tenant"'
+BUDGET_STEPS = {"thresholds": {"mode": "absolute", "steps": [
+    {"color": "green", "value": None}, {"color": "orange", "value": 0.8}, {"color": "red", "value": 1}]}}
+DAILY_BARS = {"custom": {"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal", "group": "A"}}}
+
+
+def cost_panels() -> list[dict]:
+    """What the LLM calls cost (gen_ai.client.cost: the app's spend) and what the app serves (gen_ai.server.cost).
+
+    Never add the two: in a gateway one proxied call is in both. Unpriced calls and tokens are counted apart.
+    """
+    return [
+        panel("Spend per model, calls made (USD/h, 1h window)", "currencyUSD",
+              (f"sum by (gen_ai_provider_name, gen_ai_request_model) "
+               f"(job_provider_model:gen_ai_client_cost_usd_per_hour:rate1h{{{JPM}}})", PM)),
+        panel("Spend per tenant, calls made (USD/h, 1h window)", "currencyUSD",
+              (f"sum by (tenant_id) (job_tenant:gen_ai_client_cost_usd_per_hour:rate1h{{{JT}}})", "{{tenant_id}}")),
+        panel("Spend per day, calls made (USD, last 7 days)", "currencyUSD",
+              (f"sum by (gen_ai_provider_name, gen_ai_request_model) (increase(gen_ai_client_cost_USD_total{{{JPMT}}}[1d]))",
+               PM), defaults=DAILY_BARS, extra={"interval": "1d", "timeFrom": "7d"}),
+        panel("Spend rate / budget (30m window; alert LLMSpendAboveBudget above 100%)", "percentunit",
+              (f"job:gen_ai_client_cost_usd_per_hour:rate30m{{{J}}} / on () group_left () llm:spend_budget_usd_per_hour",
+               "{{job}}"), kind="stat", defaults=BUDGET_STEPS),
+        panel("Unpriced share per model, calls made (calls, tokens)", "percentunit",
+              (f"job_provider_model:gen_ai_client_unpriced_calls_ratio:rate5m{{{JPM}}}", f"calls {PM}"),
+              (f"job_provider_model:gen_ai_client_unpriced_tokens_ratio:rate5m{{{JPM}}}", f"tokens {PM}")),
+        panel("Served value per tenant, responses served (USD/h, 1h window)", "currencyUSD",
+              (f"sum by (tenant_id) (job_tenant:gen_ai_server_cost_usd_per_hour:rate1h{{{JT}}})", "{{tenant_id}}")),
+    ]
 
 
 DASHBOARDS = {
@@ -150,6 +187,7 @@ DASHBOARDS = {
               (f"sum by (cache_name) (rate(cache_hits_total{{{J}}}[$__rate_interval]))", "hits {{cache_name}}"),
               (f"sum by (cache_name) (rate(cache_misses_total{{{J}}}[$__rate_interval]))", "misses {{cache_name}}")),
     ]),
+    "otel-llm-cost": ("LLM cost and tenants", ["job", "provider", "upstream_model", "tenant"], cost_panels()),
 }
 
 

@@ -30,6 +30,9 @@ BAD = {
     "workers_interval": ("0", 600), "app_metrics_path": ("metrics", "/my metrics"),
     "upstream_calls": ("sometimes", 1), "upstream_hosts": ("https://api.openai.com", ["api.openai.com:443"]),
     "upstream_providers": ("llm.internal", ["llm.internal:openai"]),
+    "cost": ("maybe", 2), "prices_file": (None, 5), "tenant_header": ("x tenant", 5), "tenant_baggage": (None, 5),
+    "tenant_from": ("no_such_module:tenant", "no_such_module:tenant"), "max_tenants": ("0", 0),
+    "tenant_api_key_secret": ("short", "short"),
 }
 _FIX = re.compile(r"Fix: (\w+)=(.*)$")
 

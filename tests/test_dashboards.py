@@ -39,8 +39,8 @@ def test_ids_uids_datasources_and_variables_resolve():
     prometheus = next(d for d in datasources["datasources"] if d["uid"] == "prometheus")
     assert prometheus["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"] == "tempo"
     found = dashboards()
-    assert len(found) == 5
-    assert len({d["uid"] for d in found.values()}) == 5, "dashboard uids are unique"
+    assert len(found) == 6
+    assert len({d["uid"] for d in found.values()}) == 6, "dashboard uids are unique"
     for name, dashboard in found.items():
         panel_ids = [p["id"] for p in dashboard["panels"]]
         assert len(panel_ids) == len(set(panel_ids)), name

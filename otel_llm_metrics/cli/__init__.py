@@ -41,7 +41,8 @@ _HELP = {
     "watch": "a live dashboard: rates and percentiles over each interval, retries an endpoint that is down",
     "record": "one CSV row per interval during a load test (stops at --duration or Ctrl-C)",
     "report": "PNG plots of a recorded CSV and a report.md with the headline figures",
-    "doctor": "check settings, metrics endpoints, OTLP and Prometheus; exit 1 if a check fails",
+    "doctor": "check settings, metrics endpoints, OTLP and Prometheus, then the price table (advice); "
+              "exit 1 if a check fails",
 }
 
 

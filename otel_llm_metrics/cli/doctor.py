@@ -2,23 +2,29 @@
 
 Settings (the same OTEL_* variables the app reads), the metrics endpoints (answering, and ours
 rather than another program's on the port), the OTLP endpoint (an empty export it accepts, over
-gRPC or HTTP as configured) and a Prometheus (our target listed, up, and with recent samples).
+gRPC or HTTP as configured) and a Prometheus (our target listed, up, and with recent samples). Last, the price
+table: advice (INFO or WARN), which never fails the pipeline's check.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from importlib import metadata
 
 from ..config import ConfigError, Settings, load_settings
-from .readings import read_metrics
+from .cost import has_cost_series, price_coverage, who
+from .readings import parse, read_metrics
 
 OUR_SCOPE = 'otel_scope_name="otel_llm_metrics"'
+_MARKS = {True: "OK  ", False: "FAIL", None: "SKIP"}
+_ADVICE = {True: "INFO", False: "WARN", None: "INFO"}  # never fails the doctor
 
 
 @dataclass
@@ -27,9 +33,11 @@ class Check:
     ok: bool | None  # None: skipped
     detail: str
     fix: str = ""
+    advisory: bool = False  # INFO (ok) or WARN with a fix: never fails the doctor
 
     def line(self) -> str:
-        mark = {True: "OK  ", False: "FAIL", None: "SKIP"}[self.ok]
+        marks = _ADVICE if self.advisory else _MARKS
+        mark = marks[self.ok]
         return f"{mark} {self.name}: {self.detail}" + (f"\n     Fix: {self.fix}" if self.fix and not self.ok else "")
 
 
@@ -44,12 +52,14 @@ def doctor(urls: list[str], otlp: str | None, prometheus: str | None) -> int:
         checks.append(Check("settings", False, message, fix))
     if not urls:
         urls = [_default_url(settings or Settings())]
-    checks += [_check_endpoint(url) for url in urls]
+    texts: list[str] = []
+    checks += [_check_endpoint(url, texts) for url in urls]
     checks.append(_check_otlp(otlp, settings))
     checks.append(_check_prometheus(prometheus, urls))
+    checks.append(check_prices(texts or None, settings))
     for check in checks:
         print(check.line(), flush=True)
-    return 1 if any(check.ok is False for check in checks) else 0
+    return 1 if any(check.ok is False and not check.advisory for check in checks) else 0
 
 
 def _check_settings(settings: Settings) -> Check:
@@ -78,7 +88,8 @@ def _default_url(settings: Settings) -> str:
     return f"http://{host}:{settings.prometheus_port}/metrics"
 
 
-def _check_endpoint(url: str) -> Check:
+def _check_endpoint(url: str, texts: list[str] | None = None) -> Check:
+    """Whether ``url`` answers with our series; its exposition is added to ``texts`` when it does."""
     name = f"metrics endpoint {url}"
     port = urllib.parse.urlsplit(url).port
     try:
@@ -94,10 +105,65 @@ def _check_endpoint(url: str) -> Check:
     if OUR_SCOPE not in text:
         return Check(name, False, f"answers, but with no otel_llm_metrics series: another program holds port {port}",
                      "point OTEL_EXPORTER_PROMETHEUS_PORT (and this URL) at a free port")
+    if texts is not None:
+        texts.append(text)
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     requests = "http_server_request_duration_seconds" in families
     return Check(name, True, f"{len(families)} metric families, ours included"
                  + ("" if requests else " (no request measured yet)"))
+
+
+def check_prices(texts: list[str] | None, settings: Settings | None = None) -> Check:
+    """The price table installed here, and how many of the models the endpoints (``texts``) have seen have a price.
+
+    Seen: the (provider, response or else requested model) of the token usage series, calls made or responses
+    served; priced: those with a cost series. Cost coverage is advice, not a broken pipeline: INFO or WARN.
+    """
+    name = "price table"
+    try:
+        version: str | None = metadata.version("genai-prices")
+    except metadata.PackageNotFoundError:
+        version = None
+    table = f"genai-prices {version}" if version else "genai-prices not installed"
+    if not _cost_on(settings):
+        return Check(name, True, f"cost off (OTEL_LLM_METRICS_COST=false); {table}", advisory=True)
+    if version is None:
+        return Check(name, False, "genai-prices not installed: cost stays off",
+                     "pip install genai-prices where the app runs (or OTEL_LLM_METRICS_COST=false to go without "
+                     "cost)", advisory=True)
+    overrides = os.environ.get("OTEL_LLM_METRICS_PRICES_FILE")
+    table += f", overrides {overrides}" if overrides else ""
+    if texts is None:
+        return Check(name, True, f"{table}; models not checked (no metrics endpoint answered)", advisory=True)
+    samples, histograms = parse(texts)
+    seen, unpriced = price_coverage(samples, histograms)
+    if not seen:
+        return Check(name, True, f"{table}; no LLM model seen yet", advisory=True)
+    if not has_cost_series(samples):
+        return Check(name, False, f"{table}; {len(seen)} model(s) seen, but the app reports no cost",
+                     "cost is off where the app runs: OTEL_LLM_METRICS_COST=true and genai-prices installed in its "
+                     "environment", advisory=True)
+    detail = f"{table}; {len(seen) - len(unpriced)} of {len(seen)} models seen have a price"
+    if not unpriced:
+        return Check(name, True, detail, advisory=True)
+    listed = ", ".join(who(*model) for model in unpriced[:10])
+    more = f" and {len(unpriced) - 10} more" if len(unpriced) > 10 else ""
+    where = f"the overrides file {overrides}" if overrides else \
+        "an overrides file named by OTEL_LLM_METRICS_PRICES_FILE"
+    provider, model = unpriced[0]
+    entry = json.dumps({"model": model, **({"provider": provider} if provider else {})})[:-1]
+    return Check(name, False, f"{detail}; no price: {listed}{more}",
+                 f"add their prices to {where} (docs/cost.md), in USD per million tokens, e.g. "
+                 f'{{"models": [{entry}, "input": USD, "output": USD}}]}}, and restart the app; until then their '
+                 "calls are counted as unpriced, never as $0", advisory=True)
+
+
+def _cost_on(settings: Settings | None) -> bool:
+    """OTEL_LLM_METRICS_COST, as the settings read it (or the variable itself when they could not be read)."""
+    on = getattr(settings, "cost", None)
+    if isinstance(on, bool):
+        return on
+    return os.environ.get("OTEL_LLM_METRICS_COST", "true").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _check_otlp(endpoint: str | None, settings: Settings | None) -> Check:

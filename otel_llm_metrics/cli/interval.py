@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import catalogue as c
+from .cost import COUNTERS as COST_COUNTERS
+from .cost import SideCost, costs
 from .readings import HistogramData, L, Reading, by_route, label, merged, route_of
 from .upstream import COUNTERS, GAUGES, HISTOGRAMS, OVERHEADS, UpstreamCalls, overheads, upstream_calls
 
@@ -56,6 +58,7 @@ class Interval:
     pools: list[tuple[str, float, float, float]] = field(default_factory=list)  # name, used, idle, max
     caches: list[tuple[str, float | None, float | None]] = field(default_factory=list)  # name, lookups/s, hit ratio
     upstream: list[UpstreamCalls] = field(default_factory=list)  # counts over the interval: see per_s()
+    cost: dict[str, SideCost] = field(default_factory=dict)  # "made", "served": USD over the interval
 
     def per_s(self, count: float | None) -> float | None:
         """A count over this interval per second; None for the first reading or what was not reported."""
@@ -73,10 +76,11 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
         old = before.histogram(spec)
         return {key: data.minus(old[key]) if key in old else data for key, data in later.histogram(spec).items()}
 
-    def increase(spec: c.InstrumentSpec) -> dict[tuple, float]:
-        old = before.sample(spec)
+    def increase(spec: c.InstrumentSpec | str) -> dict[tuple, float]:
+        name = spec if isinstance(spec, str) else spec.prometheus_name
+        old = before.samples.get(name, {})
         return {key: value - old.get(key, 0.0) if value >= old.get(key, 0.0) else value
-                for key, value in later.sample(spec).items()}
+                for key, value in later.samples.get(name, {}).items()}
 
     durations, errors = by_route({c.REQUEST_DURATION.prometheus_name: hist(c.REQUEST_DURATION)})
     in_flight = _by_route_sum(later.sample(c.ROUTE_ACTIVE_REQUESTS))
@@ -94,6 +98,7 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
     out.upstream = upstream_calls({spec.prometheus_name: hist(spec) for spec in HISTOGRAMS},
                                   {**{spec.prometheus_name: increase(spec) for spec in COUNTERS},
                                    **{spec.prometheus_name: later.sample(spec) for spec in GAUGES}})
+    out.cost = costs({name: increase(name) for name in COST_COUNTERS})
     out.in_flight = sum(later.sample(c.ACTIVE_REQUESTS).values())
     out.peak = max(later.sample(c.ACTIVE_REQUESTS_PEAK).values(), default=0.0)
 

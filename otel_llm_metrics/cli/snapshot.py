@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .. import catalogue as c
+from .cost import JSON_KEYS, SIDES, ModelCost, costs
 from .readings import HistogramData, L, by_route, label, merged, models, parse
 from .upstream import UpstreamCalls, overheads, upstream_calls
 
@@ -69,6 +70,8 @@ def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: floa
                     "time_per_output_token_s": _percentiles(m["tpot"])} for m in found],
         "upstream_calls": [_upstream(u, earlier, elapsed if previous and "upstream_calls" in previous else None)
                            for u in calls],
+        "cost": _cost(samples, previous.get("cost") if previous else None,
+                      elapsed if previous and "cost" in previous else None),
     }
 
 
@@ -98,6 +101,36 @@ def _upstream(calls: UpstreamCalls, earlier: dict[tuple, dict], elapsed: float |
                                  for kind, n in calls.errors.items()}
         out["rates"] = rates
     return out
+
+
+def _cost(samples: dict, earlier: dict | None, elapsed: float | None) -> dict:
+    """USD per provider and model, per side (null: no cost series); ``rates`` since the earlier snapshot."""
+    found, out = costs(samples), {}
+    for side in SIDES:
+        cost, key = found.get(side), JSON_KEYS[side]
+        if cost is None:
+            out[key] = None
+            continue
+        before = (earlier or {}).get(key) or {}
+        models = {(m["provider"] or "", m["model"] or ""): m for m in before.get("models", [])}
+        out[key] = {"usd": cost.usd, "unpriced_calls": cost.unpriced_calls,
+                    "rates": _cost_rates(cost.usd, cost.unpriced_calls, before, elapsed),
+                    "models": [_model_cost(m, models.get((m.provider, m.model), {}), elapsed) for m in cost.models]}
+    return out
+
+
+def _model_cost(m: ModelCost, before: dict, elapsed: float | None) -> dict:
+    return {"provider": m.provider or None, "model": m.model or None, "usd": m.usd,
+            "unpriced_calls": m.unpriced_calls, "unpriced_tokens": m.unpriced_tokens,
+            "rates": _cost_rates(m.usd, m.unpriced_calls, before, elapsed)}
+
+
+def _cost_rates(usd: float | None, unpriced: float, before: dict, elapsed: float | None) -> dict | None:
+    """USD per hour (null: no price) and unpriced calls per second since ``before`` (absent: nothing then)."""
+    if not elapsed:
+        return None
+    return {"usd_per_hour": None if usd is None else max(0.0, usd - (before.get("usd") or 0.0)) / elapsed * 3600,
+            "unpriced_calls_per_s": max(0.0, unpriced - (before.get("unpriced_calls") or 0.0)) / elapsed}
 
 
 def snapshot_with_state(texts: list[str], state: str | None) -> dict:

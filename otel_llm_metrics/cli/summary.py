@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .. import catalogue as c
+from .cost import NO_PRICE, TITLES, ModelCost, calls, costs, usd
 from .readings import HistogramData, L, by_route, label, merged, models, ms, parse
 
 
@@ -34,6 +35,7 @@ def summary(texts: str | Sequence[str]) -> str:
                      f"(mean {ms(ttfb.mean)}); "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
     lines.extend(_llm_lines(histograms))
+    lines.extend(cost_lines(samples))
     lines.extend(_resource_lines(samples, histograms))
     waiting = samples.get(c.LIMITER_WAITING.prometheus_name, {})
     for key, value in sorted(waiting.items()):
@@ -63,6 +65,26 @@ def _llm_lines(histograms: dict) -> list[str]:
                      + f"  ttft {first.describe(0.5)}/{first.describe(0.95)} (mean {ms(first.mean)})"
                      + f"  tpot {per_token.describe(0.5)} (mean {ms(per_token.mean)})")
     return lines
+
+
+def cost_lines(samples: dict) -> list[str]:
+    """USD since start per provider and model, for each side that has cost series; "no price" is not $0."""
+    lines = []
+    for side, cost in costs(samples).items():
+        lines.append(f"{TITLES[side]}, USD since start:")
+        width = max(len(m.provider or "-") for m in cost.models)
+        rows = [(m.provider or "-", m.model or "-", m) for m in cost.models]
+        if len(cost.models) > 1:
+            rows.append(("all", "", ModelCost("", "", cost.usd, cost.unpriced_calls)))
+        for provider, model, m in rows:
+            lines.append(f"  {provider:{width}} {model:30} {_spent(m)}")
+    return lines
+
+
+def _spent(m: ModelCost) -> str:
+    if m.usd is None:
+        return f"{NO_PRICE} ({calls(m.unpriced_calls)})"
+    return usd(m.usd) + (f" (+ {calls(m.unpriced_calls)} unpriced, not in it)" if m.unpriced_calls else "")
 
 
 def _resource_lines(samples: dict, histograms: dict) -> list[str]:

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from .cost import NO_PRICE, TITLES, ModelCost, calls, usd
 from .interval import Interval, between
 from .readings import HistogramData, Reading, ms, read_all
 from .upstream import UpstreamCalls
@@ -70,6 +71,7 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
                            m.time_per_output_token.describe(0.5), ms(m.time_per_output_token.mean))
         parts.append(models)
     parts.extend(_upstream(interval, table, Text))
+    parts.extend(_cost(interval, table))
     for name, waiting, wait in interval.limiters:
         parts.append(Text(f"Limiter {name}: {waiting:.0f} waiting, wait p95 {wait.describe(0.95)} "
                           f"(mean {ms(wait.mean)})"))
@@ -117,6 +119,32 @@ def upstream_row(interval: Interval, u: UpstreamCalls) -> tuple[str, ...]:
     return (u.provider or "-", u.model or "-", _rate(interval.per_s(u.calls)), _rate(interval.per_s(u.attempts)),
             _rate(interval.per_s(u.failed)), errors, *_pair(u.duration), *_pair(u.first_chunk),
             _rate(interval.per_s(u.input_tokens)), _rate(interval.per_s(u.output_tokens)))
+
+
+def _cost(interval: Interval, table: Any) -> list[Any]:
+    """Per side (calls made, responses served) that has cost series: USD per provider and model."""
+    parts = []
+    for side, cost in interval.cost.items():
+        view = table(TITLES[side], "provider", "model", "USD", "USD/h", "unpriced calls")
+        if cost.unpriced_calls:
+            view.caption, view.caption_justify = f"{calls(cost.unpriced_calls)} unpriced: not in the USD", "left"
+        for m in cost.models:
+            view.add_row(*cost_row(interval, m))
+        if len(cost.models) > 1:
+            view.add_row("all", "", *cost_row(interval, ModelCost("", "", cost.usd, cost.unpriced_calls))[2:])
+        parts.append(view)
+    return parts
+
+
+def cost_row(interval: Interval, m: ModelCost) -> tuple[str, ...]:
+    """USD over the interval (since start on the first screen) and per hour; "no price" where no call of the
+    model was priced, which is not $0."""
+    if m.usd is None:
+        spent = per_hour = NO_PRICE
+    else:
+        spent, hourly = usd(m.usd), interval.per_s(m.usd)
+        per_hour = "-" if hourly is None else usd(hourly * 3600)
+    return m.provider or "-", m.model or "-", spent, per_hour, f"{m.unpriced_calls:.0f}"
 
 
 def _amount(value: float | None) -> str:

@@ -21,8 +21,9 @@ from time import perf_counter
 from .. import catalogue as c
 from ..llm.endpoints import Endpoint
 from ..llm.exchange import LlmExchange
-from ..llm.link import CURRENT, UpstreamTime
+from ..llm.link import CURRENT
 from ..llm.stats import GenAiStats, attempt_key, rate_limit_key
+from ..llm.tenant import current as outside_tenant
 from ..series import Histogram
 from .headers import answer_headers, retry_count
 
@@ -92,9 +93,12 @@ class Attempt:
                 _ALL_PENDING.discard(pending)
             else:
                 pending.end_operation()
-        self.link: UpstreamTime | None = CURRENT.get()
-        if self.link is not None:
-            self.link.call_started(self.attempt_started)
+        link = self.link = CURRENT.get()
+        if link is not None:
+            link.call_started(self.attempt_started)
+            self.exchange.tenant = stats.tenants(link.current_tenant())  # the served request's, inherited
+        else:
+            self.exchange.tenant = stats.tenants(outside_tenant())
 
     # -- the answer -----------------------------------------------------------------------------
     def answered(self, status: int, raw_headers: list[tuple[bytes, bytes]], decoded: bool = False) -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
+from functools import partial
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from ..llm.exchange import LlmExchange
 from ..llm.link import CURRENT as upstream_link
 from ..llm.link import UpstreamTime
 from ..llm.parse import ResponseParser
+from ..llm.tenant import TenantSource
 from ..registry import Registry
 from . import request_id, server_span
 from .lifespan import LifespanRelay, Stopping
@@ -86,6 +88,7 @@ class MetricsMiddleware:
         self.llm_provider = settings.llm_provider
         self.estimate_output_tokens = settings.estimate_output_tokens
         self.gen_ai = self.telemetry.registry.gen_ai
+        self.tenant_source = tenant_source(settings)
         self._logged_failure = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,6 +159,7 @@ class Exchange:
     llm: LlmExchange | None = None  # set for LLM calls only
     upstream: UpstreamTime | None = None  # time in upstream LLM calls, while they are measured at the wire
     upstream_token: object = None
+    raw_tenant: str | None = None  # the tenant read at the start, when there is no upstream link to hold it
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -178,6 +182,8 @@ class Exchange:
         if mw.gen_ai.measured_at_the_wire:
             self.upstream = UpstreamTime()
             self.upstream_token = upstream_link.set(self.upstream)
+        if mw.tenant_source is not None:
+            self._read_tenant(mw.tenant_source, scope)
         incoming = None
         if mw.tracer is None:
             for name, value in scope.get("headers", ()):
@@ -346,7 +352,16 @@ class Exchange:
                 status = None  # the client left before any answer: no status code was sent
             error_type = _error_type(error)
         method, route = self.method, self.route
-        key = request_key(method, self.scheme, route, status, error_type)
+        upstream = self.upstream
+        if upstream is not None:
+            tenant = upstream.tenant if upstream.resolve is None else upstream.current_tenant()
+        else:
+            tenant = self.raw_tenant
+            if tenant is None and self.mw.tenant_source is not None:
+                tenant = self.mw.tenant_source.from_code(self.scope)  # state the app set while serving
+        if tenant is not None:
+            tenant = self.mw.gen_ai.tenants(tenant)
+        key = request_key(method, self.scheme, route, status, error_type, tenant)
         series = stats.requests.series.get(key) or stats.requests.get(key)
         h = series.duration
         h.counts[bisect_left(h.bounds, duration)] += 1
@@ -376,9 +391,9 @@ class Exchange:
         else:
             slow_measure = duration
         if self.llm is not None:
+            self.llm.tenant = tenant
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
                             self.exemplar_ids)
-        upstream = self.upstream
         if upstream is not None and upstream.calls:
             upstream.request_ended()
             self._record_overhead(upstream, route, end, duration)
@@ -393,6 +408,17 @@ class Exchange:
         slow_seconds = self.mw.slow_seconds
         if slow_seconds and slow_measure > slow_seconds:
             self._log_slow(route, status, duration, slow_measure)
+
+    def _read_tenant(self, source: TenantSource, scope: Scope) -> None:
+        """The tenant known at the start; a resolver that answers nothing yet is asked again later."""
+        tenant = source.at_start(scope)
+        upstream = self.upstream
+        if upstream is None:
+            self.raw_tenant = tenant
+            return
+        upstream.tenant = tenant
+        if tenant is None and source.resolver is not None:
+            upstream.resolve = partial(source.from_code, scope)
 
     def _record_overhead(self, upstream: UpstreamTime, route: str | None, end: float, duration: float) -> None:
         """The app's own share of a request that called upstream LLMs (docs/llm.md: how, and its limits)."""
@@ -464,3 +490,12 @@ def _error_type(error: BaseException) -> str:
 
 def _wall_ns(perf: float) -> int:
     return time.time_ns() - int((perf_counter() - perf) * 1e9)
+
+
+def tenant_source(settings: Settings) -> TenantSource | None:
+    """Where requests' tenants come from, or None when no source is configured (the tenant() block still works)."""
+    if not (settings.tenant_from or settings.tenant_header or settings.tenant_baggage
+            or settings.tenant_api_key_secret):
+        return None
+    return TenantSource(settings.tenant_header, settings.tenant_baggage, settings.tenant_from,
+                        settings.tenant_api_key_secret)

@@ -20,9 +20,10 @@ STREAM_INSTRUMENTS = {"duration": c.STREAM_DURATION, "first_byte": c.STREAM_TIME
                       "chunks": c.STREAM_CHUNKS, "size": c.STREAM_BODY_SIZE}
 
 
-def request_key(method: str, scheme: str, route: str | None, status: int | None, error_type: str | None) -> tuple:
+def request_key(method: str, scheme: str, route: str | None, status: int | None, error_type: str | None,
+                tenant: str | None = None) -> tuple:
     """A request series' attribute values, in the order of ``catalogue.HTTP_ATTRS``."""
-    return (method, scheme, route, status, error_type)
+    return (method, scheme, route, status, error_type, tenant)
 
 
 def stream_key(method: str, route: str | None, outcome: str) -> tuple:

@@ -10,14 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import catalogue as c
-from ..series import Histogram
+from ..series import Histogram, SharedCounterGroup
 from .endpoints import Endpoint
 from .parse import RequestModel, ResponseParser
-from .stats import GenAiStats, client_key, client_token_key, operation_key, response_key, server_token_key
+from .prices import Priced, Tokens
+from .stats import (
+    GenAiStats,
+    client_cost_key,
+    client_key,
+    client_token_key,
+    cost_key,
+    operation_key,
+    response_key,
+    server_token_key,
+)
 
 
 class LlmExchange:
-    __slots__ = ("endpoint", "stats", "provider", "request", "parser", "estimate")
+    __slots__ = ("endpoint", "stats", "provider", "request", "parser", "estimate", "tenant")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, estimate: bool = True) -> None:
         self.endpoint = endpoint
@@ -26,6 +36,7 @@ class LlmExchange:
         self.provider = provider or endpoint.provider_name
         self.request = RequestModel(endpoint.model)  # a model named in the path (Gemini) is not searched for
         self.parser: ResponseParser | None = None  # set when the response starts, dropped if it fails
+        self.tenant: str | None = None  # tenant.id, already capped: the served request's, inherited by its calls
 
     def response_started(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Start parsing unless the body is compressed (then only timings are recorded)."""
@@ -93,10 +104,14 @@ class LlmExchange:
                 stats.responses.add(response_key(operation, provider, request_model, response_model, finish))
         if parser is None:
             return
+        tenant = self.tenant
         for token_type, cache, phase, estimated, count in _token_parts(parser):
             key = server_token_key(operation, provider, request_model, response_model, token_type, cache, phase,
-                                   estimated)
+                                   estimated, tenant)
             stats.server_tokens.get(key).tokens.record(count)
+        if stats.prices is not None and error_type is None and not cancelled:
+            key = cost_key(operation, provider, request_model, response_model, tenant)
+            self._price(key, stats.server_cost, stats.server_unpriced_calls, stats.server_unpriced_tokens)
 
     def record_call(self, started: float, attempt_started: float, end: float, error_type: str | None,
                     address: str | None, port: int | None, chunk_gaps: Histogram | None,
@@ -126,10 +141,48 @@ class LlmExchange:
                         series.time_per_output_chunk.merge(chunk_gaps)
         if parser is None:
             return
+        tenant = self.tenant
         for token_type, cache, phase, estimated, count in _token_parts(parser):
             key = client_token_key(operation, provider, request_model, response_model, address, port, token_type,
-                                   cache, phase, estimated)
+                                   cache, phase, estimated, tenant)
             stats.client_tokens.record(key, "tokens", count)
+        if stats.prices is not None and error_type is None:
+            key = client_cost_key(operation, provider, request_model, response_model, address, tenant)
+            self._price(key, stats.client_cost, stats.client_unpriced_calls, stats.client_unpriced_tokens)
+
+    def _price(self, key: tuple, cost: SharedCounterGroup, unpriced_calls: SharedCounterGroup,
+               unpriced_tokens: SharedCounterGroup) -> None:
+        """Add this call's USD to ``cost``, or count it as unpriced (never as a cost of 0).
+
+        The price is looked up by the names the upstream used (response model, else request model),
+        not by their capped attribute values; the last attribute of every cost key is the tenant.
+        """
+        parser = self.parser
+        tokens = _tokens(parser) if parser is not None else None
+        models = (parser.response_model if parser is not None else None, self.request.model)
+
+        def add(plan: Priced | None) -> None:
+            if plan is not None and tokens is not None:
+                cost.add(key, plan.cost(tokens))
+                return
+            unpriced_calls.add(key)
+            if tokens is not None:
+                head, tenant = key[:-1], key[-1]
+                unpriced_tokens.add((*head, "input", tenant), tokens.input)
+                if tokens.output:
+                    unpriced_tokens.add((*head, "output", tenant), tokens.output)
+
+        self.stats.prices.price(self.provider, models, add)  # type: ignore[union-attr]
+
+
+def _tokens(parser: ResponseParser) -> Tokens | None:
+    """The usage to price, or None when the upstream reported none (or reported parts above their totals)."""
+    if parser.input_tokens is None:
+        return None
+    estimated = parser.output_estimated
+    tokens = Tokens(parser.input_tokens, parser.cache_read_tokens or 0, parser.cache_creation_tokens or 0,
+                    parser.output_token_count() or 0, 0 if estimated else parser.reasoning_tokens or 0)
+    return tokens if tokens.consistent() else None
 
 
 def _token_parts(parser: ResponseParser) -> list[tuple[str, str | None, str | None, bool, int]]:

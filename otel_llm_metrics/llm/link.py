@@ -8,6 +8,7 @@ parallel calls count once), kept in O(1): a count of calls in flight and when it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter
 from typing import Protocol
@@ -20,7 +21,7 @@ class Pending(Protocol):
 
 
 class UpstreamTime:
-    __slots__ = ("busy", "in_flight", "busy_since", "calls", "first_chunk_wait", "pending")
+    __slots__ = ("busy", "in_flight", "busy_since", "calls", "first_chunk_wait", "pending", "tenant", "resolve")
 
     def __init__(self) -> None:
         self.busy = 0.0  # seconds with at least one upstream call in flight, closed intervals only
@@ -29,6 +30,8 @@ class UpstreamTime:
         self.calls = 0
         self.first_chunk_wait: float | None = None  # the first streamed call's time to its first content chunk
         self.pending: list[Pending] | None = None  # failed calls an SDK might still retry: ended with the request
+        self.tenant: str | None = None  # for whom the request is served (uncapped; see llm/tenant.py)
+        self.resolve: Callable[[], str | None] | None = None  # asks the user's resolver again, while tenant is None
 
     def call_started(self, at: float) -> None:
         self.calls += 1
@@ -52,6 +55,12 @@ class UpstreamTime:
         pending, self.pending = self.pending, None
         for call in pending or ():
             call.end_operation()
+
+    def current_tenant(self) -> str | None:
+        """The request's tenant; a resolver reading state the app sets later (request.state) is asked again."""
+        if self.tenant is None and self.resolve is not None:
+            self.tenant = self.resolve()
+        return self.tenant
 
     def waited(self, until: float | None = None) -> float:
         """Seconds spent in upstream calls so far; a call still in flight counts up to ``until``."""

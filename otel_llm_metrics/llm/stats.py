@@ -11,6 +11,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
 from ..series import CounterGroup, GaugeGroup, HistogramGroup, SharedCounterGroup, SharedHistogramGroup
+from .prices import PriceBook, read_overrides
 
 MAX_VALUE_LENGTH = 128
 SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token": c.GEN_AI_SERVER_TTFT,
@@ -26,9 +27,10 @@ def operation_key(operation: str, provider: str | None, request_model: str | Non
 
 
 def server_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
-                     token_type: str, cache: str | None, phase: str | None, estimated: bool) -> tuple:
+                     token_type: str, cache: str | None, phase: str | None, estimated: bool,
+                     tenant: str | None = None) -> tuple:
     """A server token series' attribute values, in the order of ``catalogue.GEN_AI_TOKEN_ATTRS``."""
-    return (operation, provider, request_model, response_model, token_type, cache, phase, estimated)
+    return (operation, provider, request_model, response_model, token_type, cache, phase, estimated, tenant)
 
 
 def response_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -45,9 +47,22 @@ def client_key(operation: str, provider: str | None, request_model: str | None, 
 
 def client_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
                      address: str | None, port: int | None, token_type: str, cache: str | None = None,
-                     phase: str | None = None, estimated: bool | None = None) -> tuple:
+                     phase: str | None = None, estimated: bool | None = None, tenant: str | None = None) -> tuple:
     """A client token series' attribute values, in the order of ``GEN_AI_CLIENT_TOKENS.attributes``."""
-    return (operation, provider, request_model, response_model, address, port, token_type, cache, phase, estimated)
+    return (operation, provider, request_model, response_model, address, port, token_type, cache, phase, estimated,
+            tenant)
+
+
+def cost_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
+             tenant: str | None) -> tuple:
+    """A served cost series' attribute values, in the order of ``catalogue.GEN_AI_COST_ATTRS``."""
+    return (operation, provider, request_model, response_model, tenant)
+
+
+def client_cost_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
+                    address: str | None, tenant: str | None) -> tuple:
+    """A calls-made cost series' attribute values, in the order of ``catalogue.GEN_AI_CLIENT_COST_ATTRS``."""
+    return (operation, provider, request_model, response_model, address, tenant)
 
 
 def attempt_key(operation: str, provider: str | None, request_model: str | None, address: str | None,
@@ -94,6 +109,15 @@ class GenAiStats:
         self.rate_limit_remaining = GaugeGroup(c.GEN_AI_CLIENT_RATE_LIMIT_REMAINING, max_series)
         self.rate_limit = GaugeGroup(c.GEN_AI_CLIENT_RATE_LIMIT, max_series)
         self.responses = CounterGroup(c.GEN_AI_SERVER_RESPONSES, max_series)
+        # Cost: written by the loop, client threads and the price table's loader alike, so all shared.
+        self.client_cost = SharedCounterGroup(c.GEN_AI_CLIENT_COST, max_series)
+        self.client_unpriced_calls = SharedCounterGroup(c.GEN_AI_CLIENT_UNPRICED_CALLS, max_series)
+        self.client_unpriced_tokens = SharedCounterGroup(c.GEN_AI_CLIENT_UNPRICED_TOKENS, max_series)
+        self.server_cost = SharedCounterGroup(c.GEN_AI_SERVER_COST, max_series)
+        self.server_unpriced_calls = SharedCounterGroup(c.GEN_AI_SERVER_UNPRICED_CALLS, max_series)
+        self.server_unpriced_tokens = SharedCounterGroup(c.GEN_AI_SERVER_UNPRICED_TOKENS, max_series)
+        self.prices: PriceBook | None = None  # set when cost is on
+        self.tenants = ValueLimiter(100)  # tenant.id values: client-supplied, so capped like model names
         self.measured_at_the_wire = False  # set when the HTTP client hooks are on: then spans add no client numbers
         self.models = ValueLimiter(max_model_names)
         self.finish_reasons = ValueLimiter(max_model_names)  # upstreams may invent their own
@@ -103,7 +127,9 @@ class GenAiStats:
         return (self.server, self.server_tokens, self.client, self.client_tokens, self.retry_after)
 
     def _counters(self) -> tuple[CounterGroup, ...]:
-        return (self.responses, self.attempts, self.rate_limit_remaining, self.rate_limit)
+        return (self.responses, self.attempts, self.rate_limit_remaining, self.rate_limit, self.client_cost,
+                self.client_unpriced_calls, self.client_unpriced_tokens, self.server_cost, self.server_unpriced_calls,
+                self.server_unpriced_tokens)
 
     def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
         return {group.spec: group.observe for group in self._counters()}
@@ -113,7 +139,14 @@ class GenAiStats:
             group.max_series = max_series
         self.models.max_values = self.finish_reasons.max_values = self.hosts.max_values = max_model_names
 
+    def configure_cost(self, cost: bool, prices_file: str | None, max_tenants: int) -> None:
+        """Cost on: a price book over the user's prices (validated at start-up already); the table loads later."""
+        self.prices = PriceBook(read_overrides(prices_file) if prices_file else None) if cost else None
+        self.tenants.max_values = max_tenants
+
     def reset(self) -> None:
+        if self.prices is not None:
+            self.prices.after_fork()
         for group in self.histogram_groups():
             group.reset()
         for group in self._counters():

@@ -54,7 +54,7 @@ def test_past_max_series_new_attribute_sets_share_one_overflow_series():
 def test_untracked_extremes_are_exported_as_unknown_and_exemplars_per_bucket():
     group = HistogramGroup({"duration": c.REQUEST_DURATION, "request_size": c.REQUEST_BODY_SIZE},
                            without_extremes=("request_size",))
-    series = group.get(("GET", "http", "/x", 200, None))
+    series = group.get(("GET", "http", "/x", 200, None, None))
     series.request_size.counts[0] += 1  # the middleware's inlined update: no min/max
     series.duration.record(0.3)
     series.duration.exemplar(0.3, trace_id=7, span_id=9)
