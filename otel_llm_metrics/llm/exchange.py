@@ -8,12 +8,13 @@ record it with ``record_call``. Both read the same bytes the same way, with the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from .. import catalogue as c
 from ..series import Histogram, SharedCounterGroup
 from .endpoints import Endpoint
 from .parse import RequestModel, ResponseParser
-from .prices import Priced, Tokens
+from .prices import PENDING, Priced, Tokens
 from .stats import (
     GenAiStats,
     client_cost_key,
@@ -160,19 +161,26 @@ class LlmExchange:
         parser = self.parser
         tokens = _tokens(parser) if parser is not None else None
         models = (parser.response_model if parser is not None else None, self.request.model)
+        prices = self.stats.prices
+        plan = prices.plan_for(self.provider, models)  # type: ignore[union-attr]
+        if plan is PENDING:
+            prices.later(self.provider, models, partial(_book, key, tokens, cost, unpriced_calls,  # type: ignore
+                                                        unpriced_tokens))
+        else:
+            _book(key, tokens, cost, unpriced_calls, unpriced_tokens, plan)  # type: ignore[arg-type]
 
-        def add(plan: Priced | None) -> None:
-            if plan is not None and tokens is not None:
-                cost.add(key, plan.cost(tokens))
-                return
-            unpriced_calls.add(key)
-            if tokens is not None:
-                head, tenant = key[:-1], key[-1]
-                unpriced_tokens.add((*head, "input", tenant), tokens.input)
-                if tokens.output:
-                    unpriced_tokens.add((*head, "output", tenant), tokens.output)
 
-        self.stats.prices.price(self.provider, models, add)  # type: ignore[union-attr]
+def _book(key: tuple, tokens: Tokens | None, cost: SharedCounterGroup, unpriced_calls: SharedCounterGroup,
+          unpriced_tokens: SharedCounterGroup, plan: Priced | None) -> None:
+    if plan is not None and tokens is not None:
+        cost.add(key, plan.cost(tokens))
+        return
+    unpriced_calls.add(key)
+    if tokens is not None:
+        head, tenant = key[:-1], key[-1]
+        unpriced_tokens.add((*head, "input", tenant), tokens.input)
+        if tokens.output:
+            unpriced_tokens.add((*head, "output", tenant), tokens.output)
 
 
 def _tokens(parser: ResponseParser) -> Tokens | None:

@@ -17,10 +17,9 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger("otel_llm_metrics")
 
@@ -36,8 +35,7 @@ PRICE_FIELDS = ("input", "cache_read", "cache_write", "output", "reasoning")  # 
 MAX_PENDING = 10_000
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(NamedTuple):
     """One call's usage as genai-prices reads it: input and output are totals (cache and reasoning inside)."""
 
     input: int
@@ -60,15 +58,14 @@ class Plan:
         self.regions = regions  # (per call, input, cache read, cache write, output, reasoning) per tier
 
     def cost(self, tokens: Tokens) -> float:
+        total, cache_read, cache_write, output, reasoning = tokens
         region = 0
         for start in self.thresholds:
-            if tokens.input > start:
-                region += 1
-            else:
+            if total <= start:
                 break
-        fixed, inp, read, write, out, reasoning = self.regions[region]
-        return (fixed + inp * tokens.input + read * tokens.cache_read + write * tokens.cache_write
-                + out * tokens.output + reasoning * tokens.reasoning)
+            region += 1
+        fixed, a, b, c, d, e = self.regions[region]
+        return fixed + a * total + b * cache_read + c * cache_write + d * output + e * reasoning
 
 
 def plan_from_override(prices: dict[str, float]) -> Plan:
@@ -139,6 +136,7 @@ class _ByTime:
 
 Priced = Plan | _Exact | _ByTime
 UNPRICED = None
+PENDING = object()  # the table is still loading
 
 
 # -- the overrides file ---------------------------------------------------------------------------
@@ -212,34 +210,41 @@ class PriceBook:
         self._loader_pid: int | None = None
         self._ready = threading.Event()  # set once the table loaded (or failed) and the queue was priced
 
-    def price(self, provider: str | None, models: tuple[str | None, str | None],
-              then: Callable[[Priced | None], None]) -> None:
-        """Call ``then`` with the plan of the first of ``models`` (response, request) that has a price
-        (None: neither has), now or, while the table loads, later."""
-        key = (provider, models)
-        plan = self.plans.get(key, False)
-        if plan is not False:
-            return then(plan)  # type: ignore[arg-type]
+    def plan_for(self, provider: str | None, models: tuple[str | None, str | None]) -> Priced | None | object:
+        """The plan of the first of ``models`` (response, request) with a price; None: neither has one;
+        ``PENDING`` while the table loads (then hand the call to ``later``)."""
+        plan = self.plans.get((provider, models), PENDING)
+        if plan is not PENDING:
+            return plan
         names = [model for model in dict.fromkeys(models) if model]
         for model in names:
             override = self.overrides.get((provider, model)) or self.overrides.get((None, model))
             if override is not None:
-                self.plans[key] = override
-                return then(override)
+                self.plans[(provider, models)] = override
+                return override
         if not names or provider in SELF_HOSTED or self.failed:
-            self.plans[key] = UNPRICED
-            return then(UNPRICED)
+            self.plans[(provider, models)] = UNPRICED
+            return UNPRICED
         if self.table is None:
             with self._lock:
                 if self.table is None and not self.failed:
-                    if len(self.pending) < MAX_PENDING:
-                        self.pending.append((then, provider, models))
-                    else:
-                        self.dropped += 1
                     self._ensure_loading()
-                    return None
-        plan = self.plans[key] = self._resolve_first(provider, models)
-        return then(plan)
+                    return PENDING
+        plan = self.plans[(provider, models)] = self._resolve_first(provider, models)
+        return plan
+
+    def later(self, provider: str | None, models: tuple[str | None, str | None],
+              then: Callable[[Priced | None], None]) -> None:
+        """Price a call that arrived while the table loads once it has (bounded: the excess is dropped)."""
+        with self._lock:
+            if self.table is None and not self.failed:
+                if len(self.pending) < MAX_PENDING:
+                    self.pending.append((then, provider, models))
+                else:
+                    self.dropped += 1
+                return
+        plan = self.plan_for(provider, models)
+        then(None if plan is PENDING else plan)  # type: ignore[arg-type]
 
     def _resolve_first(self, provider: str | None, models: tuple[str | None, str | None]) -> Priced | None:
         if self.table is None:  # failed: only overrides price (checked before queueing)

@@ -4,6 +4,7 @@ the API key; capped like model names; on served counts, tokens and cost, and inh
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx2
 import pytest
@@ -130,7 +131,8 @@ def test_ten_thousand_tenants_stay_bounded_and_every_request_counts(run, tenants
     assert len(_tenants_of(view, "gen_ai.server.token.usage")) == 51
 
 
-def test_api_keys_are_only_ever_a_keyed_hash(run, tenants):
+def test_api_keys_are_only_ever_a_keyed_hash(run, tenants, caplog):
+    caplog.set_level(logging.DEBUG)
     secret = "a-secret-of-the-operators-choosing"
     telemetry = tenants(tenant_api_key_secret=secret, traces_exporter="console", app_metrics_path="/metrics")
     spans = InMemorySpanExporter()
@@ -151,6 +153,7 @@ def test_api_keys_are_only_ever_a_keyed_hash(run, tenants):
     for span in spans.get_finished_spans():
         assert KEY not in repr(dict(span.attributes)) and KEY not in repr(span.events), span.name
     assert secret not in repr(telemetry.settings)
+    assert not [record for record in caplog.records if KEY in record.getMessage() or secret in record.getMessage()]
 
 
 def test_a_resolver_that_raises_never_reaches_the_app(run, tenants, caplog):

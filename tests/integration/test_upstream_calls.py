@@ -18,7 +18,7 @@ from google.genai import types
 
 from otel_llm_metrics.client import hook
 from otel_llm_metrics.client.call import flush_pending
-from tests.integration.test_grafana import CALLS_MADE, assert_all_return_data, queries_of
+from tests.integration.test_grafana import CALLS_MADE, COST, assert_all_return_data, queries_of
 from tests.integration.upstream import Upstream, transcript
 from tests.llm.expectations import assert_tokens
 from tests.test_dashboards import dashboards
@@ -286,6 +286,16 @@ def test_a_relayed_stream_shows_what_the_relay_adds_to_the_first_token(upstream,
     assert served.count == made.count == 3, "both directions of the relay, measured apart"
 
 
+def _usd(truth: dict) -> float:
+    """genai-prices' own price of a transcript's usage (provider by API shape: openai)."""
+    from genai_prices import Usage, calc_price
+
+    usage = Usage(input_tokens=truth["input"], cache_read_tokens=truth["cache_read"] or 0,
+                  cache_write_tokens=truth["cache_creation"] or 0, output_tokens=truth["output"],
+                  output_reasoning_tokens=truth["reasoning"] or 0)
+    return float(calc_price(usage, truth["model"], provider_id="openai").total_price)
+
+
 def _cumulative(counts) -> list[int]:
     total, out = 0, []
     for count in counts:
@@ -300,15 +310,16 @@ def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upst
 
     import httpx
 
-    from otel_llm_metrics.catalogue import CALLS_MADE_SPECS
-    from tests.integration.servers import AppServer, require_binary
+    from otel_llm_metrics.catalogue import CALLS_MADE_SPECS, COST_SPECS
+    from tests.integration.servers import AppServer, require_binary, wait_for
 
     monkeypatch.setattr(upstream, "event_gap", 0.005)  # a stream's chunks arrive apart, as a model generates
-    app = AppServer("tests.integration.rag_app:app", env={"UPSTREAM_URL": upstream.url}).wait_ready()
+    env = {"UPSTREAM_URL": upstream.url, "OTEL_LLM_METRICS_TENANT_HEADER": "x-tenant-id"}
+    app = AppServer("tests.integration.rag_app:app", env=env).wait_ready()
     try:
         prometheus.add_target(f"127.0.0.1:{app.metrics_port}")
         plain, streamed = 7, 5
-        with httpx.Client(base_url=app.url, timeout=10) as client:
+        with httpx.Client(base_url=app.url, timeout=10, headers={"x-tenant-id": "acme"}) as client:
             for i in range(plain + streamed):
                 assert client.post("/ask", params={"stream": i >= plain}).status_code == 200
         job = f'instance="127.0.0.1:{app.metrics_port}"'
@@ -332,14 +343,34 @@ def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upst
 
         # A 429 the SDK retries (the provider's rate-limit headers come with the answer) and a relayed stream:
         # then every query of the upstream dashboard has data, as test_grafana checks the others with the demo.
-        with httpx.Client(base_url=app.url, timeout=10) as client:
+        with httpx.Client(base_url=app.url, timeout=10, headers={"x-tenant-id": "acme"}) as client:
             assert client.post("/ask", params={"model": "flaky-1-rag"}).status_code == 200
             relayed = client.post("/v1/chat/completions", json={"model": "openai_chat_stream_usage", "stream": True})
             assert relayed.status_code == 200 and b"[DONE]" in relayed.content
+            # deepseek-reasoner answering an OpenAI-shaped call to an unknown host: no price, both directions
+            unpriced = client.post("/v1/chat/completions", json={"model": "openai_chat_stream_quirks", "stream": True})
+            assert unpriced.status_code == 200
         prometheus.wait_value(f'sum(gen_ai_client_attempts_total{{{job},error_type="429"}})', 1)
         assert_all_return_data(prometheus, queries_of(CALLS_MADE, dashboards()[CALLS_MADE]))
+
+        # Cost: the calls made, priced by genai-prices' own calc_price, summed by PromQL; the relayed and the
+        # unpriced calls counted apart; every call and served request under the caller's tenant.
+        spend = ((plain + 1) * _usd(transcript("openai_chat")[1])
+                 + (streamed + 1) * _usd(transcript("openai_chat_stream_usage")[1]))
+        wait_for(lambda: abs((prometheus.value(f'sum(gen_ai_client_cost_USD_total{{{job},tenant_id="acme"}})') or 0)
+                             - spend) < 1e-9, f"the spend of the calls made, {spend} USD, in PromQL")
+        served = _usd(transcript("openai_chat_stream_usage")[1])
+        wait_for(lambda: abs((prometheus.value(f"sum(gen_ai_server_cost_USD_total{{{job}}})") or 0) - served) < 1e-9,
+                 "the relayed answer's served cost")
+        for side in ("client", "server"):
+            prometheus.wait_value(f'sum(gen_ai_{side}_cost_unpriced_calls_total{{{job},'
+                                  f'gen_ai_response_model="deepseek-reasoner",tenant_id="acme"}})', 1)
+        prometheus.wait_value(f'sum(http_server_request_duration_seconds_count{{{job},http_route="/ask",'
+                              f'tenant_id="acme"}})', plain + streamed + 1)
+        assert_all_return_data(prometheus, queries_of(COST, dashboards()[COST]))
         page = httpx.get(app.metrics_url, timeout=5).text
-        missing = [spec.prometheus_name for spec in CALLS_MADE_SPECS if f"\n{spec.prometheus_name}" not in page]
+        missing = [spec.prometheus_name for spec in (*CALLS_MADE_SPECS, *COST_SPECS)
+                   if f"\n{spec.prometheus_name}" not in page]
         assert not missing, f"instruments of the calls made not in the scrape: {missing}"
         checked = subprocess.run([require_binary("promtool"), "check", "metrics"], input=page.encode(),
                                  capture_output=True, timeout=30)

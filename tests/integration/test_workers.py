@@ -63,11 +63,19 @@ class Server(Process):
             return collections.Counter(pool.map(one, range(count)))
 
     def wait_workers(self, workers: int) -> None:
+        answering: collections.Counter = collections.Counter()
+
         def all_answer() -> bool:
+            nonlocal answering
             if self.popen.poll() is not None:
                 pytest.fail(f"server exited with {self.popen.returncode}:\n{self.log()}")
-            return len(self.send(16 * workers)) == workers
-        wait_for(all_answer, f"all {workers} workers answering", deadline_s=60)
+            answering = self.send(16 * workers)
+            return len(answering) == workers
+        try:
+            wait_for(all_answer, f"all {workers} workers answering", deadline_s=60)
+        except pytest.fail.Exception as failed:
+            raise AssertionError(f"{failed}; the last round was answered by {dict(answering)}; "
+                                 f"server log:\n{self.log()[-6000:]}") from None
 
 
 @pytest.fixture(scope="module")
