@@ -89,13 +89,23 @@ def make_resource(settings: Settings) -> Resource:
 
 
 def _otlp_endpoint(settings: Settings, signal: str) -> dict:
-    """Keyword arguments for an OTLP exporter; empty means "let the exporter read OTEL_* itself"."""
-    if not settings.otlp_endpoint:
+    """Keyword arguments for an OTLP exporter; empty means "let the exporter read OTEL_* itself".
+
+    A signal's own variable (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) takes precedence over the general
+    one, as the specification says: then the exporter reads it itself, used as given.
+    """
+    if not settings.otlp_endpoint or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip():
         return {}
     base = settings.otlp_endpoint.rstrip("/")
-    if settings.otlp_protocol == "grpc":
+    if otlp_protocol(settings, signal) == "grpc":
         return {"endpoint": base, "insecure": base.startswith("http://")}
     return {"endpoint": f"{base}/v1/{signal}"}
+
+
+def otlp_protocol(settings: Settings, signal: str) -> str:
+    """The signal's own ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`` where set (and one we export), else the general one."""
+    own = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip().lower()
+    return own if own in ("grpc", "http/protobuf") else settings.otlp_protocol
 
 
 class ServingOnlyExporter(MetricExporter):
@@ -125,7 +135,7 @@ def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambd
     readers: list[MetricReader] = []
     timeout_s = settings.export_timeout_ms / 1000
     if "otlp" in settings.metrics_exporters:
-        if settings.otlp_protocol == "grpc":
+        if otlp_protocol(settings, "metrics") == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -143,7 +153,7 @@ def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvid
         return None
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if settings.traces_exporter == "otlp":
-        if settings.otlp_protocol == "grpc":
+        if otlp_protocol(settings, "traces") == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
