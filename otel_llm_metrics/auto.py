@@ -42,7 +42,29 @@ class Configurator(_BaseConfigurator):
             sys.stdout.flush()
             os._exit(2)
         if not settings.disabled:
-            install(settings, export_before_serving=False)  # a pre-fork master runs this too
+            telemetry = install(settings, export_before_serving=False)  # a pre-fork master runs this too
+            init_logs(telemetry.resource())
+
+
+def init_logs(resource: Any) -> None:  # noqa: ANN401 - an OTel Resource
+    """Logs as the SDK's own configurator sets them up (``OTEL_LOGS_EXPORTER``, ``OTEL_BLRP_*``, the logging
+    handler under ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``), with the resource our metrics and
+    spans carry; records made while a request is served carry its trace and span ids. Its own code, not a copy.
+    """
+    from opentelemetry._logs import get_logger_provider
+    from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters, _init_logging
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    names = _get_exporter_names("logs")
+    if not names or isinstance(get_logger_provider(), LoggerProvider):
+        return  # none asked for, or someone configured logs already: theirs stay
+    try:
+        _, _, exporters = _import_exporters([], [], names)
+        handler = os.getenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
+        _init_logging(exporters, resource, handler)
+    except Exception:  # logs are a convenience here: the app starts regardless, and says why
+        logger.exception("otel_llm_metrics: could not set up logs from OTEL_LOGS_EXPORTER=%s",
+                         os.getenv("OTEL_LOGS_EXPORTER"))
 
 
 class AsgiServerInstrumentor(BaseInstrumentor):
