@@ -45,10 +45,13 @@ class _ReaderState:
 
 class MetricsBridge:
     def __init__(self, groups: Callable[[], Iterable[HistogramGroup]], resource: Callable[[], Resource],
-                 scope: InstrumentationScope) -> None:
+                 scope: InstrumentationScope, owned_names: frozenset[str] = frozenset()) -> None:
         self._groups = groups
         self._resource = resource
         self._scope = scope
+        # Names we publish: another scope's metric of the same name (opentelemetry-instrumentation-system-metrics'
+        # process.cpu.time, a framework's http.server.request.duration) is left out, so sum() never doubles.
+        self._owned = owned_names
 
     def attach(self, reader: MetricReader) -> None:
         """Wrap ``reader``'s collect callback; call after the MeterProvider has taken the reader."""
@@ -77,7 +80,7 @@ class MetricsBridge:
         if not resource_metrics:
             resource_metrics = [ResourceMetrics(resource, [], "")]
         first = resource_metrics[0]
-        scopes = list(first.scope_metrics)
+        scopes = [self._without_copies(scope_metrics) for scope_metrics in first.scope_metrics]
         if ours:
             # One ScopeMetrics per scope: receivers keep only one of two with the same identity.
             for i, scope_metrics in enumerate(scopes):
@@ -90,9 +93,18 @@ class MetricsBridge:
         resource_metrics[0] = ResourceMetrics(resource, scopes, first.schema_url)
         for i in range(1, len(resource_metrics)):
             rm = resource_metrics[i]
-            resource_metrics[i] = ResourceMetrics(resource, rm.scope_metrics, rm.schema_url)
+            resource_metrics[i] = ResourceMetrics(resource, [self._without_copies(sm) for sm in rm.scope_metrics],
+                                                  rm.schema_url)
         state.last_time_ns = now
         return MetricsData(resource_metrics)
+
+    def _without_copies(self, scope_metrics: ScopeMetrics) -> ScopeMetrics:
+        if not self._owned or scope_metrics.scope.name == self._scope.name:
+            return scope_metrics
+        kept = [metric for metric in scope_metrics.metrics if metric.name not in self._owned]
+        if len(kept) == len(scope_metrics.metrics):
+            return scope_metrics
+        return ScopeMetrics(scope_metrics.scope, kept, scope_metrics.schema_url)
 
     def _histograms(self, state: _ReaderState, now: int) -> list[Metric]:
         delta = state.temporality == AggregationTemporality.DELTA

@@ -80,7 +80,7 @@ class Telemetry:
             metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
             views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
-                               InstrumentationScope(catalogue.SCOPE_NAME, __version__))
+                               InstrumentationScope(catalogue.SCOPE_NAME, __version__), owned_names(settings))
         for reader in readers:
             bridge.attach(reader)
         meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
@@ -265,6 +265,15 @@ class Telemetry:
 
 
 _TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def owned_names(settings: Settings) -> frozenset[str]:
+    """The instrument names this process publishes with these settings: other scopes' copies are dropped."""
+    groups = {"process": catalogue.PROCESS_SPECS, "system": catalogue.SYSTEM_SPECS, "gpu": catalogue.GPU_SPECS}
+    skipped = {spec for group, specs in groups.items() if group not in settings.resources for spec in specs}
+    if not (settings.tracing or settings.upstream_calls):
+        skipped |= set(catalogue.CALLS_MADE_SPECS)  # then another library's gen_ai.client.* are the only ones
+    return frozenset(spec.name for spec in catalogue.ALL if spec not in skipped)
 
 
 def _running_async_library() -> str | None:
