@@ -22,6 +22,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import catalogue
@@ -52,7 +53,10 @@ class Telemetry:
     """Providers, readers and the registry of one process; ``shutdown()`` flushes within a bound."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None,
-                 extra_readers: list[MetricReader] | None = None, *, export_before_serving: bool = True) -> None:
+                 extra_readers: list[MetricReader] | None = None, *, export_before_serving: bool = True,
+                 theirs: tuple[MeterProvider | None, TracerProvider | None] = (None, None)) -> None:
+        """``theirs``: SDK providers that already exist in this process (another configurator's, a vendor
+        distro's, the app's own): ours attach to them instead of building a second pipeline."""
         self.settings = settings
         # Zero code installs in every Python process it starts, a pre-fork master and multiprocessing's
         # resource tracker included: there, pushing waits until the process serves.
@@ -69,16 +73,25 @@ class Telemetry:
         self._exit_deadline: float | None = None  # monotonic; set by the first way out, shared by the others
         self.final_pushes = 0  # attempts so far: a server hook skips its push when the app's lifespan made one
 
+        their_meters, their_tracers = theirs
+        self.attached = their_meters is not None  # then the pipeline, its resource and its lifecycle are theirs
         readers = list(extra_readers or [])
         self._endpoint_reader: InMemoryMetricReader | None = None
-        if "prometheus" in settings.metrics_exporters or settings.app_metrics_path:
+        if wants_endpoint(settings, attached=self.attached):
             # Cumulative numbers, read at each hand-over and scrape (workers.endpoint renders them).
             self._endpoint_reader = InMemoryMetricReader()
             readers.append(self._endpoint_reader)
-        readers.extend(make_push_readers(settings, self.exporting))
-        self.meter_provider = MeterProvider(
-            metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
-            views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
+        if their_meters is not None:
+            self.meter_provider = their_meters
+            for reader in readers:
+                their_meters.add_metric_reader(reader)
+            readers = [*getattr(their_meters, "_metric_readers", ()), *readers]
+            self._resource = their_meters._sdk_config.resource
+        else:
+            readers.extend(make_push_readers(settings, self.exporting))
+            self.meter_provider = MeterProvider(
+                metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
+                views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__), owned_names(settings))
         for reader in readers:
@@ -87,9 +100,11 @@ class Telemetry:
         self.registry.register_observables(meter)
         self._register_resources(meter)
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, settings.loop_lag_interval)
-        self.tracer_provider = make_tracer_provider(settings, self._resource)
+        self.tracer_provider = their_tracers or make_tracer_provider(settings, self._resource)
         if self.tracer_provider is not None:
             add_span_metrics(self.tracer_provider, self.registry)
+        self._owned_providers = [p for p in (self.meter_provider, self.tracer_provider)
+                                 if p is not None and p not in (their_meters, their_tracers)]
         _TELEMETRIES.add(self)
 
     def _register_resources(self, meter: Any) -> None:
@@ -108,6 +123,8 @@ class Telemetry:
         Rebuilt lazily at the child's first collection, not in the fork hook: Resource.create loads
         detectors through entry points, which can deadlock on locks other threads held at fork.
         """
+        if self.attached:  # theirs, updated by their provider after a fork
+            return self.meter_provider._sdk_config.resource
         if os.getpid() != self._resource_pid:
             self._resource_pid = os.getpid()
             self._resource = make_resource(self.settings)
@@ -123,6 +140,17 @@ class Telemetry:
             raise RuntimeError("no Prometheus endpoint: it starts with the first request, when "
                                "OTEL_METRICS_EXPORTER includes prometheus or an app metrics path is set")
         return self.endpoint.exposition(accept)
+
+    def snapshot(self) -> dict:
+        """The numbers since start in the schema of ``otel-llm-metrics snapshot --json``
+        (``otel-llm-metrics.snapshot/1``, docs/cli.md), as a dict: every worker's where this process runs
+        the endpoint (what its JSON page says), else this process's, read once in memory (OTLP only)."""
+        from .workers.endpoint import collect_once, page_of, snapshot_of
+
+        if self.endpoint is not None:
+            return self.endpoint.snapshot()
+        scope = InstrumentationScope(catalogue.SCOPE_NAME, __version__)
+        return snapshot_of(page_of(collect_once(self.registry, self.resource, scope)))
 
     @property
     def prometheus_port(self) -> int | None:
@@ -246,8 +274,14 @@ class Telemetry:
         timeout_ms = int(max(0.0, deadline - monotonic()) * 1000)
 
         def stop() -> None:
-            self._each_provider(lambda provider: provider.shutdown(timeout_millis=timeout_ms)
-                                if isinstance(provider, MeterProvider) else provider.shutdown(), "shutting down")
+            def end(provider: Any) -> None:
+                if provider not in self._owned_providers:  # theirs: flushed, their own exit stops them
+                    provider.force_flush(timeout_ms)
+                elif isinstance(provider, MeterProvider):
+                    provider.shutdown(timeout_millis=timeout_ms)
+                else:
+                    provider.shutdown()
+            self._each_provider(end, "shutting down")
 
         worker = threading.Thread(target=stop, name="otel-llm-metrics-shutdown", daemon=True)
         try:
@@ -265,6 +299,23 @@ class Telemetry:
 
 
 _TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def existing_providers() -> tuple[MeterProvider | None, TracerProvider | None]:
+    """The SDK providers someone set globally before us (not ours): those we attach to."""
+    ours = {id(p) for t in _TELEMETRIES for p in (t.meter_provider, t.tracer_provider) if p is not None}
+    meters, tracers = metrics.get_meter_provider(), trace.get_tracer_provider()
+    return (meters if isinstance(meters, MeterProvider) and id(meters) not in ours else None,
+            tracers if isinstance(tracers, TracerProvider) and id(tracers) not in ours else None)
+
+
+def wants_endpoint(settings: Settings, *, attached: bool) -> bool:
+    """The embedded endpoint: by default on our own pipeline; beside someone else's only when asked for by name."""
+    if settings.app_metrics_path:
+        return True
+    if attached:
+        return "prometheus" in os.environ.get("OTEL_METRICS_EXPORTER", "").lower()
+    return "prometheus" in settings.metrics_exporters
 
 
 def owned_names(settings: Settings) -> frozenset[str]:
@@ -301,10 +352,15 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
     with _current_lock:
         if _current is not None:
             return _current
-        telemetry = Telemetry(settings, export_before_serving=export_before_serving)
+        theirs = existing_providers()
+        telemetry = Telemetry(settings, export_before_serving=export_before_serving, theirs=theirs)
+        if theirs != (None, None):
+            logger.info("otel_llm_metrics: attached to the OpenTelemetry SDK providers already set up in this "
+                        "process (metrics: %s, traces: %s)", *(type(p).__name__ if p else "ours" for p in theirs))
         if set_global:
-            metrics.set_meter_provider(telemetry.meter_provider)
-            if telemetry.tracer_provider is not None:
+            if theirs[0] is None:
+                metrics.set_meter_provider(telemetry.meter_provider)
+            if theirs[1] is None and telemetry.tracer_provider is not None:
                 trace.set_tracer_provider(telemetry.tracer_provider)
         atexit.register(telemetry.shutdown)
         if settings.upstream_calls:

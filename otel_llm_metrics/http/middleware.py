@@ -82,7 +82,7 @@ class MetricsMiddleware:
         self.slow_seconds = settings.slow_request_seconds
         self.server_timing = settings.server_timing
         provider = getattr(telemetry, "tracer_provider", None)
-        self.tracer = provider.get_tracer(c.SCOPE_NAME) if settings.tracing and provider is not None else None
+        self.tracer = provider.get_tracer(c.SCOPE_NAME) if provider is not None else None  # ours, or theirs
         self.span_headers = server_span.headers_read()
         self.llm_parsing = settings.llm_parsing
         self.llm_provider = settings.llm_provider
