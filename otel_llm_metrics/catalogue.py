@@ -216,11 +216,11 @@ GEN_AI_CLIENT_DURATION = InstrumentSpec(
 GEN_AI_CLIENT_TTFC = InstrumentSpec(
     "gen_ai.client.operation.time_to_first_chunk", Kind.HISTOGRAM, "s",
     "Streamed upstream calls: from sending the attempt that succeeded to its first chunk of generated content.",
-    GEN_AI_CLIENT_ATTRS, GEN_AI_TTFT_BUCKETS)
+    GEN_AI_CLIENT_ATTRS, GEN_AI_DURATION_BUCKETS)  # the conventions' advice (v1.41), not the server TTFT's
 GEN_AI_CLIENT_TPOC = InstrumentSpec(
     "gen_ai.client.operation.time_per_output_chunk", Kind.HISTOGRAM, "s",
     "Streamed upstream calls: for each body chunk with generated content after the first, the time since the "
-    "previous one.", GEN_AI_CLIENT_ATTRS, GEN_AI_TPOT_BUCKETS)
+    "previous one.", GEN_AI_CLIENT_ATTRS, GEN_AI_DURATION_BUCKETS)
 GEN_AI_CLIENT_TOKENS = InstrumentSpec(
     "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
     "Tokens per upstream LLM call, as the provider reported them (split like gen_ai.server.token.usage); from "
