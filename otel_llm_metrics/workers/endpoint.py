@@ -5,30 +5,44 @@ from a thread of its own: nothing is added to the request path. The worker that 
 directory's lock serves the endpoint; the kernel releases the lock when it dies, even by SIGKILL,
 and the next worker to try takes over on the same port. A scrape merges the serving worker's live
 numbers (written to its own file first, so what was served never goes back) with the others' files.
+
+A request that asks for ``application/json`` gets the same numbers in the schema of
+``otel-llm-metrics snapshot --json`` (``otel-llm-metrics.snapshot/1``, docs/cli.md), built by the CLI's own
+code from the text page, as that command builds it from a scrape.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from ..bridge import MetricsBridge
+from ..catalogue import observe
 from ..config import Settings
 from .directory import LOCK, ServerDirectory, default_base, started
-from .exposition import content_type_for, render
+from .exposition import TEXT, content_type_for, render
 from .merge import Source, merge, server_resource
 from .page_server import serve
 from .snapshot import MetricRows, Snapshot, rows_of
 
+if TYPE_CHECKING:
+    from ..registry import Registry
+
 logger = logging.getLogger(__name__)
+JSON = "application/json"
 
 
 class Endpoint:
@@ -141,14 +155,22 @@ class Endpoint:
             return merge(sources), server_resource(own.resource)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
-        """The merged numbers as the scraper asked (OpenMetrics carries exemplars): body, content type."""
-        content_type = content_type_for(accept)
+        """The merged numbers as the scraper asked (OpenMetrics carries exemplars; ``application/json`` the
+        snapshot schema): body, content type."""
         try:
+            if wants_json(accept):
+                return json.dumps(self.snapshot()).encode(), JSON
+            content_type = content_type_for(accept)
             metrics, resource = self.aggregate()
             return render(metrics, resource, content_type), content_type
         except Exception:
             logger.exception("otel_llm_metrics could not build the metrics page")
             raise
+
+    def snapshot(self) -> dict[str, Any]:
+        """The merged numbers in the schema ``otel-llm-metrics.snapshot/1``: what a JSON request gets."""
+        metrics, resource = self.aggregate()
+        return snapshot_of(render(metrics, resource, TEXT))
 
     # -- stop --------------------------------------------------------------------------------------
     def save(self) -> None:
@@ -184,6 +206,45 @@ class Endpoint:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             os.close(fd)
+
+
+def wants_json(accept: str | None) -> bool:
+    """Whether the request asks for JSON: ``application/json`` listed, and OpenMetrics not (a scraper keeps
+    its page). Anything else (no Accept, ``*/*``, a browser's ``text/html``) gets the text page as before."""
+    wanted = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    return JSON in wanted and "application/openmetrics-text" not in wanted
+
+
+def snapshot_of(page: bytes) -> dict[str, Any]:
+    """A text page in the schema ``otel-llm-metrics.snapshot/1``: the one builder, the CLI's (no cli extra)."""
+    from ..cli.snapshot import snapshot  # imported when asked: the scrape path never loads the CLI
+
+    return snapshot(page.decode("utf-8"))
+
+
+def page_of(data: MetricsData | None) -> bytes:
+    """One process's collection as the endpoint renders it (the text format), without other workers."""
+    resource, rows = rows_of(data)
+    own = Snapshot(os.getpid(), 0.0, time.time(), resource, rows)
+    return render(merge([Source(own, alive=True, serving=True)]), resource, TEXT)
+
+
+def collect_once(registry: Registry, resource: Callable[[], Resource], scope: InstrumentationScope
+                 ) -> MetricsData | None:
+    """Every instrument of ``registry`` (its histograms and observables), collected once, cumulative, through
+    a provider and reader of its own: for a process with no in-memory reader (OTLP only). The push readers
+    are not touched, so their deltas and export schedule stay as they were."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], resource=resource(), shutdown_on_exit=False)
+    try:
+        MetricsBridge(registry.histogram_groups, resource, scope).attach(reader)
+        meter = provider.get_meter(scope.name, scope.version)
+        for area in registry.areas:
+            for spec, callback in area.observers().items():
+                observe(meter, spec, callback)
+        return reader.get_metrics_data()
+    finally:
+        provider.shutdown()
 
 
 def _url_host(host: str) -> str:

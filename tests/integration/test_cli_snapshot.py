@@ -61,3 +61,34 @@ def test_two_servers_merge_exactly_and_rates_come_from_the_state_file(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_endpoints_json_is_what_the_cli_prints_for_a_server_of_two_workers():
+    """``Accept: application/json`` on the embedded endpoint and on the app's own port: the CLI's schema, all
+    workers merged, equal to ``snapshot --json`` of the same endpoint."""
+    server = AppServer(APP, env={"OTEL_LLM_METRICS_APP_METRICS_PATH": "/metrics"}, workers=2)
+    try:
+        server.wait_ready("/health")
+        with httpx.Client(base_url=server.url) as client:
+            for i in range(9):
+                assert client.get(f"/hello/{i}").status_code == 200
+            assert client.get("/nowhere").status_code == 404
+        json_accept = {"Accept": "application/json"}
+
+        def served(url: str) -> dict:
+            response = httpx.get(url, headers=json_accept, timeout=10)
+            assert response.headers["content-type"] == "application/json"
+            return response.json()
+
+        wait_for(lambda: served(server.metrics_url)["totals"]["requests"] == 10, "both workers' requests")
+        embedded, printed = served(server.metrics_url), _snapshot(server.metrics_url)
+        app_port = served(server.url + "/metrics")
+        assert embedded["schema"] == SNAPSHOT_SCHEMA
+        routes = {(r["method"], r["route"]): r["requests"] for r in embedded["routes"]}
+        assert routes == {("GET", "/hello/{name}"): 9, ("GET", "(unmatched)"): 1}
+        for other in (printed, app_port):
+            assert {k: v for k, v in other.items() if k != "time"} == {k: v for k, v in embedded.items()
+                                                                      if k != "time"}
+        assert httpx.get(server.metrics_url, timeout=10).headers["content-type"].startswith("text/plain")
+    finally:
+        server.stop()
