@@ -399,6 +399,8 @@ class Exchange:
             self._record_overhead(upstream, route, end, duration)
         if self.span is not None:
             span = self.span
+            if tenant is not None:
+                span.set_attribute(c.TENANT, tenant)  # capped as on the metrics; never a raw API key
             if self.own_span:
                 self._annotate_span(outcome, server_span.outcome_attributes(status, error_type))
                 failed = error is not None and outcome != CLIENT_CANCELLED  # a client leaving is no server fault

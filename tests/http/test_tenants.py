@@ -152,6 +152,8 @@ def test_api_keys_are_only_ever_a_keyed_hash(run, tenants, caplog):
     assert KEY not in page and KEY[3:20] not in page
     for span in spans.get_finished_spans():
         assert KEY not in repr(dict(span.attributes)) and KEY not in repr(span.events), span.name
+    assert {span.attributes.get("tenant.id") for span in spans.get_finished_spans()
+            if span.kind.name == "SERVER"} == {hashed}, "the server span names the tenant too"
     assert secret not in repr(telemetry.settings)
     assert not [record for record in caplog.records if KEY in record.getMessage() or secret in record.getMessage()]
 
