@@ -1,11 +1,12 @@
-"""Entry points that ``opentelemetry-instrument`` loads: zero code for any ASGI app under uvicorn.
+"""Entry points that ``opentelemetry-instrument`` loads: zero code for any ASGI app under any ASGI server.
 
 - ``Distro``: ours, so no other distro's defaults (OTLP to localhost:4317) apply.
 - ``Configurator``: builds providers from OTEL_* settings (embedded Prometheus by default).
   A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
   swallows ordinary exceptions, so this exits instead of running uninstrumented unnoticed.
-- ``AsgiServerInstrumentor``: wraps the app where uvicorn loads it (``Config.load``), which covers
-  FastAPI, Starlette and bare ASGI callables, ``--workers`` and gunicorn's UvicornWorker alike.
+- ``AsgiServerInstrumentor``: measures each app once (``server_loaders``): FastAPI and Starlette apps where
+  they build their middleware stack, under any server; other ASGI callables where uvicorn (``--workers``,
+  gunicorn's UvicornWorker, ``fastapi run``), hypercorn or granian loads them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
 from .config import ConfigError, load_settings
-from .runtime import current_telemetry, install
+from .runtime import install
 
 logger = logging.getLogger(__name__)
-_WRAPPED = "_otel_llm_metrics_wrapped"
 
 
 class Distro(BaseDistro):
@@ -68,8 +68,6 @@ def init_logs(resource: Any) -> None:  # noqa: ANN401 - an OTel Resource
 
 
 class AsgiServerInstrumentor(BaseInstrumentor):
-    _original_load: Any = None
-
     def instrumentation_dependencies(self) -> Collection[str]:
         return ()
 
@@ -80,31 +78,11 @@ class AsgiServerInstrumentor(BaseInstrumentor):
             discover_sqlalchemy_engines()
         except Exception:  # discovery is a convenience; the app must start regardless
             logger.debug("otel_llm_metrics: SQLAlchemy engine discovery is off", exc_info=True)
-        try:
-            from uvicorn.config import Config
-        except ImportError:
-            logger.debug("otel_llm_metrics: uvicorn is not installed; use setup() with other servers")
-            return
-        original = Config.load
-        AsgiServerInstrumentor._original_load = original
+        from . import server_loaders
 
-        def load(config: Config) -> None:
-            original(config)
-            try:
-                telemetry = current_telemetry()
-                if telemetry.settings.disabled or getattr(config.loaded_app, _WRAPPED, False):
-                    return
-                wrapped = telemetry.instrument(config.loaded_app)
-                setattr(wrapped, _WRAPPED, True)
-                config.loaded_app = wrapped
-            except Exception:  # the app must start even if we cannot
-                logger.exception("otel_llm_metrics could not instrument the app; it runs uninstrumented")
-
-        Config.load = load  # type: ignore[method-assign]
+        server_loaders.install()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        if AsgiServerInstrumentor._original_load is not None:
-            from uvicorn.config import Config
+        from . import server_loaders
 
-            Config.load = AsgiServerInstrumentor._original_load  # type: ignore[method-assign]
-            AsgiServerInstrumentor._original_load = None
+        server_loaders.uninstall()

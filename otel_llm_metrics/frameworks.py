@@ -19,6 +19,7 @@ from .console import announce
 
 logger = logging.getLogger(__name__)
 
+MEASURED = "_otel_llm_metrics_measured"  # on a Starlette app measured by a middleware around it or in it
 OTHER_HTTP_SERVER_SCOPES = ("fastapi", "opentelemetry.instrumentation.asgi", "opentelemetry.instrumentation.fastapi",
                             "opentelemetry.instrumentation.starlette")
 _OUR_HTTP_NAMES = (c.REQUEST_DURATION.name, c.ACTIVE_REQUESTS.name, c.REQUEST_BODY_SIZE.name,
@@ -50,7 +51,7 @@ def duplicate_dropping_views(client_numbers_ours: bool = True) -> list[View]:
 
 def native_fastapi(app: Any) -> Any | None:
     """The FastAPI app with native telemetry inside ``app``'s wrapper chain, if there is one."""
-    for inner in _wrapper_chain(app):
+    for inner in wrapper_chain(app):
         if isinstance(getattr(inner, "_telemetry", None), dict) and hasattr(inner, "_native_telemetry"):
             return inner
     return None
@@ -59,7 +60,22 @@ def native_fastapi(app: Any) -> Any | None:
 def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
     """Turn off FastAPI's native metrics (we measure them) and, when we make the server span, every
     other server span inside: FastAPI's native one, and opentelemetry-instrumentation-fastapi's or
-    -starlette's (zero code installs them when present). One span per request, never two."""
+    -starlette's (zero code installs them when present). One span per request, never two.
+
+    For the middleware the caller puts around ``app`` or into it (``Telemetry.instrument``, ``add_to``):
+    the Starlette apps in ``app``'s chain are marked measured, so zero code's wrap where an app builds its
+    stack (``server_loaders``) leaves them alone."""
+    for inner in wrapper_chain(app):
+        if hasattr(inner, "build_middleware_stack"):
+            try:
+                vars(inner)[MEASURED] = True
+            except TypeError:  # no __dict__
+                continue
+    quiet_app_telemetry(app, tracing=tracing)
+
+
+def quiet_app_telemetry(app: Any, *, tracing: bool) -> None:
+    """``quiet_native_telemetry`` without marking anything: for a middleware the stack gets elsewhere."""
     fastapi_app = native_fastapi(app)
     if fastapi_app is not None:
         fastapi_app._telemetry["metrics"] = False
@@ -68,12 +84,12 @@ def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
         logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
                      " and tracing" if tracing else "", fastapi_app)
     if tracing:
-        for inner in _wrapper_chain(app):
+        for inner in wrapper_chain(app):
             if getattr(inner, "_is_instrumented_by_opentelemetry", False):
                 _uninstrument(inner)
 
 
-def _wrapper_chain(app: Any) -> list[Any]:
+def wrapper_chain(app: Any) -> list[Any]:
     """``app`` and every app it wraps (``.app``), each once."""
     chain: list[Any] = []
     while app is not None and all(app is not seen for seen in chain):
