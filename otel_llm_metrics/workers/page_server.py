@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     page: Callable[[str | None], tuple[bytes, str]]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A scraper that went away (its timeout passed while the page was built) is not news either:
+        socketserver would print a traceback to the app's log at each such scrape."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset, aborted
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -31,8 +31,11 @@ class Server(Process):
                  env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         if kind == "uvicorn":
+            # uvicorn kills a worker that does not answer its health check within 5 s (the default) and
+            # starts another; under zero code a spawned worker imports every instrumentor first (~2 s of
+            # CPU), so on a busy host each replacement was killed in turn and none ever served.
             command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                       "--workers", str(workers)]
+                       "--workers", str(workers), "--timeout-worker-healthcheck", "60"]
         else:
             command = [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
                        "-k", "uvicorn.workers.UvicornWorker"]
@@ -43,6 +46,10 @@ class Server(Process):
         self.url = f"http://127.0.0.1:{self.port}"
         self.answered = 0  # every response received: what the server must have counted
         self._lock = threading.Lock()
+        # One client for every request (a client per request loaded the CA bundle each time: ~40 ms of
+        # CPU, a whole core at 8 threads, taken from the workers); "connection: close" still makes
+        # each request a fresh connection, which the kernel hands to any worker.
+        self._client = httpx.Client(base_url=self.url, headers={"connection": "close"}, timeout=10)
 
     def announcements(self) -> list[tuple[str, int]]:
         """(metrics URL, pid) each time a worker started serving the server's endpoint."""
@@ -55,7 +62,7 @@ class Server(Process):
     def send(self, count: int, threads: int = 8) -> collections.Counter:
         """``count`` requests, each on its own connection; how many each worker answered."""
         def one(_: int) -> str:
-            response = httpx.get(self.url + "/hello/x", headers={"connection": "close"}, timeout=10)
+            response = self._client.get("/hello/x")
             with self._lock:
                 self.answered += 1
             return response.headers.get("x-worker-pid", "none")
@@ -76,6 +83,10 @@ class Server(Process):
         except pytest.fail.Exception as failed:
             raise AssertionError(f"{failed}; the last round was answered by {dict(answering)}; "
                                  f"server log:\n{self.log()[-6000:]}") from None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self._client.close()
+        return super().stop(timeout)
 
 
 @pytest.fixture(scope="module")
