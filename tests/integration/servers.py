@@ -87,7 +87,7 @@ class AppServer(Process):
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--no-access-log", "--workers", str(workers)]
+                   "--no-access-log", "--workers", str(workers), "--timeout-worker-healthcheck", "60"]
         if zero_code:
             command = [str(BIN / "opentelemetry-instrument"), *command]
         base_env = {"OTEL_EXPORTER_PROMETHEUS_PORT": str(self.metrics_port), "PYTHONPATH": str(ROOT),

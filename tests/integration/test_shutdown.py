@@ -45,7 +45,8 @@ def rotel():
 
 SERVERS = {
     "uvicorn": lambda app, port, workers: [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
-                                           "--no-access-log", "--workers", str(workers)],
+                                           "--no-access-log", "--workers", str(workers),
+                                           "--timeout-worker-healthcheck", "60"],  # see test_workers.py
     "gunicorn": lambda app, port, workers: [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{port}", "-w", str(workers),
                                             "-k", "uvicorn.workers.UvicornWorker", "--graceful-timeout", "20"],
 }
