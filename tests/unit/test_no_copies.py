@@ -20,21 +20,22 @@ def _scopes_by_name(reader) -> dict[str, set[str]]:
     return found
 
 
-def _telemetry(resources: str):
+def _beside_system_metrics(resources: str) -> dict[str, set[str]]:
+    """One collection of ours (with these resource groups) and the real system-metrics instrumentation."""
     reader = InMemoryMetricReader()
-    settings = load_settings(environ={}, metrics_exporters="none", resources=resources)
-    return Telemetry(settings, Registry(), [reader]), reader
-
-
-def test_system_metrics_instrumentation_beside_ours_gives_one_copy_of_each_name():
-    telemetry, reader = _telemetry("process,system")
+    telemetry = Telemetry(load_settings(environ={}, metrics_exporters="none", resources=resources), Registry(),
+                          [reader])
     instrumentor = SystemMetricsInstrumentor()
     instrumentor.instrument(meter_provider=telemetry.meter_provider)
     try:
-        found = _scopes_by_name(reader)
+        return _scopes_by_name(reader)
     finally:
         instrumentor.uninstrument()
         telemetry.shutdown()
+
+
+def test_system_metrics_instrumentation_beside_ours_gives_one_copy_of_each_name():
+    found = _beside_system_metrics("process,system")
     theirs = "opentelemetry.instrumentation.system_metrics"
     twice = {name: scopes for name, scopes in found.items() if len(scopes) > 1}
     assert not twice, twice
@@ -45,12 +46,5 @@ def test_system_metrics_instrumentation_beside_ours_gives_one_copy_of_each_name(
 
 
 def test_a_group_turned_off_leaves_their_copy_as_the_only_one():
-    telemetry, reader = _telemetry("none")
-    instrumentor = SystemMetricsInstrumentor()
-    instrumentor.instrument(meter_provider=telemetry.meter_provider)
-    try:
-        found = _scopes_by_name(reader)
-    finally:
-        instrumentor.uninstrument()
-        telemetry.shutdown()
+    found = _beside_system_metrics("none")
     assert found.get("process.cpu.time") == {"opentelemetry.instrumentation.system_metrics"}
