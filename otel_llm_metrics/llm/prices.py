@@ -285,8 +285,9 @@ class PriceBook:
 
             table = data_snapshot.get_snapshot()
         except Exception as exc:  # missing or broken: cost stays off for the table's models, said once
-            logger.warning("otel_llm_metrics: the genai-prices table could not be loaded (%s); only models in "
-                           "OTEL_LLM_METRICS_PRICES_FILE are priced, the others are counted as unpriced", exc)
+            logger.warning("otel_llm_metrics: the genai-prices table could not be loaded (%s; its current "
+                           "releases need Python 3.11); only models in OTEL_LLM_METRICS_PRICES_FILE are priced, "
+                           "the others are counted as unpriced", exc)
             table = None
         with self._lock:
             self.table = table

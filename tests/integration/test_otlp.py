@@ -42,12 +42,12 @@ def test_metrics_and_spans_arrive_over_otlp(rotel, protocol):
             log = rotel.log()
             durations = _metric_blocks(log, "http.server.request.duration")
             streams = _metric_blocks(log, "http.server.stream.chunks")
+            others = ("http.server.active_requests", "http.server.streams", "concurrency_limiter.wait_time")
             return (any("Str(/v1/chat/completions)" in b and "Count: 4\n" in b for b in durations)
-                    and any(f"Sum: {chunks}\n" in b for b in streams))
-        wait_for(arrived, f"4 requests and a {chunks}-chunk stream at rotel over {protocol}")
+                    and any(f"Sum: {chunks}\n" in b for b in streams)
+                    and all(_metric_blocks(log, name) for name in others))
+        wait_for(arrived, f"4 requests, a {chunks}-chunk stream and the other instruments at rotel over {protocol}")
         log = rotel.log()
-        for name in ("http.server.active_requests", "http.server.streams", "concurrency_limiter.wait_time"):
-            assert _metric_blocks(log, name), name
         assert "service.name: Str(otlp-test)" in log
         wait_for(lambda: "http.stream.end" in rotel.log(), "the stream's span with its end event")
         spans = re.findall(r"Name\s+: (.+)", rotel.log())
