@@ -216,9 +216,13 @@ class SharedCounterGroup(CounterGroup):
         self.lock = threading.Lock()
         super().__init__(spec, max_series)
 
-    def add(self, key: tuple, value: int = 1) -> None:
+    def add(self, key: tuple, value: float = 1) -> None:
         with self.lock:
-            super().add(key, value)
+            counts = self.counts
+            if key in counts:  # the common case inline: an LLM call's cost adds here on the request path
+                counts[key] += value
+            else:
+                super().add(key, value)
 
     def observe(self, options: CallbackOptions) -> Iterator[Observation]:
         with self.lock:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from time import monotonic
 from typing import Any, NamedTuple
 
 logger = logging.getLogger("otel_llm_metrics")
@@ -120,18 +121,25 @@ class _Exact:
 
 
 class _ByTime:
-    """A model whose table price changes with the date or the time of day (off-peak hours): one plan per price."""
+    """A model whose table price changes with the date or the time of day (off-peak hours): one plan per
+    price, the one in force looked up again once a minute (a price change is seen within that minute)."""
+
+    RECHECK_S = 60.0
 
     def __init__(self, model: Any) -> None:  # noqa: ANN401 - a genai_prices.types.ModelInfo
         self.model = model
         self.plans: dict[int, Plan | _Exact] = {}
+        self.current: Plan | _Exact | None = None
+        self.until = 0.0  # monotonic
 
     def cost(self, tokens: Tokens) -> float:
-        model_price = self.model.get_prices(datetime.now(tz=timezone.utc))
-        plan = self.plans.get(id(model_price))
-        if plan is None:
-            plan = self.plans[id(model_price)] = plan_from_model_price(model_price) or _Exact(model_price)
-        return plan.cost(tokens)
+        if monotonic() >= self.until or self.current is None:
+            model_price = self.model.get_prices(datetime.now(tz=timezone.utc))
+            plan = self.plans.get(id(model_price))
+            if plan is None:
+                plan = self.plans[id(model_price)] = plan_from_model_price(model_price) or _Exact(model_price)
+            self.current, self.until = plan, monotonic() + self.RECHECK_S
+        return self.current.cost(tokens)
 
 
 Priced = Plan | _Exact | _ByTime
@@ -267,8 +275,9 @@ class PriceBook:
         except Exception:
             logger.debug("otel_llm_metrics: genai-prices could not look up %s/%s", provider, model, exc_info=True)
             return UNPRICED
-        if isinstance(info.prices, list) or info.price_variants:
+        if isinstance(info.prices, list):  # prices that start on a date or hold at some hours only
             return _ByTime(info)
+        # Service-tier variants (flex, priority) need a request context we do not read: standard prices.
         model_price = info.get_prices(datetime.now(tz=timezone.utc))
         return plan_from_model_price(model_price) or _Exact(model_price)
 
