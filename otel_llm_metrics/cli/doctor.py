@@ -128,9 +128,9 @@ def check_prices(texts: list[str] | None, settings: Settings | None = None) -> C
     if not _cost_on(settings):
         return Check(name, True, f"cost off (OTEL_LLM_METRICS_COST=false); {table}", advisory=True)
     if version is None:
-        return Check(name, False, "genai-prices not installed: cost stays off",
-                     "pip install genai-prices where the app runs (or OTEL_LLM_METRICS_COST=false to go without "
-                     "cost)", advisory=True)
+        return Check(name, False, "genai-prices not installed: only OTEL_LLM_METRICS_PRICES_FILE prices calls",
+                     "pip install genai-prices where the app runs (it needs Python 3.11), or price your models "
+                     "in OTEL_LLM_METRICS_PRICES_FILE (docs/cost.md)", advisory=True)
     overrides = os.environ.get("OTEL_LLM_METRICS_PRICES_FILE")
     table += f", overrides {overrides}" if overrides else ""
     if texts is None:
