@@ -34,6 +34,7 @@ PROVIDER_IDS = {
 SELF_HOSTED = frozenset({"ollama"})  # no table price can be right for them: only the overrides file prices them
 PRICE_FIELDS = ("input", "cache_read", "cache_write", "output", "reasoning")  # USD per million tokens
 MAX_PENDING = 10_000
+MAX_PLANS = 10_000  # (provider, model names) pairs kept: model names come from callers, so the book is bounded
 
 
 class Tokens(NamedTuple):
@@ -224,6 +225,8 @@ class PriceBook:
         plan = self.plans.get((provider, models), PENDING)
         if plan is not PENDING:
             return plan
+        if len(self.plans) >= MAX_PLANS:  # past the bound a new name is counted unpriced, never remembered
+            return UNPRICED
         names = [model for model in dict.fromkeys(models) if model]
         for model in names:
             override = self.overrides.get((provider, model)) or self.overrides.get((None, model))
@@ -306,7 +309,9 @@ class PriceBook:
             try:
                 plan = self.plans.get((provider, models), False)
                 if plan is False:
-                    plan = self.plans[(provider, models)] = self._resolve_first(provider, models)
+                    plan = self._resolve_first(provider, models)
+                    if len(self.plans) < MAX_PLANS:
+                        self.plans[(provider, models)] = plan
                 then(plan)  # type: ignore[arg-type]
             except Exception:
                 logger.debug("otel_llm_metrics: a queued cost could not be recorded", exc_info=True)

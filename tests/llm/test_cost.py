@@ -201,3 +201,16 @@ def test_cost_off_never_imports_the_table(tmp_path):
               "t.shutdown()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "None"], done.stdout + done.stderr
+
+
+def test_the_price_book_stays_bounded_whatever_model_names_callers_send(monkeypatch):
+    from otel_llm_metrics.llm import prices
+
+    monkeypatch.setattr(prices, "MAX_PLANS", 50)
+    book = PriceBook()
+    book.wait_loaded()
+    assert book.plan_for("openai", ("gpt-4o-2024-08-06", None)) is not None
+    for index in range(500):
+        assert book.plan_for("openai", (f"invented-{index}", None)) is None
+    assert len(book.plans) == 50, "bounded: later names are unpriced without being remembered"
+    assert book.plan_for("openai", ("gpt-4o-2024-08-06", None)) is not None, "the early ones keep their price"
