@@ -7,7 +7,8 @@ here is checked against a real scrape, so the two cannot drift apart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,8 @@ GEN_AI_PROVIDER = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
+GEN_AI_TOKEN_MODALITY = "gen_ai.token.modality"  # latest experimental GenAI conventions: unknown (none reported)
 GEN_AI_ESTIMATED = "gen_ai.usage.estimated"  # invented: true when counted from content deltas
-GEN_AI_TOKEN_CACHE = "gen_ai.token.cache"  # input tokens: none | read | creation
-GEN_AI_TOKEN_PHASE = "gen_ai.token.phase"  # output tokens: response | reasoning
 GEN_AI_FINISH_REASON = "gen_ai.response.finish_reason"  # invented: one value of gen_ai.response.finish_reasons
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
@@ -180,7 +180,7 @@ LIMITER_WAIT_TIME = InstrumentSpec(
 
 GEN_AI_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, ERROR_TYPE)
 GEN_AI_TOKEN_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
-                      GEN_AI_TOKEN_TYPE, GEN_AI_TOKEN_CACHE, GEN_AI_TOKEN_PHASE, GEN_AI_ESTIMATED, TENANT)
+                      GEN_AI_TOKEN_TYPE, GEN_AI_ESTIMATED, TENANT)
 GEN_AI_RESPONSE_ATTRS = (GEN_AI_OPERATION, GEN_AI_PROVIDER, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
                          GEN_AI_FINISH_REASON)
 GEN_AI_SERVER_DURATION = InstrumentSpec(
@@ -196,10 +196,9 @@ GEN_AI_SERVER_TPOT = InstrumentSpec(
     "Time per output token after the first, for successful streams.", GEN_AI_ATTRS, GEN_AI_TPOT_BUCKETS)
 GEN_AI_SERVER_TOKENS = InstrumentSpec(
     "gen_ai.server.token.usage", Kind.HISTOGRAM, "{token}",
-    "Tokens per request this app served, by gen_ai.token.type; where the upstream says, input is split by "
-    "gen_ai.token.cache (none, read, creation) and output by gen_ai.token.phase (response, reasoning); "
-    "gen_ai.usage.estimated=true when the upstream reported no usage and output tokens were counted from "
-    "content deltas.",
+    "Tokens per request this app served, by gen_ai.token.type (input with cached tokens, output with reasoning "
+    "tokens); gen_ai.usage.estimated=true when the upstream reported no usage and output tokens were counted "
+    "from content deltas.",
     GEN_AI_TOKEN_ATTRS, TOKEN_BUCKETS, semconv=False)
 GEN_AI_SERVER_RESPONSES = InstrumentSpec(
     "gen_ai.server.responses", Kind.COUNTER, "{response}",
@@ -223,8 +222,8 @@ GEN_AI_CLIENT_TPOC = InstrumentSpec(
     "previous one.", GEN_AI_CLIENT_ATTRS, GEN_AI_DURATION_BUCKETS)
 GEN_AI_CLIENT_TOKENS = InstrumentSpec(
     "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
-    "Tokens per upstream LLM call, as the provider reported them (split like gen_ai.server.token.usage); from "
-    "gen_ai client spans when OTEL_LLM_METRICS_UPSTREAM_CALLS=false.",
+    "Tokens per upstream LLM call, as the provider reported them, by gen_ai.token.type (input with cached "
+    "tokens, output with reasoning tokens); from gen_ai client spans when OTEL_LLM_METRICS_UPSTREAM_CALLS=false.",
     GEN_AI_TOKEN_ATTRS[:4] + (SERVER_ADDRESS, SERVER_PORT) + GEN_AI_TOKEN_ATTRS[4:], TOKEN_BUCKETS)
 GEN_AI_CLIENT_ATTEMPTS = InstrumentSpec(
     "gen_ai.client.attempts", Kind.COUNTER, "{attempt}",
@@ -285,6 +284,66 @@ GEN_AI_SERVER_UNPRICED_TOKENS = InstrumentSpec(
     GEN_AI_COST_ATTRS[:4] + (GEN_AI_TOKEN_TYPE, TENANT), semconv=False)
 COST_SPECS = (GEN_AI_CLIENT_COST, GEN_AI_CLIENT_UNPRICED_CALLS, GEN_AI_CLIENT_UNPRICED_TOKENS,
               GEN_AI_SERVER_COST, GEN_AI_SERVER_UNPRICED_CALLS, GEN_AI_SERVER_UNPRICED_TOKENS)
+
+# -- the GenAI repository's latest experimental names: OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental ---
+# They replace the calls-made duration, chunk timings and token histogram above (the latest released conventions,
+# v1.41, the default). The served side has no newer names.
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+GEN_AI_LATEST_EXPERIMENTAL = "gen_ai_latest_experimental"
+
+
+def gen_ai_latest_experimental(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the standard opt-in asks for the GenAI repository's newest names (read as the OTel GenAI
+    instrumentations read it: a comma-separated list)."""
+    return GEN_AI_LATEST_EXPERIMENTAL in {part.strip() for part in environ.get(SEMCONV_OPT_IN, "").split(",")}
+
+
+GEN_AI_CLIENT_INFERENCE_DURATION = InstrumentSpec(
+    "gen_ai.client.inference.duration", Kind.HISTOGRAM, "s",
+    "Replaces gen_ai.client.operation.duration under the opt-in: LLM calls this app made upstream, first attempt "
+    "to the end of the last one's body.", GEN_AI_CLIENT_ATTRS, GEN_AI_DURATION_BUCKETS)
+GEN_AI_CLIENT_INFERENCE_TTFC = InstrumentSpec(
+    "gen_ai.client.inference.time_to_first_chunk", Kind.HISTOGRAM, "s",
+    "Replaces gen_ai.client.operation.time_to_first_chunk under the opt-in.", GEN_AI_CLIENT_ATTRS,
+    GEN_AI_DURATION_BUCKETS)
+GEN_AI_CLIENT_INFERENCE_TPOC = InstrumentSpec(
+    "gen_ai.client.inference.time_per_output_chunk", Kind.HISTOGRAM, "s",
+    "Replaces gen_ai.client.operation.time_per_output_chunk under the opt-in.", GEN_AI_CLIENT_ATTRS,
+    GEN_AI_DURATION_BUCKETS)
+_USAGE_ATTRS = GEN_AI_CLIENT_ATTRS[:6] + (GEN_AI_TOKEN_MODALITY, TENANT)
+
+
+def _usage(name: str, description: str, attributes: tuple[str, ...] = _USAGE_ATTRS) -> InstrumentSpec:
+    return InstrumentSpec(name, Kind.COUNTER, "{token}", description, attributes)
+
+
+GEN_AI_CLIENT_USAGE_INPUT = _usage(
+    "gen_ai.client.inference.usage.input_tokens",
+    "Input tokens of the calls made, cached ones included (with the cache and reasoning counters below, replaces "
+    "gen_ai.client.token.usage under the opt-in); 0 with gen_ai.token.modality=unknown when a call reported none.")
+GEN_AI_CLIENT_USAGE_OUTPUT = _usage(
+    "gen_ai.client.inference.usage.output_tokens",
+    "Output tokens of the calls made, reasoning included; gen_ai.usage.estimated=true when counted from content.",
+    _USAGE_ATTRS[:7] + (GEN_AI_ESTIMATED, TENANT))
+GEN_AI_CLIENT_USAGE_CACHE_READ = _usage(
+    "gen_ai.client.inference.usage.cache_read.input_tokens", "Input tokens served from the provider's cache.")
+GEN_AI_CLIENT_USAGE_CACHE_WRITE = _usage(
+    "gen_ai.client.inference.usage.cache_write.input_tokens", "Input tokens written to the provider's cache.")
+GEN_AI_CLIENT_USAGE_REASONING = _usage(
+    "gen_ai.client.inference.usage.reasoning.output_tokens", "Output tokens the model used for reasoning.")
+_OPERATION_TOKEN_ATTRS = GEN_AI_CLIENT_ATTRS + (TENANT,)
+GEN_AI_CLIENT_OPERATION_INPUT_TOKENS = InstrumentSpec(
+    "gen_ai.client.inference.operation.input_tokens", Kind.HISTOGRAM, "{token}",
+    "Input tokens per call made (0 when a call reported none).", _OPERATION_TOKEN_ATTRS, TOKEN_BUCKETS)
+GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS = InstrumentSpec(
+    "gen_ai.client.inference.operation.output_tokens", Kind.HISTOGRAM, "{token}",
+    "Output tokens per call made (0 when a call reported none).", _OPERATION_TOKEN_ATTRS, TOKEN_BUCKETS)
+GEN_AI_CLIENT_USAGE_SPECS = (GEN_AI_CLIENT_USAGE_INPUT, GEN_AI_CLIENT_USAGE_OUTPUT, GEN_AI_CLIENT_USAGE_CACHE_READ,
+                             GEN_AI_CLIENT_USAGE_CACHE_WRITE, GEN_AI_CLIENT_USAGE_REASONING)
+LATEST_EXPERIMENTAL: tuple[InstrumentSpec, ...] = (
+    GEN_AI_CLIENT_INFERENCE_DURATION, GEN_AI_CLIENT_INFERENCE_TTFC, GEN_AI_CLIENT_INFERENCE_TPOC,
+    *GEN_AI_CLIENT_USAGE_SPECS, GEN_AI_CLIENT_OPERATION_INPUT_TOKENS, GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS)
+REPLACED_UNDER_OPT_IN = (GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TTFC, GEN_AI_CLIENT_TPOC, GEN_AI_CLIENT_TOKENS)
 
 # -- resources (issue: process/system, event loop, pools, caches) --------------------------------
 CPU_MODE = "cpu.mode"
@@ -363,13 +422,18 @@ CACHE_ERRORS = _spec("cache.errors", Kind.COUNTER, "{request}", "Cache operation
                      semconv=False)
 CACHE_DURATION = _spec("cache.operation.duration", Kind.HISTOGRAM, "s", "Cache operation latency.",
                        (CACHE_NAME, CACHE_OPERATION), CACHE_BUCKETS, semconv=False)
-GPU_UTILIZATION = _spec("gpu.utilization", Kind.GAUGE, "1", "GPU busy share (NVML), per GPU; only with a GPU.",
-                        ("gpu.index",), semconv=False)
-GPU_MEMORY_USAGE = _spec("gpu.memory.usage", Kind.UPDOWNCOUNTER, "By", "GPU memory used and total (NVML).",
-                         ("gpu.index", "gpu.memory.state"), semconv=False)
-GPU_TEMPERATURE = _spec("gpu.temperature", Kind.GAUGE, "Cel", "GPU temperature (NVML).", ("gpu.index",),
-                        semconv=False)
-GPU_POWER = _spec("gpu.power.usage", Kind.GAUGE, "W", "GPU power draw (NVML).", ("gpu.index",), semconv=False)
+# GPUs: the hardware conventions (hw.gpu.*, hw.power, hw.temperature), one hw.id per GPU.
+HW_ID = "hw.id"
+GPU_UTILIZATION = _spec("hw.gpu.utilization", Kind.GAUGE, "1",
+                        "Fraction of time the GPU was busy (NVML, hw.gpu.task=general); only with a GPU.",
+                        (HW_ID, "hw.name", "hw.gpu.task"))
+GPU_MEMORY_USAGE = _spec("hw.gpu.memory.usage", Kind.UPDOWNCOUNTER, "By", "GPU memory used (NVML).",
+                         (HW_ID, "hw.name"))
+GPU_MEMORY_LIMIT = _spec("hw.gpu.memory.limit", Kind.UPDOWNCOUNTER, "By", "Size of the GPU memory (NVML).",
+                         (HW_ID, "hw.name"))
+GPU_TEMPERATURE = _spec("hw.temperature", Kind.GAUGE, "Cel", "GPU temperature (NVML, hw.sensor_location=gpu).",
+                        (HW_ID, "hw.name", "hw.sensor_location"))
+GPU_POWER = _spec("hw.power", Kind.GAUGE, "W", "GPU power draw (NVML, hw.type=gpu).", (HW_ID, "hw.name", "hw.type"))
 
 CALLS_MADE_SPECS = (GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TTFC, GEN_AI_CLIENT_TPOC, GEN_AI_CLIENT_TOKENS,
                     GEN_AI_CLIENT_ATTEMPTS, GEN_AI_CLIENT_RETRY_AFTER, GEN_AI_CLIENT_RATE_LIMIT_REMAINING,
@@ -382,7 +446,7 @@ SYSTEM_SPECS = (SYSTEM_CPU_UTILIZATION, SYSTEM_MEMORY_USAGE, SYSTEM_MEMORY_UTILI
 POOL_SPECS = (POOL_COUNT, POOL_MAX, POOL_IDLE_MAX, POOL_IDLE_MIN, POOL_PENDING, POOL_TIMEOUTS, POOL_WAIT_TIME,
               POOL_USE_TIME)
 CACHE_SPECS = (CACHE_HITS, CACHE_MISSES, CACHE_SETS, CACHE_DELETES, CACHE_ERRORS, CACHE_DURATION)
-GPU_SPECS = (GPU_UTILIZATION, GPU_MEMORY_USAGE, GPU_TEMPERATURE, GPU_POWER)
+GPU_SPECS = (GPU_UTILIZATION, GPU_MEMORY_USAGE, GPU_MEMORY_LIMIT, GPU_TEMPERATURE, GPU_POWER)
 
 ALL: tuple[InstrumentSpec, ...] = (
     REQUEST_DURATION, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE,
@@ -397,6 +461,13 @@ ALL: tuple[InstrumentSpec, ...] = (
 )
 
 
+def published(latest_experimental: bool) -> tuple[InstrumentSpec, ...]:
+    """Every instrument this package may publish, under the released GenAI conventions or the opt-in's."""
+    if not latest_experimental:
+        return ALL
+    return tuple(spec for spec in ALL if spec not in REPLACED_UNDER_OPT_IN) + LATEST_EXPERIMENTAL
+
+
 def observe(meter: Any, spec: InstrumentSpec, callback: Callable[..., Any]) -> None:
     """Create the observable instrument ``spec`` describes on ``meter`` (callbacks run at collection)."""
     create = {Kind.COUNTER: meter.create_observable_counter, Kind.GAUGE: meter.create_observable_gauge,
@@ -404,11 +475,11 @@ def observe(meter: Any, spec: InstrumentSpec, callback: Callable[..., Any]) -> N
     create(spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
 
 
-def markdown_table() -> str:
-    """The catalogue as the Markdown table docs/catalogue.md carries."""
+def markdown_table(specs: Sequence[InstrumentSpec] = ALL) -> str:
+    """The catalogue (or the opt-in's names) as the Markdown table docs/catalogue.md carries."""
     rows = ["| OTel name | Prometheus name | type | unit | attributes | across workers | meaning |",
             "|---|---|---|---|---|---|---|"]
-    for spec in ALL:
+    for spec in specs:
         name = f"`{spec.name}`" + ("" if spec.semconv else " *")
         attrs = ", ".join(f"`{a}`" for a in spec.attributes) or "-"
         rows.append(f"| {name} | `{spec.prometheus_name}` | {spec.kind.value} | `{spec.unit}` | {attrs} "

@@ -10,11 +10,13 @@ import re
 import sys
 from pathlib import Path
 
-from .catalogue import markdown_table
+from .catalogue import LATEST_EXPERIMENTAL, markdown_table
 from .config import settings_table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-TABLES = {"catalogue": (markdown_table, "catalogue.md"), "configuration": (settings_table, "configuration.md")}
+TABLES = {"catalogue": (markdown_table, "catalogue.md"),
+          "latest-experimental": (lambda: markdown_table(LATEST_EXPERIMENTAL), "catalogue.md"),
+          "configuration": (settings_table, "configuration.md")}
 
 
 def rewrite(name: str, text: str) -> str:

@@ -34,6 +34,9 @@ _OUR_GEN_AI_SERVER_NAMES = (c.GEN_AI_SERVER_DURATION.name, c.GEN_AI_SERVER_TTFT.
                             c.GEN_AI_SERVER_TOKENS.name)
 _OUR_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_DURATION.name, c.GEN_AI_CLIENT_TTFC.name, c.GEN_AI_CLIENT_TPOC.name,
                             c.GEN_AI_CLIENT_TOKENS.name)
+_OUR_LATEST_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_INFERENCE_DURATION.name, c.GEN_AI_CLIENT_INFERENCE_TTFC.name,
+                                   c.GEN_AI_CLIENT_INFERENCE_TPOC.name, c.GEN_AI_CLIENT_OPERATION_INPUT_TOKENS.name,
+                                   c.GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS.name)
 
 
 def duplicate_dropping_views(client_numbers_ours: bool = True) -> list[View]:
@@ -44,7 +47,8 @@ def duplicate_dropping_views(client_numbers_ours: bool = True) -> list[View]:
     """
     views = [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
              for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
-    names = _OUR_GEN_AI_SERVER_NAMES + (_OUR_GEN_AI_CLIENT_NAMES if client_numbers_ours else ())
+    client_names = _OUR_LATEST_GEN_AI_CLIENT_NAMES if c.gen_ai_latest_experimental() else _OUR_GEN_AI_CLIENT_NAMES
+    names = _OUR_GEN_AI_SERVER_NAMES + (client_names if client_numbers_ours else ())
     views += [View(instrument_name=name, aggregation=DropAggregation()) for name in names]
     return views
 

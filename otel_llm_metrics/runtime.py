@@ -322,9 +322,10 @@ def owned_names(settings: Settings) -> frozenset[str]:
     """The instrument names this process publishes with these settings: other scopes' copies are dropped."""
     groups = {"process": catalogue.PROCESS_SPECS, "system": catalogue.SYSTEM_SPECS, "gpu": catalogue.GPU_SPECS}
     skipped = {spec for group, specs in groups.items() if group not in settings.resources for spec in specs}
-    if not (settings.tracing or settings.upstream_calls):
-        skipped |= set(catalogue.CALLS_MADE_SPECS)  # then another library's gen_ai.client.* are the only ones
-    return frozenset(spec.name for spec in catalogue.ALL if spec not in skipped)
+    if not (settings.tracing or settings.upstream_calls):  # then another library's gen_ai.client.* are the only ones
+        skipped |= {*catalogue.CALLS_MADE_SPECS, *catalogue.LATEST_EXPERIMENTAL}
+    published = catalogue.published(catalogue.gen_ai_latest_experimental())
+    return frozenset(spec.name for spec in published if spec not in skipped)
 
 
 def _running_async_library() -> str | None:

@@ -24,12 +24,13 @@ from . import catalogue as c
 from .frameworks import OTHER_HTTP_SERVER_SCOPES
 from .http.stats import request_key
 from .llm.parse import MAX_TOKENS
-from .llm.stats import client_key, client_token_key
+from .llm.stats import CallTokens, client_key
 from .registry import DEFAULT_REGISTRY, Registry
 
 logger = logging.getLogger(__name__)
 _ASGI_SCOPES = frozenset(OTHER_HTTP_SERVER_SCOPES)
 _INPUT_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+_CACHE_WRITE_KEYS = ("gen_ai.usage.cache_write.input_tokens", "gen_ai.usage.cache_creation.input_tokens")
 _OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
 
 
@@ -68,15 +69,16 @@ class SpanMetricsProcessor(SpanProcessor):
         error_type = attributes.get("error.type")
         if error_type is None and span.status.status_code is StatusCode.ERROR:
             error_type = c.OTHER
+        error = str(error_type)[:128] if error_type is not None else None
         if span.end_time and span.start_time:
-            key = client_key(operation, provider, request_model, response_model, None, None,
-                             str(error_type)[:128] if error_type is not None else None)
+            key = client_key(operation, provider, request_model, response_model, None, None, error)
             stats.client.record(key, "duration", (span.end_time - span.start_time) / 1e9)
-        for token_type, keys in (("input", _INPUT_KEYS), ("output", _OUTPUT_KEYS)):
-            count = _first_count(attributes, keys)
-            if count is not None:
-                key = client_token_key(operation, provider, request_model, response_model, None, None, token_type)
-                stats.client_tokens.record(key, "tokens", count)
+        tokens = CallTokens(_first_count(attributes, _INPUT_KEYS), _first_count(attributes, _OUTPUT_KEYS),
+                            _first_count(attributes, ("gen_ai.usage.cache_read.input_tokens",)),
+                            _first_count(attributes, _CACHE_WRITE_KEYS),
+                            _first_count(attributes, ("gen_ai.usage.reasoning.output_tokens",)))
+        stats.record_client_tokens((operation, provider, request_model, response_model, None, None), error, tokens,
+                                   None)
 
     def _http_server(self, span: ReadableSpan, attributes) -> None:
         http = self.registry.http

@@ -10,6 +10,18 @@ from otel_llm_metrics import catalogue
 def test_docs_catalogue_is_current():
     page = (Path(__file__).resolve().parents[1] / "docs" / "catalogue.md").read_text(encoding="utf-8")
     assert catalogue.markdown_table() in page, "regenerate with: make docs"
+    assert catalogue.markdown_table(catalogue.LATEST_EXPERIMENTAL) in page, "regenerate with: make docs"
+
+
+def test_the_opt_in_replaces_the_calls_made_names_and_keeps_every_other():
+    default, latest = catalogue.published(False), catalogue.published(True)
+    assert default == catalogue.ALL
+    assert {s.name for s in default} - {s.name for s in latest} == {s.name for s in catalogue.REPLACED_UNDER_OPT_IN}
+    assert {s.name for s in latest} - {s.name for s in default} == {s.name for s in catalogue.LATEST_EXPERIMENTAL}
+    assert len({s.name for s in latest}) == len(latest)
+    assert catalogue.gen_ai_latest_experimental({"OTEL_SEMCONV_STABILITY_OPT_IN": "http, gen_ai_latest_experimental"})
+    assert not catalogue.gen_ai_latest_experimental({"OTEL_SEMCONV_STABILITY_OPT_IN": "http"})
+    assert not catalogue.gen_ai_latest_experimental({})
 
 
 def test_names_are_unique_and_histograms_have_explicit_buckets():

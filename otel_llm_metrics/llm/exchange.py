@@ -16,10 +16,10 @@ from .endpoints import Endpoint
 from .parse import RequestModel, ResponseParser
 from .prices import PENDING, Priced, Tokens
 from .stats import (
+    CallTokens,
     GenAiStats,
     client_cost_key,
     client_key,
-    client_token_key,
     cost_key,
     operation_key,
     response_key,
@@ -69,8 +69,9 @@ class LlmExchange:
         if output is not None:
             span.set_attribute("gen_ai.usage.output_tokens", output)
             span.set_attribute(c.GEN_AI_ESTIMATED, parser.output_estimated)
+        cache_write = "cache_write" if self.stats.latest_experimental else "cache_creation"  # v1.41's name
         for name, value in (("gen_ai.usage.cache_read.input_tokens", parser.cache_read_tokens),
-                            ("gen_ai.usage.cache_creation.input_tokens", parser.cache_creation_tokens),
+                            (f"gen_ai.usage.{cache_write}.input_tokens", parser.cache_creation_tokens),
                             ("gen_ai.usage.reasoning.output_tokens", parser.reasoning_tokens)):
             if value is not None:
                 span.set_attribute(name, value)
@@ -106,10 +107,14 @@ class LlmExchange:
         if parser is None:
             return
         tenant = self.tenant
-        for token_type, cache, phase, estimated, count in _token_parts(parser):
-            key = server_token_key(operation, provider, request_model, response_model, token_type, cache, phase,
-                                   estimated, tenant)
-            stats.server_tokens.get(key).tokens.record(count)
+        tokens = call_tokens(parser)
+        if tokens.input is not None:
+            key = server_token_key(operation, provider, request_model, response_model, "input", False, tenant)
+            stats.server_tokens.get(key).tokens.record(tokens.input)
+        if tokens.output is not None:
+            key = server_token_key(operation, provider, request_model, response_model, "output", tokens.estimated,
+                                   tenant)
+            stats.server_tokens.get(key).tokens.record(tokens.output)
         if stats.prices is not None and error_type is None and not cancelled:
             key = cost_key(operation, provider, request_model, response_model, tenant)
             self._price(key, stats.server_cost, stats.server_unpriced_calls, stats.server_unpriced_tokens)
@@ -143,10 +148,8 @@ class LlmExchange:
         if parser is None:
             return
         tenant = self.tenant
-        for token_type, cache, phase, estimated, count in _token_parts(parser):
-            key = client_token_key(operation, provider, request_model, response_model, address, port, token_type,
-                                   cache, phase, estimated, tenant)
-            stats.client_tokens.record(key, "tokens", count)
+        stats.record_client_tokens((operation, provider, request_model, response_model, address, port), error_type,
+                                   call_tokens(parser), tenant)
         if stats.prices is not None and error_type is None:
             key = client_cost_key(operation, provider, request_model, response_model, address, tenant)
             self._price(key, stats.client_cost, stats.client_unpriced_calls, stats.client_unpriced_tokens)
@@ -193,31 +196,8 @@ def _tokens(parser: ResponseParser) -> Tokens | None:
     return tokens if tokens.consistent() else None
 
 
-def _token_parts(parser: ResponseParser) -> list[tuple[str, str | None, str | None, bool, int]]:
-    """(type, cache, phase, estimated, count) observations of one response's tokens.
-
-    Where the upstream reports cache or reasoning details, input is split into its uncached, cache-read
-    and cache-creation parts and output into response and reasoning (gen_ai.token.cache/.phase), so the
-    parts still add up to the totals; where it does not, each total is one observation without them.
-    """
-    parts: list[tuple[str, str | None, str | None, bool, int]] = []
-    total = parser.input_tokens
-    if total is not None:
-        read, created = parser.cache_read_tokens, parser.cache_creation_tokens
-        if read is None and created is None:
-            parts.append(("input", None, None, False, total))
-        else:
-            split = (("read", read or 0), ("creation", created or 0))
-            uncached = max(0, total - sum(count for _, count in split))
-            parts += [("input", cache, None, False, count) for cache, count in (("none", uncached), *split)
-                      if count or (cache == "none" and not total)]
-    output = parser.output_token_count()
-    if output is not None:
-        reasoning = parser.reasoning_tokens
-        if reasoning is None or parser.output_estimated:
-            parts.append(("output", None, None, parser.output_estimated, output))
-        else:
-            parts += [("output", None, phase, False, count)
-                      for phase, count in (("response", max(0, output - reasoning)), ("reasoning", reasoning))
-                      if count or (phase == "response" and not output)]
-    return parts
+def call_tokens(parser: ResponseParser) -> CallTokens:
+    """The usage one response reported, totals and parts as the upstream gave them."""
+    return CallTokens(parser.input_tokens, parser.output_token_count(), parser.cache_read_tokens,
+                      parser.cache_creation_tokens, None if parser.output_estimated else parser.reasoning_tokens,
+                      parser.output_estimated)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -18,6 +19,11 @@ SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token
                       "time_per_output_token": c.GEN_AI_SERVER_TPOT}
 CLIENT_INSTRUMENTS = {"duration": c.GEN_AI_CLIENT_DURATION, "time_to_first_chunk": c.GEN_AI_CLIENT_TTFC,
                       "time_per_output_chunk": c.GEN_AI_CLIENT_TPOC}
+LATEST_CLIENT_INSTRUMENTS = {"duration": c.GEN_AI_CLIENT_INFERENCE_DURATION,
+                             "time_to_first_chunk": c.GEN_AI_CLIENT_INFERENCE_TTFC,
+                             "time_per_output_chunk": c.GEN_AI_CLIENT_INFERENCE_TPOC}
+LATEST_CLIENT_TOKENS = {"input_tokens": c.GEN_AI_CLIENT_OPERATION_INPUT_TOKENS,
+                        "output_tokens": c.GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS}
 
 
 def operation_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -27,10 +33,9 @@ def operation_key(operation: str, provider: str | None, request_model: str | Non
 
 
 def server_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
-                     token_type: str, cache: str | None, phase: str | None, estimated: bool,
-                     tenant: str | None = None) -> tuple:
+                     token_type: str, estimated: bool, tenant: str | None = None) -> tuple:
     """A server token series' attribute values, in the order of ``catalogue.GEN_AI_TOKEN_ATTRS``."""
-    return (operation, provider, request_model, response_model, token_type, cache, phase, estimated, tenant)
+    return (operation, provider, request_model, response_model, token_type, estimated, tenant)
 
 
 def response_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -46,11 +51,10 @@ def client_key(operation: str, provider: str | None, request_model: str | None, 
 
 
 def client_token_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
-                     address: str | None, port: int | None, token_type: str, cache: str | None = None,
-                     phase: str | None = None, estimated: bool | None = None, tenant: str | None = None) -> tuple:
+                     address: str | None, port: int | None, token_type: str, estimated: bool | None = None,
+                     tenant: str | None = None) -> tuple:
     """A client token series' attribute values, in the order of ``GEN_AI_CLIENT_TOKENS.attributes``."""
-    return (operation, provider, request_model, response_model, address, port, token_type, cache, phase, estimated,
-            tenant)
+    return (operation, provider, request_model, response_model, address, port, token_type, estimated, tenant)
 
 
 def cost_key(operation: str, provider: str | None, request_model: str | None, response_model: str | None,
@@ -75,6 +79,19 @@ def rate_limit_key(provider: str | None, address: str | None, port: int | None, 
                    resource: str) -> tuple:
     """A rate-limit gauge's attribute values, in the order of its spec's attributes."""
     return (provider, address, port, request_model, resource)
+
+
+class CallTokens(NamedTuple):
+    """One call's usage as reported (None: not reported); ``input`` includes cached, ``output`` reasoning tokens.
+
+    A tuple: one is made per LLM record on the request path."""
+
+    input: int | None
+    output: int | None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    reasoning: int | None = None
+    estimated: bool = False  # output counted from content deltas
 
 
 class ValueLimiter:
@@ -102,8 +119,10 @@ class GenAiStats:
     def __init__(self, max_series: int = 2000, max_model_names: int = 100) -> None:
         self.server = HistogramGroup(SERVER_INSTRUMENTS, max_series)
         self.server_tokens = HistogramGroup({"tokens": c.GEN_AI_SERVER_TOKENS}, max_series)
+        self.latest_experimental = False  # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental: see configure()
         self.client = SharedHistogramGroup(CLIENT_INSTRUMENTS, max_series)
         self.client_tokens = SharedHistogramGroup({"tokens": c.GEN_AI_CLIENT_TOKENS}, max_series)
+        self.client_usage: tuple[SharedCounterGroup, ...] = ()  # the opt-in's token counters
         self.retry_after = SharedHistogramGroup({"wait": c.GEN_AI_CLIENT_RETRY_AFTER}, max_series)
         self.attempts = SharedCounterGroup(c.GEN_AI_CLIENT_ATTEMPTS, max_series)
         self.rate_limit_remaining = GaugeGroup(c.GEN_AI_CLIENT_RATE_LIMIT_REMAINING, max_series)
@@ -127,17 +146,67 @@ class GenAiStats:
         return (self.server, self.server_tokens, self.client, self.client_tokens, self.retry_after)
 
     def _counters(self) -> tuple[CounterGroup, ...]:
-        return (self.responses, self.attempts, self.rate_limit_remaining, self.rate_limit, self.client_cost,
-                self.client_unpriced_calls, self.client_unpriced_tokens, self.server_cost, self.server_unpriced_calls,
-                self.server_unpriced_tokens)
+        return (*self.client_usage, self.responses, self.attempts, self.rate_limit_remaining, self.rate_limit,
+                self.client_cost, self.client_unpriced_calls, self.client_unpriced_tokens, self.server_cost,
+                self.server_unpriced_calls, self.server_unpriced_tokens)
 
     def observers(self) -> dict[c.InstrumentSpec, Callable[[CallbackOptions], Iterator[Observation]]]:
         return {group.spec: group.observe for group in self._counters()}
 
-    def configure(self, max_series: int, max_model_names: int) -> None:
+    def configure(self, max_series: int, max_model_names: int, latest_experimental: bool | None = None) -> None:
+        """Caps, and which GenAI conventions the calls made follow (from the standard opt-in unless told)."""
+        if latest_experimental is None:
+            latest_experimental = c.gen_ai_latest_experimental()
+        if latest_experimental != self.latest_experimental:
+            self._follow(latest_experimental, max_series)
         for group in self._counters():
             group.max_series = max_series
         self.models.max_values = self.finish_reasons.max_values = self.hosts.max_values = max_model_names
+
+    def _follow(self, latest_experimental: bool, max_series: int) -> None:
+        """The calls made's instruments under the latest released GenAI conventions (v1.41) or the newest ones.
+
+        Set once at start-up, before instruments are created and before traffic.
+        """
+        self.latest_experimental = latest_experimental
+        if latest_experimental:
+            self.client = SharedHistogramGroup(LATEST_CLIENT_INSTRUMENTS, max_series)
+            self.client_tokens = SharedHistogramGroup(LATEST_CLIENT_TOKENS, max_series)
+            self.client_usage = tuple(SharedCounterGroup(spec, max_series) for spec in c.GEN_AI_CLIENT_USAGE_SPECS)
+        else:
+            self.client = SharedHistogramGroup(CLIENT_INSTRUMENTS, max_series)
+            self.client_tokens = SharedHistogramGroup({"tokens": c.GEN_AI_CLIENT_TOKENS}, max_series)
+            self.client_usage = ()
+
+    def record_client_tokens(self, base: tuple, error_type: str | None, tokens: CallTokens | None,
+                             tenant: str | None) -> None:
+        """One call made's tokens. ``base``: (operation, provider, request model, response model, address, port).
+
+        Released conventions: one histogram observation per reported total. Latest experimental: the per-type
+        counters (0 and modality ``unknown`` for what was not reported, as they ask) and per-call histograms.
+        """
+        if not self.latest_experimental:
+            if tokens is None:
+                return
+            if tokens.input is not None:
+                self.client_tokens.record((*base, "input", None, tenant), "tokens", tokens.input)
+            if tokens.output is not None:
+                self.client_tokens.record((*base, "output", tokens.estimated or None, tenant), "tokens",
+                                          tokens.output)
+            return
+        tokens = tokens or CallTokens(None, None)
+        group = self.client_tokens
+        with group.lock:
+            series = group.get((*base, error_type, tenant))
+            series.input_tokens.record(tokens.input or 0)
+            series.output_tokens.record(tokens.output or 0)
+        reported = "unknown"  # no provider we parse breaks usage down by modality
+        values = (tokens.input, tokens.output, tokens.cache_read, tokens.cache_write, tokens.reasoning)
+        for index, (counter, value) in enumerate(zip(self.client_usage, values, strict=True)):
+            if index == 1:
+                counter.add((*base, reported, tokens.estimated or None, tenant), value or 0)
+            else:
+                counter.add((*base, reported, tenant), value or 0)
 
     def configure_cost(self, cost: bool, prices_file: str | None, max_tenants: int) -> None:
         """Cost on: a price book over the user's prices (validated at start-up already); the table loads later."""

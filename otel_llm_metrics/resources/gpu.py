@@ -30,33 +30,49 @@ def register_gpu(meter: Meter) -> bool:
     if not count:
         logger.debug("otel_llm_metrics: NVML found no GPU")
         return False
-    handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+    gpus = [_identify(pynvml, pynvml.nvmlDeviceGetHandleByIndex(i), i) for i in range(count)]
 
-    def each(read: Any) -> Iterator[tuple[int, Any]]:
-        for index, handle in enumerate(handles):
+    def each(read: Any) -> Iterator[tuple[dict, Any]]:
+        for handle, identity in gpus:
             try:
-                yield index, read(handle)
+                yield identity, read(handle)
             except Exception:  # one GPU failing must not hide the others
                 continue
 
     def utilization(_: CallbackOptions) -> Iterator[Observation]:
-        for index, rates in each(pynvml.nvmlDeviceGetUtilizationRates):
-            yield Observation(rates.gpu / 100.0, {"gpu.index": index})
+        for identity, rates in each(pynvml.nvmlDeviceGetUtilizationRates):
+            yield Observation(rates.gpu / 100.0, {**identity, "hw.gpu.task": "general"})
 
-    def memory(_: CallbackOptions) -> Iterator[Observation]:
-        for index, info in each(pynvml.nvmlDeviceGetMemoryInfo):
-            yield Observation(info.used, {"gpu.index": index, "gpu.memory.state": "used"})
-            yield Observation(info.total, {"gpu.index": index, "gpu.memory.state": "total"})
+    def memory_used(_: CallbackOptions) -> Iterator[Observation]:
+        for identity, info in each(pynvml.nvmlDeviceGetMemoryInfo):
+            yield Observation(info.used, identity)
+
+    def memory_limit(_: CallbackOptions) -> Iterator[Observation]:
+        for identity, info in each(pynvml.nvmlDeviceGetMemoryInfo):
+            yield Observation(info.total, identity)
 
     def temperature(_: CallbackOptions) -> Iterator[Observation]:
-        for index, degrees in each(lambda h: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)):
-            yield Observation(degrees, {"gpu.index": index})
+        for identity, degrees in each(lambda h: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)):
+            yield Observation(degrees, {**identity, "hw.sensor_location": "gpu"})
 
     def power(_: CallbackOptions) -> Iterator[Observation]:
-        for index, milliwatts in each(pynvml.nvmlDeviceGetPowerUsage):
-            yield Observation(milliwatts / 1000.0, {"gpu.index": index})
+        for identity, milliwatts in each(pynvml.nvmlDeviceGetPowerUsage):
+            yield Observation(milliwatts / 1000.0, {**identity, "hw.type": "gpu"})
 
-    for spec, callback in ((c.GPU_UTILIZATION, utilization), (c.GPU_MEMORY_USAGE, memory),
-                           (c.GPU_TEMPERATURE, temperature), (c.GPU_POWER, power)):
+    for spec, callback in ((c.GPU_UTILIZATION, utilization), (c.GPU_MEMORY_USAGE, memory_used),
+                           (c.GPU_MEMORY_LIMIT, memory_limit), (c.GPU_TEMPERATURE, temperature),
+                           (c.GPU_POWER, power)):
         c.observe(meter, spec, callback)
     return True
+
+
+def _identify(pynvml: Any, handle: Any, index: int) -> tuple[Any, dict]:  # noqa: ANN401 - NVML's own types
+    """``hw.id`` is the GPU's UUID (stable across reboots and index changes), ``hw.name`` its model."""
+    identity = {c.HW_ID: f"gpu{index}"}
+    for key, read in ((c.HW_ID, pynvml.nvmlDeviceGetUUID), ("hw.name", pynvml.nvmlDeviceGetName)):
+        try:
+            value = read(handle)
+            identity[key] = value.decode() if isinstance(value, bytes) else str(value)
+        except Exception:  # an old driver without the call: the index still tells GPUs apart
+            continue
+    return handle, identity

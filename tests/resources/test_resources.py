@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import types
 
 import psutil
 import pytest
@@ -132,9 +133,49 @@ def test_no_gpu_means_no_instruments_and_one_debug_line(make_telemetry, caplog, 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML absent here, whatever this machine has
     caplog.set_level(logging.DEBUG, logger="otel_llm_metrics")
     telemetry = make_telemetry(resources=("gpu",))
-    assert not [name for name in telemetry.collect().by_name if name.startswith("gpu.")]
+    assert not [name for name in telemetry.collect().by_name if name.startswith("hw.")]
     assert register_gpu(telemetry.meter_provider.get_meter("again")) is False
     assert any("no GPU" in r.getMessage() or "NVML" in r.getMessage() for r in caplog.records)
+
+
+def test_gpus_follow_the_hardware_conventions_with_one_hw_id_each(make_telemetry, monkeypatch):
+    """No GPU here: a stand-in for NVML's few calls checks what we make of its answers (names, units, hw.id),
+    and that one failing GPU hides neither the other nor the other readings."""
+    class Rates:
+        gpu = 37
+
+    class Memory:
+        used, total = 3 * 2**30, 16 * 2**30
+
+    def uuid(handle):
+        if handle == 1:
+            raise RuntimeError("old driver")
+        return b"GPU-1234"
+
+    def power(handle):
+        if handle == 1:
+            raise RuntimeError("not supported")
+        return 71500
+
+    nvml = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUUID=uuid, nvmlDeviceGetName=lambda h: "NVIDIA L4", NVML_TEMPERATURE_GPU=0,
+        nvmlDeviceGetUtilizationRates=lambda h: Rates, nvmlDeviceGetMemoryInfo=lambda h: Memory,
+        nvmlDeviceGetTemperature=lambda h, sensor: 61, nvmlDeviceGetPowerUsage=power)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    view = make_telemetry(resources=("gpu",)).collect()
+    first, second = {"hw.id": "GPU-1234", "hw.name": "NVIDIA L4"}, {"hw.id": "gpu1", "hw.name": "NVIDIA L4"}
+
+    def by_gpu(name):
+        return {p.attributes["hw.id"]: (p.value, dict(p.attributes)) for p in view.points(name)}
+
+    assert by_gpu("hw.gpu.utilization") == {"GPU-1234": (0.37, {**first, "hw.gpu.task": "general"}),
+                                            "gpu1": (0.37, {**second, "hw.gpu.task": "general"})}
+    assert by_gpu("hw.gpu.memory.usage")["GPU-1234"] == (3 * 2**30, first)
+    assert by_gpu("hw.gpu.memory.limit")["gpu1"] == (16 * 2**30, second)
+    assert by_gpu("hw.temperature")["GPU-1234"] == (61, {**first, "hw.sensor_location": "gpu"})
+    assert by_gpu("hw.power") == {"GPU-1234": (71.5, {**first, "hw.type": "gpu"})}
+    assert not [name for name in view.by_name if name.startswith("gpu.")]
 
 
 def test_cached_decorator_sync_and_async(make_telemetry):

@@ -37,8 +37,8 @@ KEY_BUILDERS = [
       "response_model": c.GEN_AI_RESPONSE_MODEL, "error_type": c.ERROR_TYPE}),
     (server_token_key, (c.GEN_AI_SERVER_TOKENS,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
-      "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE, "cache": c.GEN_AI_TOKEN_CACHE,
-      "phase": c.GEN_AI_TOKEN_PHASE, "estimated": c.GEN_AI_ESTIMATED, "tenant": c.TENANT}),
+      "response_model": c.GEN_AI_RESPONSE_MODEL, "token_type": c.GEN_AI_TOKEN_TYPE, "estimated": c.GEN_AI_ESTIMATED,
+      "tenant": c.TENANT}),
     (response_key, (c.GEN_AI_SERVER_RESPONSES,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "finish_reason": c.GEN_AI_FINISH_REASON}),
@@ -49,8 +49,7 @@ KEY_BUILDERS = [
     (client_token_key, (c.GEN_AI_CLIENT_TOKENS,),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "address": c.SERVER_ADDRESS, "port": c.SERVER_PORT,
-      "token_type": c.GEN_AI_TOKEN_TYPE, "cache": c.GEN_AI_TOKEN_CACHE, "phase": c.GEN_AI_TOKEN_PHASE,
-      "estimated": c.GEN_AI_ESTIMATED, "tenant": c.TENANT}),
+      "token_type": c.GEN_AI_TOKEN_TYPE, "estimated": c.GEN_AI_ESTIMATED, "tenant": c.TENANT}),
     (cost_key, (c.GEN_AI_SERVER_COST, c.GEN_AI_SERVER_UNPRICED_CALLS),
      {"operation": c.GEN_AI_OPERATION, "provider": c.GEN_AI_PROVIDER, "request_model": c.GEN_AI_REQUEST_MODEL,
       "response_model": c.GEN_AI_RESPONSE_MODEL, "tenant": c.TENANT}),
@@ -87,6 +86,17 @@ def test_every_group_and_observer_belongs_to_a_catalogue_instrument():
     resources = {spec.name for spec in (*c.PROCESS_SPECS, *c.SYSTEM_SPECS, *c.GPU_SPECS)}  # registered by runtime
     assert histograms | observed | resources == catalogue, "every catalogue instrument has one home"
     assert not histograms & observed
+
+
+def test_under_the_opt_in_the_calls_made_have_the_latest_names_and_only_those():
+    registry = Registry()
+    registry.gen_ai.configure(max_series=10, max_model_names=10, latest_experimental=True)
+    histograms = {spec.name for group in registry.histogram_groups() for spec in group.instruments.values()}
+    observed = {spec.name for area in registry.areas for spec in area.observers()}
+    published = {spec.name for spec in c.published(latest_experimental=True)}
+    assert histograms | observed <= published
+    assert {spec.name for spec in c.LATEST_EXPERIMENTAL} <= histograms | observed
+    assert not {spec.name for spec in c.REPLACED_UNDER_OPT_IN} & (histograms | observed)
 
 
 def test_configure_reaches_every_group_and_reset_forgets_every_area():
