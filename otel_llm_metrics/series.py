@@ -30,20 +30,39 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import Exemplar
 
 from .catalogue import InstrumentSpec
+from .exponential import ExponentialSnapshot, ExponentialSum
 
 OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
 _OVERFLOW_KEY = ("__overflow__",)
 
+# (max_size, max_scale) once a reader of this process wants exponential histograms (MetricsBridge.attach):
+# from then on every Histogram keeps exponential buckets too. Process-wide, like the readers' export.
+_exponential: tuple[int, int] | None = None
+
+
+def want_exponential(max_size: int, max_scale: int) -> None:
+    """Keep exponential buckets in every Histogram created from now on, fine enough for every reader
+    that asked (the largest max_size and max_scale; a reader wanting less gets them downscaled)."""
+    global _exponential  # noqa: PLW0603 - one switch for the process, set before traffic
+    if _exponential is not None:
+        max_size, max_scale = max(max_size, _exponential[0]), max(max_scale, _exponential[1])
+    _exponential = (max_size, max_scale)
+
 
 class Histogram:
-    """Explicit-bucket histogram; bucket i holds values in (bounds[i-1], bounds[i]]."""
+    """Explicit-bucket histogram; bucket i holds values in (bounds[i-1], bounds[i]].
+
+    ``total`` is a float, or an ``ExponentialSum`` once a reader wants exponential histograms: then
+    ``total += value`` (here and in the middleware's inlined updates) also fills exponential buckets,
+    while the default path keeps running exactly the code it ran before. Read it with ``float()``.
+    """
 
     __slots__ = ("bounds", "counts", "total", "min", "max", "exemplars")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
+        self.total: float | ExponentialSum = 0.0 if _exponential is None else ExponentialSum(*_exponential)
         self.min = math.inf
         self.max = -math.inf
         self.exemplars: list[tuple[float, int, int, int] | None] | None = None
@@ -61,7 +80,15 @@ class Histogram:
         for i, count in enumerate(other.counts):
             if count:
                 self.counts[i] += count
-        self.total += other.total
+        mine, theirs = self.total, other.total
+        if isinstance(mine, ExponentialSum):
+            if isinstance(theirs, ExponentialSum):
+                mine.merge(theirs)
+                mine.before += theirs.before
+            else:  # gathered before exponential buckets were wanted: in the explicit total only
+                mine.before += theirs
+        else:
+            self.total = mine + theirs  # a float: ExponentialSum.__radd__
         if other.min < self.min:
             self.min = other.min
         if other.max > self.max:
@@ -82,6 +109,7 @@ class HistogramSnapshot:
     min: float | None
     max: float | None
     exemplars: tuple[Exemplar, ...] = ()
+    exponential: ExponentialSnapshot | None = None  # only when asked for, and the series keeps them
 
 
 def _series_type(fields: tuple[str, ...]) -> type:
@@ -135,8 +163,9 @@ class HistogramGroup:
         self.series[key] = created
         return created
 
-    def snapshot(self, field: str) -> list[HistogramSnapshot]:
-        """A copy of instrument ``field``'s series, safe to take from another thread."""
+    def snapshot(self, field: str, exponential: bool = False) -> list[HistogramSnapshot]:
+        """A copy of instrument ``field``'s series, safe to take from another thread; ``exponential``:
+        with their exponential buckets (series that keep none yet are left out then)."""
         known_extremes = field not in self.without_extremes
         out = []
         for key, series in self.series.copy().items():
@@ -145,12 +174,34 @@ class HistogramGroup:
             if not any(counts):
                 continue
             known = known_extremes and h.min <= h.max
+            total, exp = h.total, None
+            if isinstance(total, ExponentialSum):
+                exp = total.snapshot() if exponential else None
+                total = float(total)
+            if exponential and exp is None:
+                continue
             exemplars = tuple(Exemplar(filtered_attributes={}, value=value, time_unix_nano=at, trace_id=trace_id,
                                        span_id=span_id)
                               for value, at, trace_id, span_id in filter(None, list(h.exemplars or ())))
-            out.append(HistogramSnapshot(self.attributes[key], counts, h.total,
-                                         h.min if known else None, h.max if known else None, exemplars))
+            out.append(HistogramSnapshot(self.attributes[key], counts, total,
+                                         h.min if known else None, h.max if known else None, exemplars, exp))
         return out
+
+    def keep_exponential(self) -> None:
+        """Give the series created before exponential buckets were wanted their own, exact from now on.
+
+        Called at attach and at each exponential collection, so groups and series made since are covered.
+        An event-loop write racing this (traffic before attach) can lose the new structure or one
+        value's explicit sum; the next call puts a new one in place: turn the mode on before traffic.
+        """
+        limits = _exponential
+        if limits is None:
+            return
+        for series in list(self.series.values()):
+            for field in self.instruments:
+                h: Histogram = getattr(series, field)
+                if not isinstance(h.total, ExponentialSum):
+                    h.total = ExponentialSum(*limits, before=h.total)
 
     def reset(self) -> None:
         self.series = {}
@@ -169,9 +220,13 @@ class SharedHistogramGroup(HistogramGroup):
         with self.lock:
             getattr(self.get(key), field).record(value)
 
-    def snapshot(self, field: str) -> list[HistogramSnapshot]:
+    def snapshot(self, field: str, exponential: bool = False) -> list[HistogramSnapshot]:
         with self.lock:
-            return super().snapshot(field)
+            return super().snapshot(field, exponential)
+
+    def keep_exponential(self) -> None:
+        with self.lock:
+            super().keep_exponential()
 
     def reset(self) -> None:
         self.lock = threading.Lock()  # also after fork, where another thread may have held it

@@ -364,6 +364,7 @@ class Exchange:
         key = request_key(method, self.scheme, route, status, error_type, tenant)
         series = stats.requests.series.get(key) or stats.requests.get(key)
         h = series.duration
+        # h.total may be an ExponentialSum (a reader wants exponential histograms): then += also fills its buckets.
         h.counts[bisect_left(h.bounds, duration)] += 1
         h.total += duration
         if duration < h.min:
