@@ -21,6 +21,7 @@ METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 RESOURCE_GROUPS = ("process", "system", "gpu", "none")
+LOG_FORMATS = ("text", "json")
 DEFAULT_EXCLUDED = ("/health", "/healthz", "/livez", "/readyz", "/metrics")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -44,6 +45,7 @@ class Settings:
     export_timeout_ms: int = 10_000
     shutdown_timeout_s: float = 5.0
     slow_request_seconds: float = 10.0
+    log_format: str = "text"
     excluded_routes: tuple[str, ...] = DEFAULT_EXCLUDED
     max_series: int = 2000
     server_timing: bool = True
@@ -271,6 +273,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("disabled", "OTEL_SDK_DISABLED", flag, "false", "true turns all of it off"),
     Option("slow_request_seconds", "OTEL_LLM_METRICS_SLOW_REQUEST_SECONDS", seconds, "10",
            "log a WARNING above this duration (time to first byte for streams); 0 = off"),
+    Option("log_format", "OTEL_LLM_METRICS_LOG_FORMAT", choice(LOG_FORMATS), "json",
+           "text leaves logging as the app and server set it; json: one JSON object per line (time, level, "
+           "logger, message, trace_id, span_id, request_id, http.route), app and server lines alike "
+           "(docs/opentelemetry-setup.md)"),
     Option("excluded_routes", "OTEL_LLM_METRICS_EXCLUDED_ROUTES", paths, "/health,/internal/*",
            "paths not measured; '/x/*' for a prefix"),
     Option("max_series", "OTEL_LLM_METRICS_MAX_SERIES", whole_number(1, 1_000_000), "2000",

@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from . import catalogue
+from . import catalogue, log_format
 from .bridge import MetricsBridge
 from .client import hook as client_hook
 from .client.call import flush_pending
@@ -353,6 +353,8 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
     with _current_lock:
         if _current is not None:
             return _current
+        if settings.log_format == "json":  # first, so that our own start-up lines are JSON too
+            log_format.install()
         theirs = existing_providers()
         telemetry = Telemetry(settings, export_before_serving=export_before_serving, theirs=theirs)
         if theirs != (None, None):

@@ -22,6 +22,7 @@ BAD = {
     "otlp_protocol": ("http/json", "http/json"), "prometheus_host": ("no-such-host.invalid", "no-such-host.invalid"),
     "prometheus_port": ("ninety", 70000), "export_interval_ms": ("0", 0), "export_timeout_ms": ("1e3", 1.5),
     "disabled": ("yes please", "maybe"), "slow_request_seconds": ("-1", float("nan")),
+    "log_format": ("xml", "xml"),
     "excluded_routes": ("/health,metrics", ["health"]), "max_series": ("0", True), "server_timing": ("2", 2),
     "llm_parsing": ("sometimes", None),
     "estimate_output_tokens": ("approx", "yes please"), "llm_provider": (None, 3), "max_model_names": ("-5", -5),

@@ -28,6 +28,7 @@ from ..llm.link import CURRENT as upstream_link
 from ..llm.link import UpstreamTime
 from ..llm.parse import ResponseParser
 from ..llm.tenant import TenantSource
+from ..log_format import REQUEST as log_request
 from ..registry import Registry
 from . import request_id, server_span
 from .lifespan import LifespanRelay, Stopping
@@ -89,6 +90,7 @@ class MetricsMiddleware:
         self.estimate_output_tokens = settings.estimate_output_tokens
         self.gen_ai = self.telemetry.registry.gen_ai
         self.tenant_source = tenant_source(settings)
+        self.log_request = log_request if settings.log_format == "json" else None  # JSON log lines' request
         self._logged_failure = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,6 +112,7 @@ class MetricsMiddleware:
         except Exception:  # never into the app: serve it unmeasured
             self._log_failure()
             return await self.app(scope, receive, send)
+        log_token = self.log_request.set(exchange) if self.log_request is not None else None
         try:
             await self.app(scope, exchange.receive, exchange.send if exchange.llm is None else exchange.send_llm)
         except BaseException as exc:
@@ -125,6 +128,8 @@ class MetricsMiddleware:
                 server_span.detach(exchange.context_token)
             if exchange.upstream_token is not None:
                 upstream_link.reset(exchange.upstream_token)
+            if log_token is not None:
+                self.log_request.reset(log_token)
 
     def _log_failure(self) -> None:
         if not self._logged_failure:
