@@ -2,6 +2,8 @@
 
 - ``Distro``: ours, so no other distro's defaults (OTLP to localhost:4317) apply.
 - ``Configurator``: builds providers from OTEL_* settings (embedded Prometheus by default).
+- ``attach_to_configured`` (pre-instrument): when another configurator was chosen, ours attach to its
+  providers before any instrumentor loads and before their first export.
   A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
   swallows ordinary exceptions, so this exits instead of running uninstrumented unnoticed.
 - ``AsgiServerInstrumentor``: measures each app once (``server_loaders``): FastAPI and Starlette apps where
@@ -34,16 +36,30 @@ class Distro(BaseDistro):
 
 class Configurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
-            print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(2)
-        if not settings.disabled:
-            telemetry = install(settings, export_before_serving=False)  # a pre-fork master runs this too
+        telemetry = _install_from_settings()
+        if telemetry is not None:
             init_logs(telemetry.resource())
+
+
+def attach_to_configured() -> None:
+    """``opentelemetry_pre_instrument``: right after whichever configurator ran (ours, opentelemetry-distro's,
+    a vendor's) and before any instrumentor, so our numbers join its providers before their first export
+    (which would otherwise carry another scope's copies of our names, unfiltered). Ours ran: nothing to do."""
+    _install_from_settings()
+
+
+def _install_from_settings() -> Any:  # noqa: ANN401 - the Telemetry, or None when disabled
+    """Install from OTEL_* settings, attached to providers that exist; a bad setting stops start-up."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
+        print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
+    if settings.disabled:
+        return None
+    return install(settings, export_before_serving=False)  # a pre-fork master runs this too
 
 
 def init_logs(resource: Any) -> None:  # noqa: ANN401 - an OTel Resource

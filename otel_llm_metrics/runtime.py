@@ -19,7 +19,7 @@ from time import monotonic
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -92,6 +92,9 @@ class Telemetry:
             self.meter_provider = MeterProvider(
                 metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
                 views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
+        # OTEL_METRICS_EXEMPLAR_FILTER, as the provider (ours or theirs) read it: always_off means none of ours either.
+        exemplar_filter = getattr(getattr(self.meter_provider, "_sdk_config", None), "exemplar_filter", None)
+        self.exemplars = not isinstance(exemplar_filter, AlwaysOffExemplarFilter)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__), owned_names(settings))
         for reader in readers:
@@ -237,8 +240,10 @@ class Telemetry:
             self.endpoint.save()  # the last numbers in this worker's file, for the others to serve
 
     def _each_provider(self, action: Any, doing: str) -> None:
-        """``action`` on the meter and tracer providers; an error in one never stops the other."""
-        for provider in (self.meter_provider, self.tracer_provider):
+        """``action`` on the meter and tracer providers and the process's SDK logger provider (whoever set it
+        up: records made just before a SIGTERM leave with the last numbers); an error in one never stops
+        the others."""
+        for provider in (self.meter_provider, self.tracer_provider, _sdk_logger_provider()):
             if provider is None:
                 continue
             try:
@@ -299,6 +304,17 @@ class Telemetry:
 
 
 _TELEMETRIES: weakref.WeakSet[Telemetry] = weakref.WeakSet()
+
+
+def _sdk_logger_provider() -> Any:  # noqa: ANN401 - an SDK LoggerProvider, or None
+    """The global logger provider when it is the SDK's (ours from OTEL_LOGS_EXPORTER, a distro's, the app's)."""
+    if "opentelemetry.sdk._logs" not in sys.modules:
+        return None  # nobody set SDK logs up in this process
+    from opentelemetry._logs import get_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    provider = get_logger_provider()
+    return provider if isinstance(provider, LoggerProvider) else None
 
 
 def existing_providers() -> tuple[MeterProvider | None, TracerProvider | None]:

@@ -84,6 +84,7 @@ class MetricsMiddleware:
         self.server_timing = settings.server_timing
         provider = getattr(telemetry, "tracer_provider", None)
         self.tracer = provider.get_tracer(c.SCOPE_NAME) if provider is not None else None  # ours, or theirs
+        self.exemplars = getattr(telemetry, "exemplars", True)  # off under OTEL_METRICS_EXEMPLAR_FILTER=always_off
         self.span_headers = server_span.headers_read()
         self.llm_parsing = settings.llm_parsing
         self.llm_provider = settings.llm_provider
@@ -210,7 +211,7 @@ class Exchange:
             if self.span is not None:
                 context = self.span.get_span_context()
                 self.trace_id = context.trace_id
-                if context.trace_flags.sampled:
+                if context.trace_flags.sampled and mw.exemplars:
                     self.exemplar_ids = (context.trace_id, context.span_id)
         if incoming is None:
             incoming = b"%032x" % self.trace_id if self.trace_id else request_id.new_request_id()
