@@ -11,7 +11,6 @@ at the receiver.
 
 from __future__ import annotations
 
-import gzip
 import importlib.metadata
 import itertools
 import os
@@ -29,19 +28,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests import otlp_receiver
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
+from tests.otlp_receiver import Export, attributes_of
 
 pytestmark = pytest.mark.integration
 
@@ -57,80 +55,13 @@ DISTRO_DISTRO = "opentelemetry.distro:OpenTelemetryDistro"
 _runs = itertools.count()
 
 
-# -- the OTLP receiver --------------------------------------------------------------------------------------------
+# -- the OTLP receivers ----------------------------------------------------------------------------------------------
 
-def _value(any_value):  # an OTLP AnyValue, as Python
-    kind = any_value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [_value(v) for v in any_value.array_value.values]
-    if kind == "kvlist_value":
-        return _attrs(any_value.kvlist_value.values)
-    return getattr(any_value, kind)
-
-
-def _attrs(key_values) -> dict:
-    return {kv.key: _value(kv.value) for kv in key_values}
-
-
-@dataclass
-class Export:
-    """One export request as the receiver got it."""
-
-    path: str
-    headers: dict[str, str]
-    signal: str  # metrics, traces, logs
-    request: object  # the decoded Export*ServiceRequest
-
-
-class Receiver:
-    """OTLP/HTTP (protobuf) on a free loopback port; every run posts under its own path prefix."""
-
-    def __init__(self) -> None:
-        self.exports: list[Export] = []
-        self.errors: list[tuple[str, str]] = []  # path, what could not be decoded
-        lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    if headers.get("content-encoding") == "gzip":
-                        body = gzip.decompress(body)
-                    signal_name = next(s for s in ("metrics", "traces", "logs") if self.path.endswith(s))
-                    kind = {"metrics": ExportMetricsServiceRequest, "traces": ExportTraceServiceRequest,
-                            "logs": ExportLogsServiceRequest}[signal_name]
-                    export = Export(self.path, headers, signal_name, kind.FromString(body))
-                except Exception as exc:  # recorded, so that the run's test names it
-                    with lock:
-                        receiver.errors.append((self.path, repr(exc)))
-                    self.send_response(400)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                with lock:  # recorded before the answer: once the exporter has its answer, the test sees it
-                    receiver.exports.append(export)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+class Receiver(otlp_receiver.Receiver):
+    """The shared receiver; every run posts under its own path prefix."""
 
     def of(self, prefix: str) -> Received:
-        return Received([e for e in list(self.exports) if e.path.startswith(prefix + "/")])
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return Received(self.exports_under(prefix))
 
 
 class GrpcReceiver:
@@ -183,17 +114,17 @@ class Received:
             request = export.request
             if export.signal == "metrics":
                 for rm in request.resource_metrics:
-                    resource = _attrs(rm.resource.attributes)
+                    resource = attributes_of(rm.resource.attributes)
                     self.resources.append(("metrics", resource))
                     self.metrics += [(resource, sm.scope.name, m) for sm in rm.scope_metrics for m in sm.metrics]
             elif export.signal == "traces":
                 for rs in request.resource_spans:
-                    resource = _attrs(rs.resource.attributes)
+                    resource = attributes_of(rs.resource.attributes)
                     self.resources.append(("traces", resource))
                     self.spans += [(resource, ss.scope.name, s) for ss in rs.scope_spans for s in ss.spans]
             else:
                 for rl in request.resource_logs:
-                    resource = _attrs(rl.resource.attributes)
+                    resource = attributes_of(rl.resource.attributes)
                     self.resources.append(("logs", resource))
                     self.logs += [(resource, sl.scope.name, r) for sl in rl.scope_logs for r in sl.log_records]
 
@@ -207,7 +138,7 @@ class Received:
                 continue
             data = getattr(metric, metric.WhichOneof("data"))
             for point in data.data_points:
-                if _attrs(point.attributes).get("http.route") == ROUTE:
+                if attributes_of(point.attributes).get("http.route") == ROUTE:
                     yield resource, scope, data.aggregation_temporality, point
 
     def counts_by_scope(self) -> dict[str, int]:
@@ -218,7 +149,7 @@ class Received:
             if temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
                 deltas[scope] = deltas.get(scope, 0) + point.count
             else:
-                key = (resource.get(INSTANCE_ID), scope, tuple(sorted(_attrs(point.attributes).items())))
+                key = (resource.get(INSTANCE_ID), scope, tuple(sorted(attributes_of(point.attributes).items())))
                 if key not in last or point.time_unix_nano >= last[key][0]:
                     last[key] = (point.time_unix_nano, point.count)
         counts = dict(deltas)
@@ -228,7 +159,7 @@ class Received:
 
     def server_spans(self) -> list[Span]:
         return [s for _, _, s in self.spans if s.kind == Span.SPAN_KIND_SERVER
-                and _attrs(s.attributes).get("http.route", s.name.split(" ")[-1]) == ROUTE]
+                and attributes_of(s.attributes).get("http.route", s.name.split(" ")[-1]) == ROUTE]
 
     def gateway_logs(self) -> list:
         return [r for _, scope, r in self.logs if scope == "gateway"]

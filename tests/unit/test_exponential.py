@@ -4,14 +4,12 @@ mapping's error, delta, several readers, groups summed, bounded size, and over O
 from __future__ import annotations
 
 import asyncio
-import http.server
 import math
 import random
 import threading
 import time
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -27,6 +25,7 @@ from otel_llm_metrics.http.stats import request_key
 from otel_llm_metrics.series import Histogram
 from tests.apps import starlette_app
 from tests.asgi_client import call
+from tests.otlp_receiver import Receiver
 
 DURATION = "http.server.request.duration"
 KEY = request_key("GET", "http", "/items/{id}", 200, None)
@@ -298,37 +297,15 @@ def test_the_default_mode_keeps_a_float_total():
 
 
 # -- over OTLP -----------------------------------------------------------------------------------------
-class _Receiver:
-    """An OTLP/HTTP receiver on an ephemeral port that keeps every metrics request it decodes."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the standard library's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path == "/v1/metrics":
-                    received.append(ExportMetricsServiceRequest.FromString(body))
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def exponential_points(self, name: str) -> list:
-        return [point for request in list(self.received) for rm in request.resource_metrics
-                for sm in rm.scope_metrics for metric in sm.metrics
-                if metric.name == name and metric.HasField("exponential_histogram")
-                for point in metric.exponential_histogram.data_points]
+def _exponential_points(receiver: Receiver, name: str) -> list:
+    return [point for request in receiver.metrics_requests() for rm in request.resource_metrics
+            for sm in rm.scope_metrics for metric in sm.metrics
+            if metric.name == name and metric.HasField("exponential_histogram")
+            for point in metric.exponential_histogram.data_points]
 
 
 def test_an_otlp_exporter_asking_for_exponential_histograms_receives_them(monkeypatch):
-    receiver = _Receiver()
+    receiver = Receiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
@@ -343,8 +320,8 @@ def test_an_otlp_exporter_asking_for_exponential_histograms_receives_them(monkey
         found: list = []
         while not found and time.monotonic() < deadline:
             assert telemetry.meter_provider.force_flush(10_000)
-            found = [p for p in receiver.exponential_points(DURATION) if p.count == 5]
-        assert found, f"no exponential {DURATION} point with 5 requests in {len(receiver.received)} exports"
+            found = [p for p in _exponential_points(receiver, DURATION) if p.count == 5]
+        assert found, f"no exponential {DURATION} point with 5 requests in {len(receiver.exports)} exports"
         point = found[-1]
         assert sum(point.positive.bucket_counts) == 5 and point.zero_count == 0
         assert -10 <= point.scale <= 20 and len(point.positive.bucket_counts) <= 160
@@ -354,9 +331,9 @@ def test_an_otlp_exporter_asking_for_exponential_histograms_receives_them(monkey
             point.positive.offset + len(point.positive.bucket_counts))
         attributes = {kv.key: kv.value.string_value or kv.value.int_value for kv in point.attributes}
         assert attributes["http.route"] == "/items/{item_id}" and attributes["http.response.status_code"] == 200
-        assert not [m for request in receiver.received for rm in request.resource_metrics
+        assert not [m for request in receiver.metrics_requests() for rm in request.resource_metrics
                     for sm in rm.scope_metrics for m in sm.metrics
                     if m.name == DURATION and m.HasField("histogram")], "no explicit copy to this reader"
     finally:
         telemetry.shutdown()
-        receiver.server.shutdown()
+        receiver.stop()

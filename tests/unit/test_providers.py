@@ -6,6 +6,7 @@ import multiprocessing
 import sys
 
 from otel_llm_metrics.providers import default_service_name
+from tests.otlp_receiver import Receiver
 
 
 def test_named_after_the_app_spec_or_the_script():
@@ -29,35 +30,10 @@ def test_a_spawned_worker_takes_its_masters_name():
     assert name is not None and name == default_service_name(sys.argv)
 
 
-class _Receiver:
-    """An OTLP/HTTP receiver on a free port that only records which paths it was sent to."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        paths = self.paths = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the standard library's name
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                paths.append(self.path)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def test_a_signals_own_endpoint_and_protocol_take_precedence_over_the_general_ones(monkeypatch):
     from otel_llm_metrics import Registry, Telemetry, load_settings
 
-    general, traces = _Receiver(), _Receiver()
+    general, traces = Receiver(), Receiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", general.url)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # the general protocol...
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")  # ...each signal its own
@@ -71,7 +47,7 @@ def test_a_signals_own_endpoint_and_protocol_take_precedence_over_the_general_on
         telemetry.meter_provider.force_flush(10_000)
     finally:
         telemetry.shutdown()
-        general.server.shutdown()
-        traces.server.shutdown()
-    assert traces.paths and set(traces.paths) == {"/custom/traces"}, "the traces endpoint, used as given"
-    assert general.paths and set(general.paths) == {"/v1/metrics"}, "metrics at the general endpoint, no spans"
+        general.stop()
+        traces.stop()
+    assert traces.paths() and set(traces.paths()) == {"/custom/traces"}, "the traces endpoint, used as given"
+    assert general.paths() and set(general.paths()) == {"/v1/metrics"}, "metrics at the general endpoint, no spans"
