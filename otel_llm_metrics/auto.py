@@ -2,10 +2,10 @@
 
 - ``Distro``: ours, so no other distro's defaults (OTLP to localhost:4317) apply.
 - ``Configurator``: builds providers from OTEL_* settings (embedded Prometheus by default).
-- ``attach_to_configured`` (pre-instrument): when another configurator was chosen, ours attach to its
-  providers before any instrumentor loads and before their first export.
   A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
   swallows ordinary exceptions, so this exits instead of running uninstrumented unnoticed.
+- ``attach_to_configured`` (pre-instrument): when another configurator was chosen, ours attach to its
+  providers before any instrumentor loads and before their first export.
 - ``AsgiServerInstrumentor``: measures each app once (``server_loaders``): FastAPI and Starlette apps where
   they build their middleware stack, under any server; other ASGI callables where uvicorn (``--workers``,
   gunicorn's UvicornWorker, ``fastapi run``), hypercorn or granian loads them.

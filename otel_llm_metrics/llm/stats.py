@@ -200,13 +200,13 @@ class GenAiStats:
             series = group.get((*base, error_type, tenant))
             series.input_tokens.record(tokens.input or 0)
             series.output_tokens.record(tokens.output or 0)
-        reported = "unknown"  # no provider we parse breaks usage down by modality
-        values = (tokens.input, tokens.output, tokens.cache_read, tokens.cache_write, tokens.reasoning)
-        for index, (counter, value) in enumerate(zip(self.client_usage, values, strict=True)):
-            if index == 1:
-                counter.add((*base, reported, tokens.estimated or None, tenant), value or 0)
-            else:
-                counter.add((*base, reported, tenant), value or 0)
+        input_tokens, output_tokens, cache_read, cache_write, reasoning = self.client_usage
+        key = (*base, "unknown", tenant)  # gen_ai.token.modality: no provider we parse breaks usage down by it
+        input_tokens.add(key, tokens.input or 0)
+        output_tokens.add((*base, "unknown", tokens.estimated or None, tenant), tokens.output or 0)
+        cache_read.add(key, tokens.cache_read or 0)
+        cache_write.add(key, tokens.cache_write or 0)
+        reasoning.add(key, tokens.reasoning or 0)
 
     def configure_cost(self, cost: bool, prices_file: str | None, max_tenants: int) -> None:
         """Cost on: a price book over the user's prices (validated at start-up already); the table loads later."""
