@@ -20,7 +20,7 @@ With ``json`` on, ``install()`` (called once per process by ``runtime.install``)
 Levels stay as they are: this changes how lines look, never which lines are written.
 
 The request: the middleware sets ``REQUEST`` to its per-request recorder (an object with ``request_id``
-bytes, ``route``, ``scope`` and ``root_path``) for the time it serves a request, only when JSON logs
+bytes and ``route_now()``) for the time it serves a request, only when JSON logs
 are on; by default it pays one ``is None`` test per request.
 """
 
@@ -35,8 +35,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.trace import get_current_span
-
-from .http.routes import route_template
 
 # The per-request recorder of the request being served (middleware.Exchange), or None.
 REQUEST: ContextVar[Any] = ContextVar("otel_llm_metrics.log_request", default=None)
@@ -103,11 +101,8 @@ def _add_request(fields: dict[str, Any], request: Any) -> None:  # noqa: ANN401 
     request_id = getattr(request, "request_id", None)
     if request_id:
         fields["request_id"] = request_id.decode("latin-1") if isinstance(request_id, bytes) else str(request_id)
-    route = getattr(request, "route", None)
-    if route is None:
-        scope = getattr(request, "scope", None)
-        if scope is not None and "route" in scope:
-            route = route_template(scope, getattr(request, "root_path", ""))
+    route_now = getattr(request, "route_now", None)
+    route = route_now() if route_now is not None else getattr(request, "route", None)
     if route is not None:
         fields["http.route"] = route
 

@@ -304,6 +304,12 @@ class Exchange:
             self.llm.parser = None  # type: ignore[union-attr]
             self.mw._log_failure()
 
+    def route_now(self) -> str | None:
+        """The route template as far as known now: for log lines made before the response starts."""
+        if self.route is None and "route" in self.scope:
+            return route_template(self.scope, self.root_path)
+        return self.route
+
     def _route_matched(self) -> None:
         """The router has run (or never will): count the request against its route from now on."""
         route = self.route = route_template(self.scope, self.root_path) if "route" in self.scope else None

@@ -24,6 +24,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.routing import Route
 
+from otel_llm_metrics.http.middleware import Exchange
 from otel_llm_metrics.log_format import REQUEST, JsonFormatter
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 
@@ -66,6 +67,7 @@ def test_inside_a_span_the_line_carries_its_trace_and_span_ids():
 def test_the_request_being_served_gives_its_id_and_route():
     route = Route("/hello/{name}", lambda request: None)
     request = SimpleNamespace(request_id=b"req-1", route=None, scope={"route": route}, root_path="")
+    request.route_now = lambda: Exchange.route_now(request)  # the middleware's own reading of it
     token = REQUEST.set(request)
     try:
         fields = _format(_record())
