@@ -104,10 +104,11 @@ def main() -> int:
         print(f"\nServing: app {BASE}/v1/chat/completions, metrics {METRICS}\n"
               f"Live view: .venv/bin/otel-llm-metrics watch {METRICS}\n"
               + (f"Stopping in {seconds:.0f}s." if seconds else "Ctrl-C to stop."), flush=True)
-        if seconds:
-            time.sleep(seconds)
-        else:
-            signal.pause()
+        stop_at = time.monotonic() + seconds if seconds else float("inf")
+        while time.monotonic() < stop_at:
+            # Short sleeps, not signal.pause(): a Ctrl-C arriving just before pause() began would be missed
+            # and the demo would wait forever (seen under load: killed right after "Ctrl-C to stop").
+            time.sleep(min(0.2, max(0.0, stop_at - time.monotonic())))
     except KeyboardInterrupt:
         pass
     finally:
