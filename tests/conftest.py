@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import signal
+
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_llm_metrics import Registry, Telemetry, load_settings
+
+# A suite started in the background (`make test &`, nohup, some CI runners) inherits SIGINT *ignored*, and so
+# would every server, demo and CLI it starts: the tests that stop them with Ctrl-C would wait in vain (found
+# when make test ran in the background here). Handled, not ignored, SIGINT is back to its default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class MetricsView:
