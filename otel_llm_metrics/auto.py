@@ -1,8 +1,10 @@
 """Entry points that ``opentelemetry-instrument`` loads: zero code for any ASGI app under any ASGI server.
 
 - ``Distro``: ours, so no other distro's defaults (OTLP to localhost:4317) apply.
-- ``Configurator``: builds providers from OTEL_* settings (embedded Prometheus by default).
-  A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
+- ``Configurator``: the SDK's own configuration builds the providers (so every variable it honours, any
+  installed exporter, sampler or id generator, OTEL_CONFIG_FILE, work as they would without us), with our
+  defaults (the embedded Prometheus endpoint, the resource's app name and per-process instance id); ours
+  then join them. A bad setting stops start-up with the message from config.py: ``opentelemetry-instrument``
   swallows ordinary exceptions, so this exits instead of running uninstrumented unnoticed.
 - ``attach_to_configured`` (pre-instrument): when another configurator was chosen, ours attach to its
   providers before any instrumentor loads and before their first export.
@@ -16,14 +18,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.sdk._configuration import _BaseConfigurator
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
+from .providers import resource_attributes
 from .runtime import install
 
 logger = logging.getLogger(__name__)
@@ -34,53 +38,57 @@ class Distro(BaseDistro):
         """Nothing to default: the Configurator reads the settings."""
 
 
-class Configurator(_BaseConfigurator):
+class Configurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
-        telemetry = _install_from_settings()
-        if telemetry is not None:
-            init_logs(telemetry.resource())
+        settings = _settings_or_exit()
+        if settings.disabled:
+            return
+        if not os.environ.get("OTEL_CONFIG_FILE"):  # a declarative file says all itself
+            kwargs["resource_attributes"] = {**resource_attributes(settings), **kwargs.get("resource_attributes", {})}
+        with _metrics_exporter_variable(_sdk_metrics_exporters(settings)):
+            super()._configure(**kwargs)  # the SDK's configuration: providers, exporters, sampler, logs
+        install(settings, export_before_serving=False, adopt=True)  # a pre-fork master runs this too
 
 
 def attach_to_configured() -> None:
     """``opentelemetry_pre_instrument``: right after whichever configurator ran (ours, opentelemetry-distro's,
     a vendor's) and before any instrumentor, so our numbers join its providers before their first export
     (which would otherwise carry another scope's copies of our names, unfiltered). Ours ran: nothing to do."""
-    _install_from_settings()
+    settings = _settings_or_exit()
+    if not settings.disabled:
+        install(settings, export_before_serving=False)  # a pre-fork master runs this too
 
 
-def _install_from_settings() -> Any:  # noqa: ANN401 - the Telemetry, or None when disabled
-    """Install from OTEL_* settings, attached to providers that exist; a bad setting stops start-up."""
+def _settings_or_exit() -> Settings:
+    """The OTEL_* settings; a bad one stops start-up, naming the setting and a fix."""
     try:
-        settings = load_settings()
+        return load_settings()
     except ConfigError as exc:
         # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
         print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)
-    if settings.disabled:
-        return None
-    return install(settings, export_before_serving=False)  # a pre-fork master runs this too
 
 
-def init_logs(resource: Any) -> None:  # noqa: ANN401 - an OTel Resource
-    """Logs as the SDK's own configurator sets them up (``OTEL_LOGS_EXPORTER``, ``OTEL_BLRP_*``, the logging
-    handler under ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``), with the resource our metrics and
-    spans carry; records made while a request is served carry its trace and span ids. Its own code, not a copy.
-    """
-    from opentelemetry._logs import get_logger_provider
-    from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters, _init_logging
-    from opentelemetry.sdk._logs import LoggerProvider
+def _sdk_metrics_exporters(settings: Settings) -> str:
+    """OTEL_METRICS_EXPORTER as the SDK's configuration should read it: our defaults (otlp once an endpoint is
+    set), without ``prometheus``, which here is our one endpoint per server rather than the SDK's reader."""
+    return ",".join(name for name in settings.metrics_exporters if name not in ("prometheus", "none")) or "none"
 
-    names = _get_exporter_names("logs")
-    if not names or isinstance(get_logger_provider(), LoggerProvider):
-        return  # none asked for, or someone configured logs already: theirs stay
+
+@contextmanager
+def _metrics_exporter_variable(value: str) -> Iterator[None]:
+    """OTEL_METRICS_EXPORTER=value while the SDK's configuration reads it; the user's value afterwards."""
+    name = "OTEL_METRICS_EXPORTER"
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
-        _, _, exporters = _import_exporters([], [], names)
-        handler = os.getenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
-        _init_logging(exporters, resource, handler)
-    except Exception:  # logs are a convenience here: the app starts regardless, and says why
-        logger.exception("otel_llm_metrics: could not set up logs from OTEL_LOGS_EXPORTER=%s",
-                         os.getenv("OTEL_LOGS_EXPORTER"))
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class AsgiServerInstrumentor(BaseInstrumentor):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
-TRACES_EXPORTERS = ("otlp", "console", "none")
+METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")  # and any installed opentelemetry_metrics_exporter
+TRACES_EXPORTERS = ("otlp", "console", "none")  # and any installed opentelemetry_traces_exporter
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 RESOURCE_GROUPS = ("process", "system", "gpu", "none")
 LOG_FORMATS = ("text", "json")
@@ -35,7 +35,7 @@ class Settings:
     service_name: str | None = None
     service_version: str | None = None
     metrics_exporters: tuple[str, ...] = ("prometheus",)
-    traces_exporter: str = "none"
+    traces_exporter: tuple[str, ...] = ("none",)
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
     prometheus_host: str = "127.0.0.1"
@@ -72,7 +72,7 @@ class Settings:
 
     @property
     def tracing(self) -> bool:
-        return self.traces_exporter != "none"
+        return self.traces_exporter != ("none",)
 
 
 class Invalid(ValueError):
@@ -160,6 +160,29 @@ def choices(allowed: tuple[str, ...]) -> Callable[[object], tuple[str, ...]]:
         if bad or not items:
             raise Invalid(f"{', '.join(bad) or 'empty'} is not one of {', '.join(allowed)} "
                           "(a comma-separated list)")
+        return ("none",) if "none" in items else items
+    return parse
+
+
+def exporters(signal: str, builtin: tuple[str, ...]) -> Callable[[object], tuple[str, ...]]:
+    """A list of exporter names: ours, or any that an installed package registers for the SDK's configuration
+    (the ``opentelemetry_<signal>_exporter`` entry points: a vendor's exporter), as the SDK itself accepts."""
+    group = f"opentelemetry_{signal}_exporter"
+
+    def parse(value: object) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(item if item.lower() not in builtin else item.lower() for item in _items(value)))
+        if not items:
+            raise Invalid(f"empty is not one of {', '.join(builtin)} (a comma-separated list)")
+        unknown = [item for item in items if item not in builtin]
+        if unknown:
+            from importlib.metadata import entry_points
+
+            installed = {entry.name for entry in entry_points(group=group)}
+            bad = [item for item in unknown if item not in installed]
+            if bad:
+                others = ", ".join(sorted(installed - set(builtin))) or "none installed"
+                raise Invalid(f"{', '.join(bad)} is unknown; expected one of {', '.join(builtin)}, or an installed "
+                              f"exporter's name (entry point group {group}: {others}); a comma-separated list")
         return ("none",) if "none" in items else items
     return parse
 
@@ -254,10 +277,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("service_name", "OTEL_SERVICE_NAME", text, "my-llm-api",
            "service.name of the resource (default: the served app's module, e.g. main for main:app)"),
     Option("service_version", "OTEL_SERVICE_VERSION", text, "1.0.0", "service.version of the resource"),
-    Option("metrics_exporters", "OTEL_METRICS_EXPORTER", choices(METRICS_EXPORTERS), "prometheus",
-           "prometheus, otlp (the default once an OTLP endpoint is set), console, none; a list"),
-    Option("traces_exporter", "OTEL_TRACES_EXPORTER", choice(TRACES_EXPORTERS), "otlp",
-           "none, otlp, console"),
+    Option("metrics_exporters", "OTEL_METRICS_EXPORTER", exporters("metrics", METRICS_EXPORTERS), "prometheus",
+           "prometheus (the embedded endpoint), otlp (the default once an OTLP endpoint is set), console, none, "
+           "or an installed exporter's name; a list"),
+    Option("traces_exporter", "OTEL_TRACES_EXPORTER", exporters("traces", TRACES_EXPORTERS), "otlp",
+           "none, otlp, console, or an installed exporter's name; a list"),
     Option("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", url, "http://127.0.0.1:4317",
            "collector address; turns OTLP on"),
     Option("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", choice(OTLP_PROTOCOLS), "grpc",

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
@@ -68,24 +68,36 @@ def _parent_argv() -> list[str] | None:
     return command or None
 
 
-def make_resource(settings: Settings) -> Resource:
-    """Resource from OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME plus ours; a fresh instance id.
+def instance_id_configured() -> bool:
+    """Whether OTEL_RESOURCE_ATTRIBUTES names service.instance.id (then it is the user's, kept across forks)."""
+    return INSTANCE_ID in OTELResourceDetector().detect().attributes
 
-    With no service name configured, the SDK would say ``unknown_service:python3``; the served
-    app's name says more.
-    """
-    attributes: dict[str, str] = {}
+
+def resource_attributes(settings: Settings) -> dict[str, str | int]:
+    """What we add to the configured resource: the served app's name where none is configured (the SDK would
+    say ``unknown_service:python3``), service.version, and this process's own service.instance.id and pid."""
+    configured = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME only
+    attributes: dict[str, str | int] = {}
+    fallback = default_service_name()
     if settings.service_name:
         attributes[SERVICE_NAME] = settings.service_name
+    elif SERVICE_NAME not in configured and fallback:
+        attributes[SERVICE_NAME] = fallback
     if settings.service_version:
         attributes["service.version"] = settings.service_version
-    resource = Resource.create(attributes)
-    fallback = default_service_name()
-    if str(resource.attributes.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service") and fallback:
-        resource = resource.merge(Resource({SERVICE_NAME: fallback}))
-    if INSTANCE_ID not in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
-        resource = resource.merge(Resource({INSTANCE_ID: str(uuid.uuid4()), "process.pid": os.getpid()}))
-    return resource
+    if INSTANCE_ID not in configured:
+        attributes.update(process_identity())
+    return attributes
+
+
+def process_identity() -> dict[str, str | int]:
+    """A fresh service.instance.id and this pid: each process (a forked worker too) is an instance of its own."""
+    return {INSTANCE_ID: str(uuid.uuid4()), "process.pid": os.getpid()}
+
+
+def make_resource(settings: Settings) -> Resource:
+    """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, detectors) with ours added."""
+    return Resource.create(resource_attributes(settings))
 
 
 def _otlp_endpoint(settings: Settings, signal: str) -> dict:
@@ -131,37 +143,67 @@ class ServingOnlyExporter(MetricExporter):
 
 
 def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambda: True) -> list[MetricReader]:
-    """Readers that push (OTLP, console), only while ``may_export()``; Prometheus is the runtime's."""
+    """Readers that push (OTLP, console, an installed exporter), only while ``may_export()``; Prometheus is the
+    runtime's. Another installed exporter is found and built as the SDK's configuration does."""
     readers: list[MetricReader] = []
     timeout_s = settings.export_timeout_ms / 1000
-    if "otlp" in settings.metrics_exporters:
-        if otlp_protocol(settings, "metrics") == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    for name in settings.metrics_exporters:
+        if name in ("prometheus", "none"):
+            continue
+        if name == "otlp":
+            if otlp_protocol(settings, "metrics") == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+            exporter = OTLPMetricExporter(timeout=timeout_s, **_otlp_endpoint(settings, "metrics"))
+        elif name == "console":
+            exporter = ConsoleMetricExporter()
         else:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        exporter = OTLPMetricExporter(timeout=timeout_s, **_otlp_endpoint(settings, "metrics"))
+            built = installed_exporter("metrics", name)()
+            if isinstance(built, MetricReader):  # a pull reader of its own
+                readers.append(built)
+                continue
+            exporter = built
         readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(exporter, may_export),
                                                      settings.export_interval_ms, settings.export_timeout_ms))
-    if "console" in settings.metrics_exporters:
-        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(ConsoleMetricExporter(), may_export),
-                                                     settings.export_interval_ms, settings.export_timeout_ms))
     return readers
+
+
+def push_only_while(readers: list[MetricReader], may_export: Callable[[], bool]) -> None:
+    """Make push readers built elsewhere (the SDK's configuration) push only while ``may_export()``."""
+    for reader in readers:
+        exporter = getattr(reader, "_exporter", None)
+        if isinstance(reader, PeriodicExportingMetricReader) and isinstance(exporter, MetricExporter) \
+                and not isinstance(exporter, ServingOnlyExporter):
+            reader._exporter = ServingOnlyExporter(exporter, may_export)
+
+
+def installed_exporter(signal: str, name: str) -> type:
+    """The exporter class an installed package registers under ``name``, looked up by the SDK's own code."""
+    from opentelemetry.sdk._configuration import _import_exporters
+
+    signals = ("traces", "metrics", "logs")
+    found = _import_exporters(*[[name] if signal == each else [] for each in signals])
+    return found[signals.index(signal)][name]
 
 
 def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvider | None:
     if not settings.tracing:
         return None
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    if settings.traces_exporter == "otlp":
-        if otlp_protocol(settings, "traces") == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    for name in settings.traces_exporter:
+        if name == "otlp":
+            if otlp_protocol(settings, "traces") == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            else:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            exporter = OTLPSpanExporter(timeout=settings.export_timeout_ms / 1000,
+                                        **_otlp_endpoint(settings, "traces"))
+        elif name == "console":
+            exporter = ConsoleSpanExporter()
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        exporter = OTLPSpanExporter(timeout=settings.export_timeout_ms / 1000,
-                                    **_otlp_endpoint(settings, "traces"))
-    else:
-        exporter = ConsoleSpanExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=settings.export_timeout_ms))
+            exporter = installed_exporter("traces", name)()
+        provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=settings.export_timeout_ms))
     return provider
 
 

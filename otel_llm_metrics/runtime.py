@@ -34,7 +34,15 @@ from .console import announce
 from .frameworks import duplicate_dropping_views, quiet_native_telemetry
 from .http.blocking import within
 from .http.middleware import MetricsMiddleware
-from .providers import add_span_metrics, make_push_readers, make_resource, make_tracer_provider
+from .providers import (
+    add_span_metrics,
+    instance_id_configured,
+    make_push_readers,
+    make_resource,
+    make_tracer_provider,
+    process_identity,
+    push_only_while,
+)
 from .registry import DEFAULT_REGISTRY, Registry
 from .resources.gpu import register_gpu
 from .resources.loop_lag import LoopLagMonitor
@@ -54,9 +62,11 @@ class Telemetry:
 
     def __init__(self, settings: Settings, registry: Registry | None = None,
                  extra_readers: list[MetricReader] | None = None, *, export_before_serving: bool = True,
-                 theirs: tuple[MeterProvider | None, TracerProvider | None] = (None, None)) -> None:
+                 theirs: tuple[MeterProvider | None, TracerProvider | None] = (None, None),
+                 adopted: bool = False) -> None:
         """``theirs``: SDK providers that already exist in this process (another configurator's, a vendor
-        distro's, the app's own): ours attach to them instead of building a second pipeline."""
+        distro's, the app's own): ours attach to them instead of building a second pipeline. ``adopted``: the
+        SDK's configuration built them for us (our configurator), so our defaults, identity and lifecycle apply."""
         self.settings = settings
         # Zero code installs in every Python process it starts, a pre-fork master and multiprocessing's
         # resource tracker included: there, pushing waits until the process serves.
@@ -65,7 +75,10 @@ class Telemetry:
         self.registry.configure(settings.max_series, settings.max_model_names)
         self.registry.gen_ai.configure_cost(settings.cost, settings.prices_file, settings.max_tenants)
         self._created_in_pid = self._resource_pid = os.getpid()
-        self._resource = make_resource(settings)
+        their_meters, their_tracers = theirs
+        self._resource = their_meters._sdk_config.resource if their_meters is not None else make_resource(settings)
+        # A forked worker gets an instance id of its own, unless the user or someone else's pipeline set it.
+        self._own_instance_id = (their_meters is None or adopted) and not instance_id_configured()
         self.endpoint: Endpoint | None = None
         self.serving = False  # reset in a forked child; a flag, since getpid() is a syscall per request
         self._lock = threading.Lock()
@@ -73,8 +86,8 @@ class Telemetry:
         self._exit_deadline: float | None = None  # monotonic; set by the first way out, shared by the others
         self.final_pushes = 0  # attempts so far: a server hook skips its push when the app's lifespan made one
 
-        their_meters, their_tracers = theirs
-        self.attached = their_meters is not None  # then the pipeline, its resource and its lifecycle are theirs
+        # attached: the pipeline, its resource and its lifecycle are someone else's
+        self.attached = their_meters is not None and not adopted
         readers = list(extra_readers or [])
         self._endpoint_reader: InMemoryMetricReader | None = None
         if wants_endpoint(settings, attached=self.attached):
@@ -86,7 +99,8 @@ class Telemetry:
             for reader in readers:
                 their_meters.add_metric_reader(reader)
             readers = [*getattr(their_meters, "_metric_readers", ()), *readers]
-            self._resource = their_meters._sdk_config.resource
+            if adopted:  # a pre-fork master runs our configurator too
+                push_only_while(readers, self.exporting)
         else:
             readers.extend(make_push_readers(settings, self.exporting))
             self.meter_provider = MeterProvider(
@@ -103,11 +117,18 @@ class Telemetry:
         self.registry.register_observables(meter)
         self._register_resources(meter)
         self.loop_monitor = LoopLagMonitor(self.registry.loop_lag, settings.loop_lag_interval)
-        self.tracer_provider = their_tracers or make_tracer_provider(settings, self._resource)
+        if adopted and not settings.tracing:
+            self.tracer_provider = None  # the SDK's configuration makes one whatever; ours make spans only when sent
+        else:
+            self.tracer_provider = their_tracers or make_tracer_provider(settings, self._resource)
         if self.tracer_provider is not None:
             add_span_metrics(self.tracer_provider, self.registry)
-        self._owned_providers = [p for p in (self.meter_provider, self.tracer_provider)
-                                 if p is not None and p not in (their_meters, their_tracers)]
+        owned = [self.meter_provider, self.tracer_provider]
+        if adopted:
+            owned += [their_tracers, _sdk_logger_provider()]
+        self._owned_providers = [p for p in owned if p is not None and (adopted or p not in theirs)]
+        for provider in self._owned_providers:
+            atexit.unregister(provider.shutdown)  # the SDK's own, unbounded: ours keeps the exit bound
         _TELEMETRIES.add(self)
 
     def _register_resources(self, meter: Any) -> None:
@@ -121,16 +142,11 @@ class Telemetry:
 
     # -- process identity -----------------------------------------------------------------------
     def resource(self) -> Resource:
-        """This process's resource: a forked child gets its own service.instance.id and pid.
-
-        Rebuilt lazily at the child's first collection, not in the fork hook: Resource.create loads
-        detectors through entry points, which can deadlock on locks other threads held at fork.
-        """
-        if self.attached:  # theirs, updated by their provider after a fork
-            return self.meter_provider._sdk_config.resource
-        if os.getpid() != self._resource_pid:
+        """This process's resource: a forked child gets its own service.instance.id and pid (unless the
+        user set the id), at its first collection; the fork hook does only cheap resets."""
+        if os.getpid() != self._resource_pid and self._own_instance_id:
             self._resource_pid = os.getpid()
-            self._resource = make_resource(self.settings)
+            self._resource = self._resource.merge(Resource(process_identity()))
         return self._resource
 
     def exporting(self) -> bool:
@@ -363,8 +379,10 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def install(settings: Settings, *, set_global: bool = True, export_before_serving: bool = True) -> Telemetry:
-    """Create this process's Telemetry and make it the current (and global OTel) one."""
+def install(settings: Settings, *, set_global: bool = True, export_before_serving: bool = True,
+            adopt: bool = False) -> Telemetry:
+    """Create this process's Telemetry and make it the current (and global OTel) one; ``adopt``: the SDK's
+    configuration has just built the providers for us (auto.Configurator)."""
     global _current
     with _current_lock:
         if _current is not None:
@@ -372,8 +390,8 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
         if settings.log_format == "json":  # first, so that our own start-up lines are JSON too
             log_format.install()
         theirs = existing_providers()
-        telemetry = Telemetry(settings, export_before_serving=export_before_serving, theirs=theirs)
-        if theirs != (None, None):
+        telemetry = Telemetry(settings, export_before_serving=export_before_serving, theirs=theirs, adopted=adopt)
+        if theirs != (None, None) and not adopt:
             logger.info("otel_llm_metrics: attached to the OpenTelemetry SDK providers already set up in this "
                         "process (metrics: %s, traces: %s)", *(type(p).__name__ if p else "ours" for p in theirs))
         if set_global:
@@ -409,8 +427,9 @@ def setup(app: Any = None, **settings: Any) -> Telemetry:
             raise
         if loaded.disabled:  # OTEL_SDK_DISABLED: nothing global, nothing exported, the app untouched
             logger.info("otel_llm_metrics: disabled by OTEL_SDK_DISABLED")
-            return Telemetry(replace(loaded, metrics_exporters=("none",), traces_exporter="none", resources=("none",),
-                                     loop_lag_interval=0.0), Registry())
+            nothing = replace(loaded, metrics_exporters=("none",), traces_exporter=("none",), resources=("none",),
+                              loop_lag_interval=0.0)
+            return Telemetry(nothing, Registry())
     telemetry = _current if _current is not None else install(loaded)
     if app is not None:
         if not hasattr(app, "add_middleware"):

@@ -118,7 +118,7 @@ def test_a_caught_setup_error_is_an_ordinary_exception(monkeypatch):
 @pytest.mark.parametrize(("var", "value", "expected"), [
     ("OTEL_EXPORTER_PROMETHEUS_PORT", "abc", "whole number from 1 to 65535"),
     ("OTEL_EXPORTER_PROMETHEUS_PORT", "70000", "whole number from 1 to 65535"),
-    ("OTEL_METRICS_EXPORTER", "prometheus,zipkin", "zipkin is not one of"),
+    ("OTEL_METRICS_EXPORTER", "prometheus,zipkin", "zipkin is unknown; expected one of prometheus, otlp"),
     ("OTEL_TRACES_EXPORTER", "jaeger", "expected one of otlp, console, none"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "expected one of grpc, http/protobuf"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "expected a URL"),

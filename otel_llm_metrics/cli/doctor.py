@@ -78,8 +78,8 @@ def _describe(settings: Settings) -> str:
     where = f"Prometheus endpoint on {settings.prometheus_host}:{settings.prometheus_port}" \
         if "prometheus" in settings.metrics_exporters else "no Prometheus endpoint"
     otlp = f", OTLP to {settings.otlp_endpoint or 'http://localhost:4317 (the default)'} ({settings.otlp_protocol})" \
-        if "otlp" in settings.metrics_exporters or settings.traces_exporter == "otlp" else ""
-    return f"valid (metrics exporters {exporters}; {where}{otlp}; traces {settings.traces_exporter})"
+        if "otlp" in settings.metrics_exporters or "otlp" in settings.traces_exporter else ""
+    return f"valid (metrics exporters {exporters}; {where}{otlp}; traces {','.join(settings.traces_exporter)})"
 
 
 def _default_url(settings: Settings) -> str:
@@ -167,7 +167,7 @@ def _cost_on(settings: Settings | None) -> bool:
 
 
 def _check_otlp(endpoint: str | None, settings: Settings | None) -> Check:
-    configured = settings is not None and ("otlp" in settings.metrics_exporters or settings.traces_exporter == "otlp")
+    configured = settings is not None and ("otlp" in settings.metrics_exporters or "otlp" in settings.traces_exporter)
     endpoint = endpoint or (settings.otlp_endpoint if settings else None)
     if endpoint is None and not configured:
         return Check("OTLP", None, "not configured (set OTEL_EXPORTER_OTLP_ENDPOINT, or pass --otlp, to check it)")

@@ -40,14 +40,18 @@ def test_logs_are_exported_when_asked_with_the_trace_id_and_our_resource():
     assert record["resource"]["attributes"]["service.name"] == "logs-test"
 
 
-def test_without_otel_logs_exporter_no_logger_provider_is_set():
-    script = ("import otel_llm_metrics\nfrom opentelemetry._logs import get_logger_provider\n"
-              "print(type(get_logger_provider()).__name__)\n")
-    env = {k: v for k, v in os.environ.items() if k != "OTEL_LOGS_EXPORTER"}
+def test_without_otel_logs_exporter_logging_is_left_as_the_sdk_leaves_it():
+    """The SDK's configuration sets a LoggerProvider that sends nowhere and adds no handler to logging."""
+    script = ("import logging, otel_llm_metrics\nfrom opentelemetry._logs import get_logger_provider\n"
+              "print(type(get_logger_provider()).__name__)\n"
+              "print(sorted(type(h).__name__ for h in logging.getLogger().handlers))\n")
+    unset = ("OTEL_LOGS_EXPORTER", "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(OTEL_METRICS_EXPORTER="none")
     done = subprocess.run([str(INSTRUMENT), sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, cwd=ROOT, env=env)
-    assert done.returncode == 0 and done.stdout.strip().endswith("ProxyLoggerProvider"), done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["LoggerProvider", "[]"], done.stdout + done.stderr
 
 
 def _json_blocks(text: str) -> list[str]:
