@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import json
 import os
 import signal
 import socket
@@ -565,3 +566,40 @@ def test_each_sdk_variable_is_seen_at_the_receiver(variable, receiver, upstream)
     finally:
         if grpc is not None:
             grpc.stop()
+
+
+# -- what the SDK's configuration finds through entry points: a vendor's package ------------------------------------
+
+def test_a_vendors_exporters_and_id_generator_work_by_name_beside_our_endpoint(receiver, upstream, tmp_path):
+    """Our configurator is the SDK's: exporters and an id generator that an installed package registers are used by
+    name, as without us, while ``prometheus`` in the same list stays our one endpoint per server."""
+    from tests.integration import vendor_exporters
+
+    vendor_exporters.install_metadata(tmp_path / "site")
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    env = {"PYTHONPATH": str(tmp_path / "site"), "VENDOR_OUT": str(out), "OTEL_TRACES_EXPORTER": "vendor_file",
+           "OTEL_METRICS_EXPORTER": "vendor_file,prometheus", "OTEL_PYTHON_ID_GENERATOR": "vendor_prefix",
+           "OTEL_LOGS_EXPORTER": "none", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+           "OTEL_LLM_METRICS_PROMETHEUS_PORT_ATTEMPTS": "1"}
+
+    def requests_then_scrape(run: Run, _: Receiver) -> None:
+        _requests(run, range(TABLE_N))
+
+        def counted() -> float:
+            page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+                       if line.startswith("http_server_request_duration_seconds_count{")) == TABLE_N
+
+        wait_for(counted, f"our endpoint on {port} counting {TABLE_N} requests", 20)
+
+    _serve_and_stop(receiver, upstream, env, TABLE_N, requests_then_scrape)
+    spans = [json.loads(line) for line in (out / "spans.jsonl").read_text().splitlines()]
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    assert len(servers) == TABLE_N, f"one server span per request through the vendor's exporter: {spans}"
+    assert all(s["trace_id"].startswith(format(vendor_exporters.TRACE_ID_PREFIX, "x")) for s in spans), (
+        f"trace ids from the vendor's id generator: {[s['trace_id'] for s in spans]}")
+    exports = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert exports and exports[-1].get(DURATION) == TABLE_N, f"the vendor's last export counts each request: {exports}"
+    assert len({s["instance"] for s in spans}) == 1
