@@ -91,8 +91,24 @@ def resource_attributes(settings: Settings) -> dict[str, str | int]:
 
 
 def process_identity() -> dict[str, str | int]:
-    """A fresh service.instance.id and this pid: each process (a forked worker too) is an instance of its own."""
-    return {INSTANCE_ID: str(uuid.uuid4()), "process.pid": os.getpid()}
+    """This process's service.instance.id and pid: each process (a forked worker too) is an instance of its own.
+    The id is the SDK's own per-process one where it has one (1.4x: its providers renew it after a fork)."""
+    try:
+        from opentelemetry.sdk.resources import ServiceInstanceIdResourceDetector
+
+        instance_id = ServiceInstanceIdResourceDetector().detect().attributes[INSTANCE_ID]
+    except (ImportError, KeyError):
+        instance_id = str(uuid.uuid4())
+    return {INSTANCE_ID: instance_id, "process.pid": os.getpid()}
+
+
+def renew_identity(providers: list[object], identity: Resource) -> None:
+    """Give providers built before a fork this worker's identity, the SDK's own way (its tracers and loggers
+    follow; an SDK before 1.4x has no way, and its spans keep the master's). After the fork, never in its hook."""
+    for provider in providers:
+        update = getattr(provider, "_update_resource", None)
+        if update is not None:
+            update(identity)
 
 
 def make_resource(settings: Settings) -> Resource:

@@ -42,6 +42,7 @@ from .providers import (
     make_tracer_provider,
     process_identity,
     push_only_while,
+    renew_identity,
 )
 from .registry import DEFAULT_REGISTRY, Registry
 from .resources.gpu import register_gpu
@@ -142,11 +143,16 @@ class Telemetry:
 
     # -- process identity -----------------------------------------------------------------------
     def resource(self) -> Resource:
-        """This process's resource: a forked child gets its own service.instance.id and pid (unless the
-        user set the id), at its first collection; the fork hook does only cheap resets."""
-        if os.getpid() != self._resource_pid and self._own_instance_id:
+        """This process's resource. A forked worker gets its own service.instance.id and pid on every provider of
+        ours (metrics, spans and logs alike) at its first request or collection: not in the fork hook, where the
+        SDK has yet to renew its locks. Someone else's pipeline and a configured id are left as they are."""
+        if self._own_instance_id and os.getpid() != self._resource_pid:
             self._resource_pid = os.getpid()
-            self._resource = self._resource.merge(Resource(process_identity()))
+            identity = Resource(process_identity())
+            renew_identity(self._owned_providers, identity)
+            self._resource = self._resource.merge(identity)
+        if hasattr(self.meter_provider, "_update_resource"):  # the SDK keeps the provider's resource current
+            return self.meter_provider._sdk_config.resource
         return self._resource
 
     def exporting(self) -> bool:
@@ -195,6 +201,7 @@ class Telemetry:
             if self.serving:
                 return
             self.serving = True
+            self.resource()  # a forked worker's own identity, before its first span
             self._start_loop_monitor()
             if self._endpoint_reader is not None:
                 try:

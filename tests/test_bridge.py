@@ -38,8 +38,9 @@ def test_cumulative_count_equals_the_bucket_total(make_telemetry):
 
 
 def test_forked_worker_reports_itself_not_its_parent(make_telemetry):
-    """Pre-fork servers: the child has its own instance id and starts from zero."""
-    telemetry = make_telemetry(service_name="forky")
+    """Pre-fork servers: the child has its own instance id, on its spans too, and starts from zero."""
+    telemetry = make_telemetry(service_name="forky", traces_exporter="console")
+    tracer = telemetry.tracer_provider.get_tracer("made-before-the-fork")
     app = telemetry.instrument(starlette_app())
     for _ in range(5):
         asyncio.run(call(app, "GET", "/items/1"))
@@ -54,7 +55,9 @@ def test_forked_worker_reports_itself_not_its_parent(make_telemetry):
             for _ in range(2):
                 asyncio.run(call(app, "GET", "/items/1"))
             view = telemetry.collect()
-            report = {"count": view.one(DURATION).count, "resource": view.resources[0], "pid": os.getpid()}
+            span = tracer.start_span("in-the-child")
+            report = {"count": view.one(DURATION).count, "resource": view.resources[0], "pid": os.getpid(),
+                      "span_instance": span.resource.attributes["service.instance.id"]}
             os.write(write_end, json.dumps(report).encode())
         finally:
             os._exit(0)
@@ -64,5 +67,6 @@ def test_forked_worker_reports_itself_not_its_parent(make_telemetry):
     assert report["count"] == 2
     assert report["resource"]["service.instance.id"] != parent_instance
     assert report["resource"]["process.pid"] == report["pid"] == pid
+    assert report["span_instance"] == report["resource"]["service.instance.id"], "one identity for every signal"
     assert report["resource"]["service.name"] == "forky"
     assert telemetry.collect().one(DURATION).count == 5, "the parent keeps its own numbers"
