@@ -222,11 +222,15 @@ class Run:
 
 
 def _serve(receiver: Receiver, upstream: str, env: dict[str, str], *, zero_code: bool = True,
-           target: str = "tests.integration.otel_setups_gateway:app") -> Run:
-    """The gateway under uvicorn (under ``opentelemetry-instrument`` when ``zero_code``), listening."""
+           target: str = "tests.integration.otel_setups_gateway:app", workers: int = 0) -> Run:
+    """The gateway under uvicorn, or gunicorn with ``workers`` (under ``opentelemetry-instrument`` when
+    ``zero_code``), listening."""
     prefix = f"/run-{next(_runs)}"
     port = free_port()
     command = [str(BIN / "uvicorn"), target, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    if workers:
+        command = [str(BIN / "gunicorn"), target, "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                   "-k", "uvicorn.workers.UvicornWorker", "--graceful-timeout", "10"]
     if zero_code:
         command = [str(BIN / "opentelemetry-instrument"), *command]
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -267,14 +271,14 @@ def _requests(run: Run, numbers: range) -> None:
             assert response.status_code == 200 and response.json() == {"n": n, "upstream": 200}, response.text
 
 
-def _stop(run: Run) -> None:
-    """SIGTERM, as an orchestrator sends it; uvicorn re-raises it once its shutdown is done."""
+def _stop(run: Run, status: int = -signal.SIGTERM) -> None:
+    """SIGTERM, as an orchestrator sends it; uvicorn re-raises it once its shutdown is done, gunicorn exits 0."""
     run.popen.send_signal(signal.SIGTERM)
     try:
         code = run.popen.wait(30)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the gateway did not exit within 30 s of SIGTERM:\n{run.log()}")
-    assert code == -signal.SIGTERM, f"exit status {code}:\n{run.log()}"
+    assert code == status, f"exit status {code}:\n{run.log()}"
     assert "Traceback" not in run.log(), run.log()
 
 
@@ -292,7 +296,7 @@ def _serve_and_stop(receiver: Receiver, upstream: str, env: dict[str, str], requ
             _requests(run, range(requests))
         else:
             during(run, receiver)
-        _stop(run)
+        _stop(run, 0 if serve.get("workers") else -signal.SIGTERM)
     finally:
         _kill(run)
         run.log_path.unlink(missing_ok=True)
@@ -603,3 +607,29 @@ def test_a_vendors_exporters_and_id_generator_work_by_name_beside_our_endpoint(r
     exports = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert exports and exports[-1].get(DURATION) == TABLE_N, f"the vendor's last export counts each request: {exports}"
     assert len({s["instance"] for s in spans}) == 1
+
+
+def test_each_worker_of_a_pre_fork_server_exports_as_itself_and_the_master_not_at_all(receiver, upstream):
+    """gunicorn -w 2 under zero code: the master runs our configurator (the SDK's) and forks. Each worker exports
+    under a service.instance.id of its own, the same on its metrics and its spans; the master exports nothing;
+    every request counts once."""
+    pids: set[int] = set()
+
+    def over_fresh_connections(run: Run, _: Receiver) -> None:
+        for n in range(N):
+            response = httpx.get(f"{run.url}/relay/{n}", timeout=10)
+            assert response.status_code == 200, response.text
+
+    run, received = _serve_and_stop(receiver, upstream, AT_EXIT, N, over_fresh_connections, workers=2)
+    _assert_counted_once(received, N)
+    ids_by_pid: dict[int, set] = {}
+    for signal_name, resource in received.resources:
+        ids_by_pid.setdefault(resource.get("process.pid"), set()).add((signal_name, resource.get(INSTANCE_ID)))
+        pids.add(resource.get("process.pid"))
+    assert run.popen.pid not in pids, f"the master ({run.popen.pid}) exported: {ids_by_pid}"
+    for pid, seen in ids_by_pid.items():
+        assert len({instance for _, instance in seen}) == 1, f"worker {pid}: one id on every signal: {seen}"
+        assert {signal_name for signal_name, _ in seen} >= {"metrics"}, seen
+    every_id = [instance for seen in ids_by_pid.values() for instance in {i for _, i in seen}]
+    assert len(every_id) == len(set(every_id)), f"each worker its own id: {ids_by_pid}"
+    assert len(received.server_spans()) == N
