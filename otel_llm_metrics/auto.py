@@ -31,6 +31,7 @@ from .providers import resource_attributes
 from .runtime import install
 
 logger = logging.getLogger(__name__)
+ENTRY_POINT_NAME = "otel_llm_metrics"  # of each entry point in pyproject.toml
 
 
 class Distro(BaseDistro):
@@ -53,7 +54,11 @@ class Configurator(_OTelSDKConfigurator):
 def attach_to_configured() -> None:
     """``opentelemetry_pre_instrument``: right after whichever configurator ran (ours, opentelemetry-distro's,
     a vendor's) and before any instrumentor, so our numbers join its providers before their first export
-    (which would otherwise carry another scope's copies of our names, unfiltered). Ours ran: nothing to do."""
+    (which would otherwise carry another scope's copies of our names, unfiltered). Ours ran: nothing to do.
+    Skipped when OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names ours (or is ``*``), as the instrumentors are."""
+    disabled = {name.strip() for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    if disabled & {ENTRY_POINT_NAME, "*"}:
+        return
     settings = _settings_or_exit()
     if not settings.disabled:
         install(settings, export_before_serving=False)  # a pre-fork master runs this too

@@ -89,3 +89,27 @@ def test_asking_for_prometheus_by_name_adds_the_endpoint_to_their_pipeline():
         port = probe.getsockname()[1]
     found = _run(APP_BUILT_SDK, OTEL_METRICS_EXPORTER="prometheus", OTEL_EXPORTER_PROMETHEUS_PORT=str(port))
     assert found["endpoint"] is True and found["counts"] == {"otel_llm_metrics": 3}
+
+
+ATTACH = """
+import json, os
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+metrics.set_meter_provider(MeterProvider())
+from otel_llm_metrics import auto, runtime
+auto.attach_to_configured()
+print(json.dumps(runtime._current is not None))
+"""
+
+
+def test_the_pre_instrument_hook_honours_disabled_instrumentations():
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS naming ours (or ``*``) keeps ours out of another configurator's
+    pipeline, as it keeps the instrumentors out."""
+    attached = {}
+    for disabled in ("", "httpx,otel_llm_metrics", "*"):
+        env = {**os.environ, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled, "OTEL_METRICS_EXPORTER": "none"}
+        done = subprocess.run([sys.executable, "-c", ATTACH], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env=env)
+        assert done.returncode == 0, done.stderr
+        attached[disabled] = json.loads(done.stdout.splitlines()[-1])
+    assert attached == {"": True, "httpx,otel_llm_metrics": False, "*": False}
