@@ -21,6 +21,7 @@ shows up at the next collection, as with the explicit buckets.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from math import floor, frexp, inf, log
@@ -30,6 +31,7 @@ from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping import Ma
 from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.exponent_mapping import ExponentMapping
 from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import LogarithmMapping
 
+logger = logging.getLogger(__name__)
 DEFAULT_MAX_SIZE = 160  # the SDK's defaults (ExponentialBucketHistogramAggregation)
 DEFAULT_MAX_SCALE = 20
 _MIN_NORMAL = float_info.min
@@ -165,7 +167,9 @@ class ExponentialSum:
     def merge(self, other: ExponentialSum) -> None:
         """Add ``other``'s observations; called by this structure's only writer (or under its lock)."""
         theirs, mine = other.snapshot(), self.snapshot()
-        if theirs is None or mine is None:
+        if theirs is None or mine is None:  # a writer that never paused in 1000 tries: said, not hidden
+            logger.warning("otel_llm_metrics: an exponential histogram's buckets kept changing while being merged; "
+                           "this collection leaves %s observations out of them", "their" if theirs is None else "its")
             return
         merged = merge(mine, theirs, self.max_size)
         self.version += 1
