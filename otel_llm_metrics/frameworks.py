@@ -39,15 +39,16 @@ _OUR_LATEST_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_INFERENCE_DURATION.name, c.GE
                                    c.GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS.name)
 
 
-def duplicate_dropping_views(client_numbers_ours: bool = True) -> list[View]:
+def duplicate_dropping_views(client_numbers_ours: bool = True, latest_experimental: bool = False) -> list[View]:
     """Views that keep other libraries' copies of our numbers out of our readers.
 
     Other libraries' gen_ai.client.* copies are dropped when ours are made, at the HTTP client or from
-    spans (tracing on); otherwise they are the only ones and are kept.
+    spans (tracing on); otherwise they are the only ones and are kept. ``latest_experimental``: the conventions
+    our calls made follow (the registry's choice), so the names dropped are the names we publish.
     """
     views = [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
              for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
-    client_names = _OUR_LATEST_GEN_AI_CLIENT_NAMES if c.gen_ai_latest_experimental() else _OUR_GEN_AI_CLIENT_NAMES
+    client_names = _OUR_LATEST_GEN_AI_CLIENT_NAMES if latest_experimental else _OUR_GEN_AI_CLIENT_NAMES
     names = _OUR_GEN_AI_SERVER_NAMES + (client_names if client_numbers_ours else ())
     views += [View(instrument_name=name, aggregation=DropAggregation()) for name in names]
     return views

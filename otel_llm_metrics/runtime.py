@@ -106,12 +106,14 @@ class Telemetry:
             readers.extend(make_push_readers(settings, self.exporting))
             self.meter_provider = MeterProvider(
                 metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
-                views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls))
+                views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls,
+                                               latest_experimental=self.registry.gen_ai.latest_experimental))
         # OTEL_METRICS_EXEMPLAR_FILTER, as the provider (ours or theirs) read it: always_off means none of ours either.
         exemplar_filter = getattr(getattr(self.meter_provider, "_sdk_config", None), "exemplar_filter", None)
         self.exemplars = not isinstance(exemplar_filter, AlwaysOffExemplarFilter)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
-                               InstrumentationScope(catalogue.SCOPE_NAME, __version__), owned_names(settings))
+                               InstrumentationScope(catalogue.SCOPE_NAME, __version__),
+                               owned_names(settings, self.registry.gen_ai.latest_experimental))
         for reader in readers:
             bridge.attach(reader)
         meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
@@ -357,13 +359,13 @@ def wants_endpoint(settings: Settings, *, attached: bool) -> bool:
     return "prometheus" in settings.metrics_exporters
 
 
-def owned_names(settings: Settings) -> frozenset[str]:
+def owned_names(settings: Settings, latest_experimental: bool) -> frozenset[str]:
     """The instrument names this process publishes with these settings: other scopes' copies are dropped."""
     groups = {"process": catalogue.PROCESS_SPECS, "system": catalogue.SYSTEM_SPECS, "gpu": catalogue.GPU_SPECS}
     skipped = {spec for group, specs in groups.items() if group not in settings.resources for spec in specs}
     if not (settings.tracing or settings.upstream_calls):  # then another library's gen_ai.client.* are the only ones
         skipped |= {*catalogue.CALLS_MADE_SPECS, *catalogue.LATEST_EXPERIMENTAL}
-    published = catalogue.published(catalogue.gen_ai_latest_experimental())
+    published = catalogue.published(latest_experimental)
     return frozenset(spec.name for spec in published if spec not in skipped)
 
 
