@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, NoReturn
 
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -46,8 +48,11 @@ class Configurator(_OTelSDKConfigurator):
             return
         if not os.environ.get("OTEL_CONFIG_FILE"):  # a declarative file says all itself
             kwargs["resource_attributes"] = {**resource_attributes(settings), **kwargs.get("resource_attributes", {})}
-        with _metrics_exporter_variable(_sdk_metrics_exporters(settings)):
-            super()._configure(**kwargs)  # the SDK's configuration: providers, exporters, sampler, logs
+        try:
+            with _metrics_exporter_variable(_sdk_metrics_exporters(settings)):
+                super()._configure(**kwargs)  # the SDK's configuration: providers, exporters, sampler, logs
+        except Exception as exc:  # opentelemetry-instrument would log it and run the app without telemetry
+            _stop_start_up(sdk_configuration_error(exc))
         install(settings, export_before_serving=False, adopt=True)  # a pre-fork master runs this too
 
 
@@ -69,10 +74,33 @@ def _settings_or_exit() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
-        # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
-        print(f"otel_llm_metrics: configuration error: {exc}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(2)
+        _stop_start_up(str(exc))
+
+
+def _stop_start_up(message: str) -> NoReturn:
+    # SystemExit inside sitecustomize becomes a fatal-error dump; leave plainly instead.
+    print(f"otel_llm_metrics: configuration error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)
+
+
+_VARIABLE_OF_GROUP = {"opentelemetry_traces_exporter": "OTEL_TRACES_EXPORTER",
+                      "opentelemetry_metrics_exporter": "OTEL_METRICS_EXPORTER",
+                      "opentelemetry_logs_exporter": "OTEL_LOGS_EXPORTER",
+                      "opentelemetry_id_generator": "OTEL_PYTHON_ID_GENERATOR"}
+_NOT_FOUND = re.compile(r"Requested component '(.*)' not found in entry point '(\w+)'")
+
+
+def sdk_configuration_error(exc: Exception) -> str:
+    """What the SDK's configuration raised, said our way where we can: the variable, what is installed, a fix."""
+    found = _NOT_FOUND.search(str(exc))
+    if found is None or found.group(2) not in _VARIABLE_OF_GROUP:
+        return f"the OpenTelemetry SDK's configuration failed: {exc}"
+    name, group = found.groups()
+    variable = _VARIABLE_OF_GROUP[group]
+    installed = sorted(entry.name for entry in entry_points(group=group))
+    return (f"{variable}={name!r} is not valid: no installed package provides it (entry point group {group}: "
+            f"{', '.join(installed) or 'none'}). Fix: {variable}={installed[0] if installed else 'none'}")
 
 
 def _sdk_metrics_exporters(settings: Settings) -> str:

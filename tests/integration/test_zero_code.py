@@ -88,3 +88,21 @@ def test_one_scrape_has_one_set_of_process_metrics():
 def _announced_urls(server: AppServer) -> list[str]:
     """The metrics URLs the server's processes said they serve (one visible line each)."""
     return re.findall(r"otel_llm_metrics: metrics on (http://\S+/metrics) \(pid \d+", server.log())
+
+
+@pytest.mark.parametrize("variable", ["OTEL_PYTHON_ID_GENERATOR", "OTEL_LOGS_EXPORTER"])
+def test_a_name_the_sdks_configuration_cannot_find_stops_start_up_and_the_fix_starts(variable):
+    """The SDK's configuration raises for a component no package provides; opentelemetry-instrument alone would
+    log it and run the app without telemetry. Ours stops, names the variable and a fix, and the fix starts."""
+    def run(value: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+            env={"PATH": str(BIN), "PYTHONPATH": str(ROOT), "OTEL_METRICS_EXPORTER": "none", variable: value},
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    refused = run("no-such-component")
+    assert refused.returncode == 2 and "app ran" not in refused.stdout, refused.stdout + refused.stderr
+    assert f"{variable}='no-such-component' is not valid" in refused.stderr, refused.stderr
+    fix = re.search(rf"Fix: {variable}=(\S+)", refused.stderr).group(1)
+    fixed = run(fix)
+    assert fixed.returncode == 0 and "app ran" in fixed.stdout, fixed.stderr
