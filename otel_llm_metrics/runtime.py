@@ -126,10 +126,9 @@ class Telemetry:
             self.tracer_provider = their_tracers or make_tracer_provider(settings, self._resource)
         if self.tracer_provider is not None:
             add_span_metrics(self.tracer_provider, self.registry)
-        owned = [self.meter_provider, self.tracer_provider]
-        if adopted:
-            owned += [their_tracers, _sdk_logger_provider()]
-        self._owned_providers = [p for p in owned if p is not None and (adopted or p not in theirs)]
+        adopted_too = (their_tracers, _sdk_logger_provider()) if adopted else ()
+        owned = [self.meter_provider, self.tracer_provider, *adopted_too]
+        self._owned_providers = [p for p in dict.fromkeys(owned) if p is not None and (adopted or p not in theirs)]
         for provider in self._owned_providers:
             atexit.unregister(provider.shutdown)  # the SDK's own, unbounded: ours keeps the exit bound
         _TELEMETRIES.add(self)
