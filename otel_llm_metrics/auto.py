@@ -21,14 +21,13 @@ import re
 import sys
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, installed_names, load_settings
 from .providers import resource_attributes
 from .runtime import install
 
@@ -98,7 +97,7 @@ def sdk_configuration_error(exc: Exception) -> str:
         return f"the OpenTelemetry SDK's configuration failed: {exc}"
     name, group = found.groups()
     variable = _VARIABLE_OF_GROUP[group]
-    installed = sorted(entry.name for entry in entry_points(group=group))
+    installed = installed_names(group)
     return (f"{variable}={name!r} is not valid: no installed package provides it (entry point group {group}: "
             f"{', '.join(installed) or 'none'}). Fix: {variable}={installed[0] if installed else 'none'}")
 

@@ -164,6 +164,13 @@ def choices(allowed: tuple[str, ...]) -> Callable[[object], tuple[str, ...]]:
     return parse
 
 
+def installed_names(group: str) -> list[str]:
+    """The names installed packages register in an entry point group (what the SDK's configuration can load)."""
+    from importlib.metadata import entry_points
+
+    return sorted({entry.name for entry in entry_points(group=group)})
+
+
 def exporters(signal: str, builtin: tuple[str, ...]) -> Callable[[object], tuple[str, ...]]:
     """A list of exporter names: ours, or any that an installed package registers for the SDK's configuration
     (the ``opentelemetry_<signal>_exporter`` entry points: a vendor's exporter), as the SDK itself accepts."""
@@ -175,12 +182,10 @@ def exporters(signal: str, builtin: tuple[str, ...]) -> Callable[[object], tuple
             raise Invalid(f"empty is not one of {', '.join(builtin)} (a comma-separated list)")
         unknown = [item for item in items if item not in builtin]
         if unknown:
-            from importlib.metadata import entry_points
-
-            installed = {entry.name for entry in entry_points(group=group)}
+            installed = installed_names(group)
             bad = [item for item in unknown if item not in installed]
             if bad:
-                others = ", ".join(sorted(installed - set(builtin))) or "none installed"
+                others = ", ".join(name for name in installed if name not in builtin) or "none installed"
                 raise Invalid(f"{', '.join(bad)} is unknown; expected one of {', '.join(builtin)}, or an installed "
                               f"exporter's name (entry point group {group}: {others}); a comma-separated list")
         return ("none",) if "none" in items else items

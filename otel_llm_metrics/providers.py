@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
     MetricExporter,
     MetricExportResult,
     MetricReader,
@@ -22,7 +21,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from .config import Settings
 from .registry import Registry
@@ -160,27 +159,16 @@ class ServingOnlyExporter(MetricExporter):
 
 def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambda: True) -> list[MetricReader]:
     """Readers that push (OTLP, console, an installed exporter), only while ``may_export()``; Prometheus is the
-    runtime's. Another installed exporter is found and built as the SDK's configuration does."""
+    runtime's."""
     readers: list[MetricReader] = []
-    timeout_s = settings.export_timeout_ms / 1000
     for name in settings.metrics_exporters:
         if name in ("prometheus", "none"):
             continue
-        if name == "otlp":
-            if otlp_protocol(settings, "metrics") == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-            else:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-            exporter = OTLPMetricExporter(timeout=timeout_s, **_otlp_endpoint(settings, "metrics"))
-        elif name == "console":
-            exporter = ConsoleMetricExporter()
-        else:
-            built = installed_exporter("metrics", name)()
-            if isinstance(built, MetricReader):  # a pull reader of its own
-                readers.append(built)
-                continue
-            exporter = built
-        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(exporter, may_export),
+        built = make_exporter(settings, "metrics", name)
+        if isinstance(built, MetricReader):  # an installed pull reader of its own
+            readers.append(built)
+            continue
+        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(built, may_export),
                                                      settings.export_interval_ms, settings.export_timeout_ms))
     return readers
 
@@ -189,18 +177,22 @@ def push_only_while(readers: list[MetricReader], may_export: Callable[[], bool])
     """Make push readers built elsewhere (the SDK's configuration) push only while ``may_export()``."""
     for reader in readers:
         exporter = getattr(reader, "_exporter", None)
-        if isinstance(reader, PeriodicExportingMetricReader) and isinstance(exporter, MetricExporter) \
-                and not isinstance(exporter, ServingOnlyExporter):
+        if isinstance(reader, PeriodicExportingMetricReader) and isinstance(exporter, MetricExporter):
             reader._exporter = ServingOnlyExporter(exporter, may_export)
 
 
-def installed_exporter(signal: str, name: str) -> type:
-    """The exporter class an installed package registers under ``name``, looked up by the SDK's own code."""
-    from opentelemetry.sdk._configuration import _import_exporters
+def make_exporter(settings: Settings, signal: str, name: str) -> object:
+    """The exporter ``name`` for ``signal``, found by the SDK's own entry-point code (``otlp`` as the protocol
+    says, ``console``, or any installed package's); OTLP gets our endpoint and timeout, which ``setup()``'s
+    keywords may have set."""
+    from opentelemetry.sdk._configuration import _import_config_components
 
-    signals = ("traces", "metrics", "logs")
-    found = _import_exporters(*[[name] if signal == each else [] for each in signals])
-    return found[signals.index(signal)][name]
+    arguments: dict = {}
+    if name == "otlp":
+        name = "otlp_proto_grpc" if otlp_protocol(settings, signal) == "grpc" else "otlp_proto_http"
+        arguments = {"timeout": settings.export_timeout_ms / 1000, **_otlp_endpoint(settings, signal)}
+    ((_, exporter_class),) = _import_config_components([name], f"opentelemetry_{signal}_exporter")
+    return exporter_class(**arguments)
 
 
 def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvider | None:
@@ -208,18 +200,8 @@ def make_tracer_provider(settings: Settings, resource: Resource) -> TracerProvid
         return None
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for name in settings.traces_exporter:
-        if name == "otlp":
-            if otlp_protocol(settings, "traces") == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            exporter = OTLPSpanExporter(timeout=settings.export_timeout_ms / 1000,
-                                        **_otlp_endpoint(settings, "traces"))
-        elif name == "console":
-            exporter = ConsoleSpanExporter()
-        else:
-            exporter = installed_exporter("traces", name)()
-        provider.add_span_processor(BatchSpanProcessor(exporter, export_timeout_millis=settings.export_timeout_ms))
+        provider.add_span_processor(BatchSpanProcessor(make_exporter(settings, "traces", name),
+                                                       export_timeout_millis=settings.export_timeout_ms))
     return provider
 
 
