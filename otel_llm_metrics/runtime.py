@@ -35,6 +35,7 @@ from .frameworks import duplicate_dropping_views, quiet_native_telemetry
 from .http.blocking import within
 from .http.middleware import MetricsMiddleware
 from .providers import (
+    ServingOnlyExporter,
     add_span_metrics,
     instance_id_configured,
     make_push_readers,
@@ -114,8 +115,9 @@ class Telemetry:
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__),
                                owned_names(settings, self.registry.gen_ai.latest_experimental))
-        for reader in readers:
-            bridge.attach(reader)
+        for reader in readers:  # our push readers collect only while the process may export (see attach)
+            pushes = isinstance(getattr(reader, "_exporter", None), ServingOnlyExporter)
+            bridge.attach(reader, self.exporting if pushes else None)
         meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
         self.registry.register_observables(meter)
         self._register_resources(meter)
