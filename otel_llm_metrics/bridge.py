@@ -13,6 +13,7 @@ exponential histograms, at its max_size and max_scale; the others keep explicit 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from . import series
 from .catalogue import InstrumentSpec
 from .exponential import DEFAULT_MAX_SCALE, DEFAULT_MAX_SIZE, ExponentialSnapshot, fit, merge, subtract
+from .frameworks import PROVIDER_KEYS, copied
 from .series import HistogramGroup, HistogramSnapshot
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ class MetricsBridge:
         self._resource = resource
         self._scope = scope
         # Names we publish: another scope's metric of the same name (opentelemetry-instrumentation-system-metrics'
-        # process.cpu.time, a framework's http.server.request.duration) is left out, so sum() never doubles.
+        # process.cpu.time, a framework's http.server.request.duration) is left out, so sum() never doubles;
+        # gen_ai.* ones only from scopes that measure the calls we measure (frameworks.COPYING_SCOPES).
         self._owned = owned_names
 
     def attach(self, reader: MetricReader, collecting: Callable[[], bool] | None = None) -> None:
@@ -130,10 +133,19 @@ class MetricsBridge:
         return MetricsData(resource_metrics)
 
     def _without_copies(self, scope_metrics: ScopeMetrics) -> ScopeMetrics:
+        """``scope_metrics`` less what copies ours: a name we publish, from a scope that measures what we do
+        (frameworks.copied: process and system facts from any scope, gen_ai.* by the table of copying scopes)."""
         if not self._owned or scope_metrics.scope.name == self._scope.name:
             return scope_metrics
-        kept = [metric for metric in scope_metrics.metrics if metric.name not in self._owned]
-        if len(kept) == len(scope_metrics.metrics):
+        kept: list[Metric] = []
+        changed = False
+        for metric in scope_metrics.metrics:
+            copy = copied(scope_metrics.scope.name, metric.name, self._owned)
+            left = None if copy is True else _without_providers(metric, copy) if copy else metric
+            changed = changed or left is not metric  # a shared scope: only its points of these providers go
+            if left is not None:
+                kept.append(left)
+        if not changed:
             return scope_metrics
         return ScopeMetrics(scope_metrics.scope, kept, scope_metrics.schema_url)
 
@@ -182,6 +194,21 @@ class MetricsBridge:
                 metrics.append(Metric(spec.name, spec.description, spec.unit,
                                       ExponentialHistogram(points, state.temporality)))
         return metrics
+
+
+def _without_providers(metric: Metric, providers: frozenset[str]) -> Metric | None:
+    """``metric`` less its points of calls to ``providers`` (by gen_ai.provider.name or gen_ai.system); None if
+    none is left."""
+    points = getattr(metric.data, "data_points", None)
+    if points is None:
+        return metric
+    kept = [point for point in points
+            if not any((point.attributes or {}).get(key) in providers for key in PROVIDER_KEYS)]
+    if len(kept) == len(points):
+        return metric
+    if not kept:
+        return None
+    return dataclasses.replace(metric, data=dataclasses.replace(metric.data, data_points=kept))
 
 
 def _exponential_interval(state: _ReaderState, name: str, snap: HistogramSnapshot, start_time: int

@@ -4,12 +4,16 @@ FastAPI (0.16x) records ``http.server.request.duration`` and ``http.server.activ
 as soon as a global MeterProvider exists, and opentelemetry-instrumentation-asgi/-fastapi do the
 same with semantic-convention opt-in. Where we measure, theirs are switched off on the app we
 wrap, and a view drops any that still reach our MeterProvider under our names.
+
+GenAI instrumentations copy our gen_ai.* names too, but only some measure calls we measure: the table
+``COPYING_SCOPES`` says which scopes' numbers are copies (and why); every other scope's are kept.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.metrics.view import DropAggregation, View
@@ -26,10 +30,10 @@ _OUR_HTTP_NAMES = (c.REQUEST_DURATION.name, c.ACTIVE_REQUESTS.name, c.REQUEST_BO
                    c.RESPONSE_BODY_SIZE.name)
 
 
-# Our GenAI histograms reach readers through the bridge, never as SDK instruments: an SDK instrument
-# with one of these names is another library's copy, whatever its scope (opentelemetry-util-genai's
-# handler records for the openai-v2 instrumentation; OpenLIT, and it seems recent OpenLLMetry, record
-# client-side timings as gen_ai.server.time_to_first_token and friends).
+# Our GenAI histograms reach readers through the bridge, never as SDK instruments, so an SDK instrument with one of
+# these names is another library's. It is a copy only where we measure the same calls (issue 26): a scope is
+# selected by the table below, never by the name alone. Bedrock through botocore, SDKs on `requests`, gRPC clients:
+# we never see those calls, so their numbers are the only ones and always stay.
 _OUR_GEN_AI_SERVER_NAMES = (c.GEN_AI_SERVER_DURATION.name, c.GEN_AI_SERVER_TTFT.name, c.GEN_AI_SERVER_TPOT.name,
                             c.GEN_AI_SERVER_TOKENS.name)
 _OUR_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_DURATION.name, c.GEN_AI_CLIENT_TTFC.name, c.GEN_AI_CLIENT_TPOC.name,
@@ -37,20 +41,95 @@ _OUR_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_DURATION.name, c.GEN_AI_CLIENT_TTFC.
 _OUR_LATEST_GEN_AI_CLIENT_NAMES = (c.GEN_AI_CLIENT_INFERENCE_DURATION.name, c.GEN_AI_CLIENT_INFERENCE_TTFC.name,
                                    c.GEN_AI_CLIENT_INFERENCE_TPOC.name, c.GEN_AI_CLIENT_OPERATION_INPUT_TOKENS.name,
                                    c.GEN_AI_CLIENT_OPERATION_OUTPUT_TOKENS.name)
+_ALL_GEN_AI_CLIENT_NAMES = frozenset(_OUR_GEN_AI_CLIENT_NAMES + _OUR_LATEST_GEN_AI_CLIENT_NAMES)
+
+# gen_ai.provider.name (or the older gen_ai.system) of calls whose SDK goes over httpx or aiohttp to an API our
+# wire hook parses (OpenAI-compatible, Anthropic Messages, Ollama, Gemini's generateContent): the points of a
+# shared scope that are copies. gcp.vertex_ai is not here: the vertexai SDK calls over gRPC (google-genai on
+# Vertex goes over httpx, but the two share the name, and a doubled series is better than a vanished one).
+WIRE_PROVIDERS = frozenset({"openai", "azure.ai.openai", "anthropic", "gcp.gemini", "ollama", "mistral_ai", "groq",
+                            "deepseek"})
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
+
+
+@dataclass(frozen=True)
+class CopyingScope:
+    """An instrumentation scope whose metrics copy ours, and why (docs/opentelemetry-setup.md shows the table).
+
+    ``client``: its gen_ai.client.* are copies while we make ours (at the wire, or from spans), since its calls
+    are ones we measure; ``providers``: a scope shared by several SDKs, where only points of these providers
+    are; ``mislabels``: it records client-side timings under our served gen_ai.server.* names, which would mix
+    with what this app served, so those are dropped always.
+    """
+
+    scope: str
+    why: str
+    client: bool = True
+    mislabels: bool = False
+    providers: frozenset[str] | None = None
+
+
+COPYING_SCOPES: tuple[CopyingScope, ...] = (
+    CopyingScope("opentelemetry.instrumentation.openai_v2",
+                 "opentelemetry-instrumentation-openai-v2: the openai SDK, over httpx; we measure the same call at "
+                 "the wire"),
+    CopyingScope("opentelemetry.util.genai.handler",
+                 "opentelemetry-util-genai's handler, which openai-v2 and other GenAI instrumentations record "
+                 "through: the points of providers whose SDKs call over httpx; we measure the same call at the wire",
+                 providers=WIRE_PROVIDERS),
+    CopyingScope("opentelemetry.instrumentation.openai.v1",
+                 "OpenLLMetry's openai instrumentation (openai >= 1): the openai SDK, over httpx; we measure the "
+                 "same call at the wire", mislabels=True),
+    CopyingScope("opentelemetry.instrumentation.openai.v0",
+                 "OpenLLMetry's openai instrumentation (openai < 1)", client=False, mislabels=True),
+    CopyingScope("opentelemetry.instrumentation.anthropic",
+                 "the anthropic instrumentation (OpenLLMetry's, and contrib's): the anthropic SDK, over httpx; we "
+                 "measure the same call at the wire", mislabels=True),
+    CopyingScope("openlit.otel.metrics",
+                 "OpenLIT, one scope for all its SDK wrappers: the points of providers whose SDKs call over httpx; "
+                 "we measure the same call at the wire", mislabels=True, providers=WIRE_PROVIDERS),
+)
+_BY_SCOPE = {row.scope: row for row in COPYING_SCOPES}
+
+
+def copied(scope: str, name: str, owned: frozenset[str]) -> bool | frozenset[str]:
+    """Whether scope ``scope``'s metric ``name`` copies one of ours (``owned``: the names we publish now).
+
+    True: all of it; a set of providers: its points of those (a shared scope); False: it is kept. Names other
+    than gen_ai.* (process.*, system.*, http.server.*) are this process's own facts or served requests, copies
+    whatever the scope; gen_ai.* ones go by the table, and an unlisted scope is kept.
+    """
+    if scope == c.SCOPE_NAME or name not in owned:
+        return False
+    if not name.startswith("gen_ai."):
+        return True
+    row = _BY_SCOPE.get(scope)
+    if row is None:
+        return False
+    if name in _OUR_GEN_AI_SERVER_NAMES:
+        return row.mislabels
+    if name in _ALL_GEN_AI_CLIENT_NAMES and row.client:
+        return row.providers if row.providers is not None else True
+    return False
 
 
 def duplicate_dropping_views(client_numbers_ours: bool = True, latest_experimental: bool = False) -> list[View]:
-    """Views that keep other libraries' copies of our numbers out of our readers.
+    """Views that keep other libraries' copies of our numbers out of our readers, before they are aggregated.
 
-    Other libraries' gen_ai.client.* copies are dropped when ours are made, at the HTTP client or from
-    spans (tracing on); otherwise they are the only ones and are kept. ``latest_experimental``: the conventions
-    our calls made follow (the registry's choice), so the names dropped are the names we publish.
+    Frameworks' http.server.* (we measure the requests they serve); the gen_ai.* of the scopes in
+    ``COPYING_SCOPES``: their gen_ai.client.* when ours are made (``client_numbers_ours``: at the HTTP client
+    or from spans; otherwise theirs are the only ones), their mislabelled gen_ai.server.* always. A shared
+    scope's copies are only some of its points: the bridge leaves those out at collection (views cannot).
+    ``latest_experimental``: the conventions our calls made follow, so the names dropped are the names we publish.
     """
     views = [View(meter_name=scope, instrument_name=name, aggregation=DropAggregation())
              for scope in OTHER_HTTP_SERVER_SCOPES for name in _OUR_HTTP_NAMES]
     client_names = _OUR_LATEST_GEN_AI_CLIENT_NAMES if latest_experimental else _OUR_GEN_AI_CLIENT_NAMES
-    names = _OUR_GEN_AI_SERVER_NAMES + (client_names if client_numbers_ours else ())
-    views += [View(instrument_name=name, aggregation=DropAggregation()) for name in names]
+    for row in COPYING_SCOPES:
+        names = _OUR_GEN_AI_SERVER_NAMES if row.mislabels else ()
+        if row.client and row.providers is None and client_numbers_ours:
+            names += client_names
+        views += [View(meter_name=row.scope, instrument_name=name, aggregation=DropAggregation()) for name in names]
     return views
 
 
