@@ -52,7 +52,7 @@ class Configurator(_OTelSDKConfigurator):
                 super()._configure(**kwargs)  # the SDK's configuration: providers, exporters, sampler, logs
         except Exception as exc:  # opentelemetry-instrument would log it and run the app without telemetry
             _stop_start_up(sdk_configuration_error(exc))
-        install(settings, export_before_serving=False, adopt=True)  # a pre-fork master runs this too
+        install(settings, adopt=True)
 
 
 def attach_to_configured() -> None:
@@ -65,7 +65,7 @@ def attach_to_configured() -> None:
         return
     settings = _settings_or_exit()
     if not settings.disabled:
-        install(settings, export_before_serving=False)  # a pre-fork master runs this too
+        install(settings)
 
 
 def _settings_or_exit() -> Settings:

@@ -9,14 +9,10 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -135,31 +131,8 @@ def otlp_protocol(settings: Settings, signal: str) -> str:
     return own if own in ("grpc", "http/protobuf") else settings.otlp_protocol
 
 
-class ServingOnlyExporter(MetricExporter):
-    """Pushes only once ``may_export()`` says so: a pre-fork master and multiprocessing's resource
-    tracker run the zero-code start-up too, and must not push streams of their own."""
-
-    def __init__(self, exporter: MetricExporter, may_export: Callable[[], bool]) -> None:
-        super().__init__(preferred_temporality=exporter._preferred_temporality,
-                         preferred_aggregation=exporter._preferred_aggregation)
-        self._exporter = exporter
-        self._may_export = may_export
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
-        if not self._may_export():
-            return MetricExportResult.SUCCESS
-        return self._exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._exporter.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
-        self._exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
-
-
-def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambda: True) -> list[MetricReader]:
-    """Readers that push (OTLP, console, an installed exporter), only while ``may_export()``; Prometheus is the
-    runtime's."""
+def make_push_readers(settings: Settings) -> list[MetricReader]:
+    """Readers that push (OTLP, console, an installed exporter); Prometheus is the runtime's."""
     readers: list[MetricReader] = []
     for name in settings.metrics_exporters:
         if name in ("prometheus", "none"):
@@ -168,17 +141,8 @@ def make_push_readers(settings: Settings, may_export: Callable[[], bool] = lambd
         if isinstance(built, MetricReader):  # an installed pull reader of its own
             readers.append(built)
             continue
-        readers.append(PeriodicExportingMetricReader(ServingOnlyExporter(built, may_export),
-                                                     settings.export_interval_ms, settings.export_timeout_ms))
+        readers.append(PeriodicExportingMetricReader(built, settings.export_interval_ms, settings.export_timeout_ms))
     return readers
-
-
-def push_only_while(readers: list[MetricReader], may_export: Callable[[], bool]) -> None:
-    """Make push readers built elsewhere (the SDK's configuration) push only while ``may_export()``."""
-    for reader in readers:
-        exporter = getattr(reader, "_exporter", None)
-        if isinstance(reader, PeriodicExportingMetricReader) and isinstance(exporter, MetricExporter):
-            reader._exporter = ServingOnlyExporter(exporter, may_export)
 
 
 def make_exporter(settings: Settings, signal: str, name: str) -> object:

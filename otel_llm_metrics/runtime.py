@@ -34,15 +34,14 @@ from .console import announce
 from .frameworks import duplicate_dropping_views, quiet_native_telemetry
 from .http.blocking import within
 from .http.middleware import MetricsMiddleware
+from .process_role import ROLE, gate
 from .providers import (
-    ServingOnlyExporter,
     add_span_metrics,
     instance_id_configured,
     make_push_readers,
     make_resource,
     make_tracer_provider,
     process_identity,
-    push_only_while,
     renew_identity,
 )
 from .registry import DEFAULT_REGISTRY, Registry
@@ -63,16 +62,13 @@ class Telemetry:
     """Providers, readers and the registry of one process; ``shutdown()`` flushes within a bound."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None,
-                 extra_readers: list[MetricReader] | None = None, *, export_before_serving: bool = True,
+                 extra_readers: list[MetricReader] | None = None, *,
                  theirs: tuple[MeterProvider | None, TracerProvider | None] = (None, None),
                  adopted: bool = False) -> None:
         """``theirs``: SDK providers that already exist in this process (another configurator's, a vendor
         distro's, the app's own): ours attach to them instead of building a second pipeline. ``adopted``: the
         SDK's configuration built them for us (our configurator), so our defaults, identity and lifecycle apply."""
         self.settings = settings
-        # Zero code installs in every Python process it starts, a pre-fork master and multiprocessing's
-        # resource tracker included: there, pushing waits until the process serves.
-        self.export_before_serving = export_before_serving
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
         self.registry.gen_ai.configure_cost(settings.cost, settings.prices_file, settings.max_tenants)
@@ -101,10 +97,8 @@ class Telemetry:
             for reader in readers:
                 their_meters.add_metric_reader(reader)
             readers = [*getattr(their_meters, "_metric_readers", ()), *readers]
-            if adopted:  # a pre-fork master runs our configurator too
-                push_only_while(readers, self.exporting)
         else:
-            readers.extend(make_push_readers(settings, self.exporting))
+            readers.extend(make_push_readers(settings))
             self.meter_provider = MeterProvider(
                 metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
                 views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls,
@@ -115,9 +109,10 @@ class Telemetry:
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__),
                                owned_names(settings, self.registry.gen_ai.latest_experimental))
-        for reader in readers:  # our push readers collect only while the process may export (see attach)
-            pushes = isinstance(getattr(reader, "_exporter", None), ServingOnlyExporter)
-            bridge.attach(reader, self.exporting if pushes else None)
+        for reader in readers:
+            bridge.attach(reader)
+            if not self.attached:  # ours collect only while the process exports (process_role: never in a master)
+                reader._collect = gate(reader._collect, ROLE)  # type: ignore[attr-defined]
         meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
         self.registry.register_observables(meter)
         self._register_resources(meter)
@@ -158,9 +153,10 @@ class Telemetry:
             return self.meter_provider._sdk_config.resource
         return self._resource
 
-    def exporting(self) -> bool:
-        """Whether push readers may send: once serving, or from the start for setup() and tests."""
-        return self.serving or self.export_before_serving
+    @staticmethod
+    def exporting() -> bool:
+        """Whether this process's numbers are collected and pushed now (``process_role``)."""
+        return ROLE.exporting()
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The endpoint's page for this server (every worker's numbers) and its content type."""
@@ -197,22 +193,39 @@ class Telemetry:
 
     # -- serving --------------------------------------------------------------------------------
     def ensure_serving(self) -> None:
-        """Start the embedded Prometheus endpoint in this process, once; never raises."""
+        """This process serves: its embedded Prometheus endpoint (once) and loop monitor start; never raises."""
         if self.serving:
             return
         with self._lock:
             if self.serving:
                 return
             self.serving = True
+            ROLE.now_serving()
             self.resource()  # a forked worker's own identity, before its first span
             self._start_loop_monitor()
-            if self._endpoint_reader is not None:
-                try:
-                    self.endpoint = Endpoint(self.settings, self._endpoint_reader.get_metrics_data,
-                                             self._created_in_pid, announce)
-                    self.endpoint.start()
-                except Exception:
-                    logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
+            self._start_endpoint()
+
+    def start_endpoint_now(self) -> None:
+        """A plain process (a script, a queue worker) serves its endpoint from start-up; a master hands it over."""
+        with self._lock:
+            self._start_endpoint()
+        ROLE.when_master(self._stop_endpoint)
+
+    def _start_endpoint(self) -> None:
+        if self._endpoint_reader is None or self.endpoint is not None:
+            return
+        try:
+            self.endpoint = Endpoint(self.settings, self._endpoint_reader.get_metrics_data,
+                                     self._created_in_pid, announce)
+            self.endpoint.start()
+        except Exception:
+            logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
+
+    def _stop_endpoint(self) -> None:
+        """The process became a server's master: its workers serve the endpoint (on the same port)."""
+        endpoint, self.endpoint = self.endpoint, None
+        if endpoint is not None:
+            endpoint.stop()
 
     def _start_loop_monitor(self) -> None:
         """Measure the lag of the loop serving requests (called from inside it); asyncio and uvloop only."""
@@ -389,8 +402,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def install(settings: Settings, *, set_global: bool = True, export_before_serving: bool = True,
-            adopt: bool = False) -> Telemetry:
+def install(settings: Settings, *, set_global: bool = True, adopt: bool = False) -> Telemetry:
     """Create this process's Telemetry and make it the current (and global OTel) one; ``adopt``: the SDK's
     configuration has just built the providers for us (auto.Configurator)."""
     global _current
@@ -400,7 +412,7 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
         if settings.log_format == "json":  # first, so that our own start-up lines are JSON too
             log_format.install()
         theirs = existing_providers()
-        telemetry = Telemetry(settings, export_before_serving=export_before_serving, theirs=theirs, adopted=adopt)
+        telemetry = Telemetry(settings, theirs=theirs, adopted=adopt)
         if theirs != (None, None) and not adopt:
             logger.info("otel_llm_metrics: attached to the OpenTelemetry SDK providers already set up in this "
                         "process (metrics: %s, traces: %s)", *(type(p).__name__ if p else "ours" for p in theirs))
@@ -412,6 +424,8 @@ def install(settings: Settings, *, set_global: bool = True, export_before_servin
         atexit.register(telemetry.shutdown)
         if settings.upstream_calls:
             telemetry.measure_upstream_calls()
+        if ROLE.serves_endpoint_from_start():
+            telemetry.start_endpoint_now()
         _current = telemetry
         return telemetry
 

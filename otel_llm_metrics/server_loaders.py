@@ -32,6 +32,7 @@ from typing import Any
 
 from .frameworks import MEASURED, quiet_app_telemetry, wrapper_chain
 from .http.middleware import MetricsMiddleware
+from .process_role import ROLE
 from .runtime import Telemetry, current_telemetry
 from .server_hooks import push_when_servers_stop
 
@@ -113,6 +114,7 @@ def _hook_starlette(module: Any) -> None:
 def measure_loaded(app: Any, server_wrapper: Callable[[Any], bool] = lambda _: False) -> Any:
     """The app a server loaded, measured once; ``server_wrapper`` tells the server's own wrappers around it."""
     try:
+        ROLE.now_serving()  # the server loads its app where it serves (in each worker)
         telemetry = current_telemetry()
         if telemetry.settings.disabled:
             return app
@@ -194,6 +196,7 @@ def _hook_granian(module: Any) -> None:
         return
 
     def serve(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ROLE.become_master()  # granian's main process supervises; its workers serve
         try:
             bound = signature.bind(self, *args, **kwargs)
             interface = getattr(self.interface, "value", self.interface)
@@ -209,12 +212,48 @@ def _hook_granian(module: Any) -> None:
     _patch(server_class, "serve", serve)
 
 
+# -- masters: the processes that supervise workers collect nothing (process_role) ---------------------------
+def _supervising(original: Callable[..., Any], forks_workers: Callable[..., bool] = lambda *a, **k: True
+                 ) -> Callable[..., Any]:
+    """``original``, run as a master once ``forks_workers(*its arguments)`` says it starts workers."""
+    def supervise(*args: Any, **kwargs: Any) -> Any:
+        try:
+            if forks_workers(*args, **kwargs):
+                ROLE.become_master()
+        except Exception:  # the server starts whatever happens here
+            logger.exception("otel_llm_metrics could not tell whether this process supervises workers")
+        return original(*args, **kwargs)
+
+    return supervise
+
+
+def _hook_gunicorn(module: Any) -> None:
+    _patch(module.Arbiter, "run", _supervising(module.Arbiter.run))
+
+
+def _hook_uvicorn_workers(module: Any) -> None:
+    _patch(module.Multiprocess, "run", _supervising(module.Multiprocess.run))
+
+
+def _hook_uvicorn_reload(module: Any) -> None:
+    _patch(module.BaseReload, "run", _supervising(module.BaseReload.run))
+
+
+def _hook_hypercorn_run(module: Any) -> None:
+    """``hypercorn.run.run(config)``: with workers (1 by default) it spawns them and serves nothing itself."""
+    _patch(module, "run", _supervising(module.run, lambda config, *a, **k: getattr(config, "workers", 0) != 0))
+
+
 # -- placing and removing the hooks ---------------------------------------------------------------------
 _HOOKS: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("starlette.applications", _hook_starlette),
     ("uvicorn.config", _hook_uvicorn),
     ("hypercorn.utils", _hook_hypercorn),
     ("granian.server.common", _hook_granian),
+    ("gunicorn.arbiter", _hook_gunicorn),
+    ("uvicorn.supervisors.multiprocess", _hook_uvicorn_workers),
+    ("uvicorn.supervisors.basereload", _hook_uvicorn_reload),
+    ("hypercorn.run", _hook_hypercorn_run),
 )
 
 

@@ -11,14 +11,12 @@ at the receiver.
 
 from __future__ import annotations
 
-import importlib.metadata
 import itertools
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests import otlp_receiver
+from tests.integration.conftest import distro_env
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 from tests.otlp_receiver import Export, attributes_of
 
@@ -50,9 +49,6 @@ DURATION = "http.server.request.duration"
 ROUTE = "/relay/{n}"  # the gateway's route (otel_setups_gateway.py)
 INSTANCE_ID = "service.instance.id"
 HTTPX_SCOPE = "opentelemetry.instrumentation.httpx"
-DISTRO_PACKAGE = "opentelemetry-distro"
-DISTRO_CONFIGURATOR = "opentelemetry.distro:OpenTelemetryConfigurator"
-DISTRO_DISTRO = "opentelemetry.distro:OpenTelemetryDistro"
 _runs = itertools.count()
 
 
@@ -365,30 +361,6 @@ def _assert_no_name_twice(received: Received) -> None:
     assert not twice, f"metric names under two scopes: {twice}"
 
 
-@pytest.fixture(scope="session")
-def distro_path(tmp_path_factory) -> Path:
-    """opentelemetry-distro, at the version of the installed opentelemetry-instrumentation, in a directory of its
-    own (put on the server's PYTHONPATH by the one scenario that wants it). Not in the test extra: beside ours,
-    which configurator `opentelemetry-instrument` chooses depends on the order entry points load, and every
-    other zero-code test must keep ours."""
-    target = tmp_path_factory.mktemp("opentelemetry-distro")
-    version = importlib.metadata.version("opentelemetry-instrumentation")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-                           "--target", str(target), f"{DISTRO_PACKAGE}=={version}"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"pip could not install {DISTRO_PACKAGE}=={version}: {done.stderr}"
-    return target
-
-
-def _distro_env(path: Path) -> dict[str, str]:
-    """Choose opentelemetry-distro's configurator and distro by their entry point names."""
-    (dist,) = importlib.metadata.distributions(path=[str(path)])
-    names = {(ep.group, ep.value): ep.name for ep in dist.entry_points}
-    configurator = names[("opentelemetry_configurator", DISTRO_CONFIGURATOR)]
-    distro = names[("opentelemetry_distro", DISTRO_DISTRO)]
-    return {"OTEL_PYTHON_CONFIGURATOR": configurator, "OTEL_PYTHON_DISTRO": distro, "PYTHONPATH": str(path)}
-
-
 # Spans and log records wait in their batch processors until the exit (a delay longer than the run): what reaches
 # the receiver of them was pushed at the exit. Metrics are pushed every 500 ms, and at the exit.
 AT_EXIT = {"OTEL_BSP_SCHEDULE_DELAY": "60000", "OTEL_BLRP_SCHEDULE_DELAY": "60000"}
@@ -398,7 +370,7 @@ SCENARIOS = {
     "ours-plus-bootstrap": lambda request: (AT_EXIT, True, GATEWAY),
     # the getting-started install: opentelemetry-distro's configurator builds the SDK, ours attaches to it
     "distro-configurator-chosen": lambda request: (
-        {**AT_EXIT, **_distro_env(request.getfixturevalue("distro_path"))}, True, GATEWAY),
+        {**AT_EXIT, **distro_env(request.getfixturevalue("distro_path"))}, True, GATEWAY),
     # the SDK built in the app's code before setup(), plain uvicorn
     "sdk-in-app-code": lambda request: (AT_EXIT, False, "tests.integration.otel_setups_gateway:sdk_app"),
 }
