@@ -3,7 +3,8 @@
 - ``gen_ai.*`` client spans from other instrumentations (opentelemetry-instrumentation-openai-v2,
   OpenLLMetry, OpenLIT) become ``gen_ai.client.operation.duration`` and
   ``gen_ai.client.token.usage`` when the calls are not measured at the HTTP client
-  (``OTEL_LLM_METRICS_UPSTREAM_CALLS=false``, or an SDK on another transport): one source per call.
+  (``OTEL_LLM_METRICS_UPSTREAM_CALLS=false``): one source per call. Spans of instrumentations whose own
+  metrics are kept (botocore's Bedrock calls: ``frameworks.COPYING_SCOPES`` does not list it) are left alone.
 - SERVER spans of frameworks our middleware does not wrap (Flask, Django: WSGI) become
   ``http.server.request.duration``, so tracing users get RED metrics there too. Server spans of
   ASGI instrumentations are skipped while our middleware measures this process's requests, so no
@@ -34,6 +35,16 @@ _CACHE_WRITE_KEYS = ("gen_ai.usage.cache_write.input_tokens", "gen_ai.usage.cach
 _OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
 
 
+# Instrumentations whose own gen_ai.client.* metrics are kept (frameworks.COPYING_SCOPES does not list them):
+# their spans are not turned into ours as well, or each of their calls would count twice.
+_OWN_NUMBERS_KEPT = ("opentelemetry.instrumentation.botocore",)
+
+
+def _keeps_its_own_numbers(span: ReadableSpan) -> bool:
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name.startswith(_OWN_NUMBERS_KEPT)
+
+
 class SpanMetricsProcessor(SpanProcessor):
     """Add to any SDK TracerProvider: ``provider.add_span_processor(SpanMetricsProcessor())``."""
 
@@ -50,7 +61,8 @@ class SpanMetricsProcessor(SpanProcessor):
             if not attributes:
                 return
             if "gen_ai.operation.name" in attributes:
-                if span.kind is not SpanKind.SERVER and not self.registry.gen_ai.measured_at_the_wire:
+                if (span.kind is not SpanKind.SERVER and not self.registry.gen_ai.measured_at_the_wire
+                        and not _keeps_its_own_numbers(span)):
                     self._gen_ai_client(span, attributes)
             elif span.kind is SpanKind.SERVER:
                 self._http_server(span, attributes)

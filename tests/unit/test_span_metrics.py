@@ -68,3 +68,15 @@ def test_spans_without_attributes_or_of_other_kinds_are_ignored(make_telemetry):
         pass
     view = telemetry.collect()
     assert view.total_count(DURATION) == 0 and not view.points("gen_ai.client.operation.duration")
+
+
+def test_botocores_bedrock_spans_are_left_to_its_own_metrics_which_are_kept(make_telemetry):
+    telemetry = make_telemetry()
+    tracer = _tracer(telemetry, "opentelemetry.instrumentation.botocore.bedrock-runtime")
+    with tracer.start_as_current_span("chat amazon.nova-lite-v1:0", kind=SpanKind.CLIENT, attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.system": "aws.bedrock", "gen_ai.usage.input_tokens": 7,
+            "gen_ai.usage.output_tokens": 4}):
+        pass
+    view = telemetry.collect()
+    assert view.points("gen_ai.client.operation.duration") == [], "botocore's own numbers count this call"
+    assert view.points("gen_ai.client.token.usage") == []
