@@ -74,13 +74,9 @@ class MetricsBridge:
         # gen_ai.* ones only from scopes that measure the calls we measure (frameworks.COPYING_SCOPES).
         self._owned = owned_names
 
-    def attach(self, reader: MetricReader, collecting: Callable[[], bool] | None = None) -> None:
-        """Wrap ``reader``'s collect callback; call after the MeterProvider has taken the reader.
-
-        ``collecting``: while it says False (a pre-fork master), the reader collects nothing at all. Collecting
-        and dropping is not enough: a fork while the master's collection holds the SDK's locks (the reader's
-        export lock, its storages') leaves them held in the worker, whose every collection then waits forever.
-        """
+    def attach(self, reader: MetricReader) -> None:
+        """Wrap ``reader``'s collect callback; call after the MeterProvider has taken the reader. (Whether a
+        process collects at all is its role's to say: ``process_role.gate``.)"""
         original = getattr(reader, "_collect", None)
         if original is None:
             raise RuntimeError("attach() needs a reader that a MeterProvider has already registered")
@@ -95,8 +91,6 @@ class MetricsBridge:
         state = _ReaderState(temporality, limits)
 
         def collect(reader_: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
-            if collecting is not None and not collecting():
-                return None  # the reader then exports nothing either
             data = original(reader_, timeout_millis=timeout_millis)
             try:
                 return self._merge(data, state)

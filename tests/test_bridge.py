@@ -70,29 +70,3 @@ def test_forked_worker_reports_itself_not_its_parent(make_telemetry):
     assert report["span_instance"] == report["resource"]["service.instance.id"], "one identity for every signal"
     assert report["resource"]["service.name"] == "forky"
     assert telemetry.collect().one(DURATION).count == 5, "the parent keeps its own numbers"
-
-
-def test_a_process_that_may_not_export_does_not_collect_at_all():
-    """A pre-fork master must not collect: a fork during its collection would leave the SDK's locks held in the
-    worker. While ``collecting`` says no, the SDK's collection is not even called; then it is, with ours added."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-    from otel_llm_metrics.bridge import MetricsBridge
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    provider.get_meter("app").create_counter("app.things").add(1)
-    calls = []
-    sdk_collect = reader._collect
-    reader._collect = lambda reader_, timeout_millis=10_000: calls.append(1) or sdk_collect(reader_, timeout_millis)
-    serving = False
-    MetricsBridge(lambda: (), lambda: Resource({}), InstrumentationScope("ours")).attach(reader, lambda: serving)
-    assert reader.get_metrics_data() is None and calls == []
-    serving = True
-    data = reader.get_metrics_data()
-    assert calls == [1]
-    assert [m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics] == ["app.things"]
-    provider.shutdown()
