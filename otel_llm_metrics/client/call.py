@@ -1,22 +1,25 @@
 """One HTTP attempt of an upstream LLM call, and the operation (the attempts of one SDK call) it belongs to.
 
-At the wire every retry is a new attempt. The ``openai`` and ``anthropic`` SDKs say on each one how many
-came before (``x-stainless-retry-count``), and retry in the same task or thread. So a failed attempt
-that such an SDK may retry (408, 409, 429, 5xx, a timeout, a lost connection) stays pending in the
-context: if the next attempt there is a retry, the operation goes on from the first attempt's start;
-otherwise (a new call, the served request's end, the process's last push) it is recorded as failed.
-Other failures, and successes, end the operation at once. Every attempt is counted.
+At the wire every retry is a new attempt. The ``openai`` and ``anthropic`` SDKs retry inside one call of their
+base client, which opens an ``operation.Operation`` for its duration: an attempt there that failed in a way the
+SDK may retry (408, 409, 429, 5xx, a timeout, a lost connection) is held by it, continued by the call's next
+attempt (the operation then runs from the first attempt's start) or recorded as failed when the call returns
+or raises. Attempts outside such a call (plain httpx, other SDKs), other failures and successes end their
+operation at once. Every attempt is counted.
 
 Nothing here raises into the SDK: ``Attempt`` catches its own errors and logs the first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
+import threading
 import weakref
-import zlib
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from time import perf_counter
+from typing import Any
 
 from .. import catalogue as c
 from ..llm.endpoints import Endpoint
@@ -25,7 +28,8 @@ from ..llm.link import CURRENT
 from ..llm.stats import GenAiStats, attempt_key, rate_limit_key
 from ..llm.tenant import current as outside_tenant
 from ..series import Histogram
-from .headers import answer_headers, retry_count
+from . import operation as operations
+from .headers import answer_headers
 
 logger = logging.getLogger(__name__)
 TIMEOUT, CONNECTION_ERROR, ABANDONED = "timeout", "connection_error", "abandoned"
@@ -35,12 +39,52 @@ _CONNECTION_ERRORS = frozenset(("ConnectError", "ReadError", "WriteError", "Clos
                                 "ClientConnectorError", "ServerDisconnectedError", "ClientOSError"))
 _CANCELLED = frozenset(("CancelledError", "Cancelled", "GeneratorExit"))
 _RETRYABLE_STATUSES = frozenset((408, 409, 429))
-_PENDING: ContextVar[Attempt | None] = ContextVar("otel_llm_metrics_pending_attempt", default=None)
-# Set while a measured attempt is being sent: a library underneath (LiteLLM's httpx client sends through
-# an aiohttp transport) sends the same request, which must not count again.
-SENDING: ContextVar[bool] = ContextVar("otel_llm_metrics_sending", default=False)
-_ALL_PENDING: weakref.WeakSet[Attempt] = weakref.WeakSet()  # flushed at the process's last push
+_RECORDING = threading.Lock()  # claims an operation's one recording (its end, the call's end, the last push)
 _logged = False
+
+
+class Sending:
+    """Whether this very task or thread is sending a measured attempt (``get``), like a ContextVar of a bool.
+
+    A library underneath (LiteLLM's httpx client sends through an aiohttp transport) sends the same request,
+    which must not count again. A plain context variable would also be inherited by every task or thread
+    context copied during the send, whose own later calls would then go unmeasured: the value names its
+    owner (the asyncio task, else the thread), and only the owner sees it set.
+    """
+
+    __slots__ = ("_owner",)
+
+    def __init__(self) -> None:
+        self._owner: ContextVar[Any] = ContextVar("otel_llm_metrics_sending", default=None)
+
+    def get(self) -> bool:
+        owner = self._owner.get()
+        return owner is not None and owner == _owner()
+
+    def set(self, value: bool) -> Token:
+        return self._owner.set(_owner() if value else None)
+
+    def reset(self, token: Token) -> None:
+        self._owner.reset(token)
+
+
+def _owner() -> object:
+    """The running task (a weak reference: equal while it lives, never kept alive by a copied context), else the
+    thread."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        task = asyncio.current_task(loop)
+        if task is not None:
+            return weakref.ref(task)
+    elif "trio" in sys.modules:
+        try:
+            return weakref.ref(sys.modules["trio"].lowlevel.current_task())
+        except RuntimeError:  # no trio run in this thread
+            pass
+    return threading.get_ident()
+
+
+SENDING = Sending()
 
 
 def error_type_of(error: BaseException) -> str:
@@ -56,53 +100,53 @@ def error_type_of(error: BaseException) -> str:
 
 
 def flush_pending() -> None:
-    """Record every operation still waiting to learn whether its SDK retries it (at the last push)."""
-    for attempt in list(_ALL_PENDING):
-        attempt.end_operation()
+    """Record every operation still waiting to learn whether its SDK retries it (at the process's last push)."""
+    operations.flush()
 
 
 class Attempt:
     """One HTTP attempt, recorded once, when its body ends, it fails, or its reader closes it early."""
 
     __slots__ = ("exchange", "stats", "address", "port", "started", "attempt_started", "attempt_ended", "link",
-                 "retries", "error_type", "ended", "recorded", "content_seen", "last_content_at", "gaps", "decompress",
-                 "__weakref__")
+                 "operation", "error_type", "ended", "recorded", "content_seen", "last_content_at", "gaps",
+                 "encoded_type", "__weakref__")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, address: str,
                  port: int, body: bytes | None, retries_header: str | None, estimate: bool) -> None:
+        """``retries_header``: the SDK's retry count, no longer needed (its call says which attempts are retries)."""
         self.exchange = LlmExchange(endpoint, stats, provider, estimate)
         self.stats = stats
         self.address = stats.hosts(address)
         self.port = port
         self.attempt_started = self.started = self.attempt_ended = perf_counter()
-        self.retries = retry_count(retries_header)
         self.error_type: str | None = None
         self.ended = self.recorded = False  # the attempt; the operation it ends
         self.content_seen = 0
         self.last_content_at = 0.0
         self.gaps: Histogram | None = None
-        self.decompress = None
+        self.encoded_type: bytes | None = None  # the content type of a content-encoded answer
         if body:
             self.exchange.request.feed(body)
-        pending = _PENDING.get()
-        if pending is not None:
-            _PENDING.set(None)
-            if self.retries and not pending.recorded:  # this attempt retries that one: one operation
-                self.started = pending.started
-                pending.recorded = True
-                _ALL_PENDING.discard(pending)
-            else:
-                pending.end_operation()
+        operation = self.operation = operations.CURRENT.get()
+        if operation is not None and operation.held is not None:
+            previous = operation.take()
+            if previous is not None:  # this attempt is the SDK's retry of that one: one operation
+                self.started = previous.started  # type: ignore[attr-defined]
         link = self.link = CURRENT.get()
         if link is not None:
             link.call_started(self.attempt_started)
-            self.exchange.tenant = stats.tenants(link.current_tenant())  # the served request's, inherited
+            tenant = link.current_tenant()  # the served request's, inherited; never raises
         else:
-            self.exchange.tenant = stats.tenants(outside_tenant())
+            tenant = outside_tenant()
+        self.exchange.tenant = stats.tenants(tenant)
 
     # -- the answer -----------------------------------------------------------------------------
-    def answered(self, status: int, raw_headers: list[tuple[bytes, bytes]], decoded: bool = False) -> None:
-        """The status line and headers arrived; ``decoded``: the library hands out the body decompressed."""
+    def answered(self, status: int, raw_headers: list[tuple[bytes, bytes]], decoded: bool = False) -> bool:
+        """The status line and headers arrived; ``decoded``: the library hands out the body decompressed.
+
+        True when the body is content-encoded and not ``decoded``: it is read only if the caller's library
+        shows its decoded pieces (then call ``decoding``), never decompressed a second time here.
+        """
         try:
             lowered, limits, retry_after = answer_headers(raw_headers)
             exchange, stats = self.exchange, self.stats
@@ -117,21 +161,26 @@ class Attempt:
             if decoded:
                 lowered = [(name, value) for name, value in lowered if name != b"content-encoding"]
             exchange.response_started(lowered)
-            if exchange.parser is None:  # compressed: read what the SDK reads, decompressed apart
-                self.decompress = _decompressor(lowered)
-                if self.decompress is not None:
-                    exchange.response_started([(b"content-type", _content_type(lowered))])
+            if exchange.parser is None:  # content-encoded
+                self.encoded_type = next((value.lower() for name, value in lowered if name == b"content-type"), b"")
+                return True
+        except Exception:
+            self._log()
+        return False
+
+    def decoding(self) -> None:
+        """The body of an encoded answer will be shown to ``chunk`` as the caller's library decodes it."""
+        try:
+            self.exchange.response_started([(b"content-type", self.encoded_type or b"")])
         except Exception:
             self._log()
 
     def chunk(self, data: bytes) -> None:
-        """A body chunk as the SDK reads it; the SDK gets it unchanged whatever happens here."""
+        """A body chunk as the SDK reads it (decoded); the SDK gets it unchanged whatever happens here."""
         parser = self.exchange.parser
         if parser is None or not data:
             return
         try:
-            if self.decompress is not None:
-                data = self.decompress.decompress(data)
             parser.feed(data)
             seen = parser.content_events
             if seen != self.content_seen:
@@ -171,25 +220,19 @@ class Attempt:
                                                 self.stats.models(exchange.request.model), self.address, self.port,
                                                 self.error_type))
             self.attempt_ended = ended
-            if self.error_type is not None and self.retries is not None and self._retryable():
-                # the operation may go on in a retry: the next attempt here decides
-                _PENDING.set(self)
-                _ALL_PENDING.add(self)
-                if self.link is not None:
-                    if self.link.pending is None:
-                        self.link.pending = []
-                    self.link.pending.append(self)
-                return
+            operation = self.operation
+            if self.error_type is not None and operation is not None and self._retryable() and operation.hold(self):
+                return  # its SDK call may retry it: the call's next attempt or its end decides
         except Exception:
             self._log()
         self.end_operation()
 
     def end_operation(self) -> None:
-        """No retry follows: record the operation as its last attempt ended."""
-        if self.recorded:
-            return
-        self.recorded = True
-        _ALL_PENDING.discard(self)
+        """No retry follows: record the operation as its last attempt ended (exactly once, whoever calls)."""
+        with _RECORDING:
+            if self.recorded:
+                return
+            self.recorded = True
         try:
             self._record(self.attempt_ended)
         except Exception:
@@ -224,16 +267,3 @@ class Attempt:
         if not _logged:
             _logged = True
             logger.exception("otel_llm_metrics could not record an upstream call; further failures are not logged")
-
-
-def _decompressor(headers: list[tuple[bytes, bytes]]):  # noqa: ANN202 - a zlib decompress object or None
-    encoding = next((value.strip().lower() for name, value in headers if name == b"content-encoding"), b"")
-    if encoding == b"gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == b"deflate":
-        return zlib.decompressobj()
-    return None
-
-
-def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
-    return next((value.lower() for name, value in headers if name == b"content-type"), b"")

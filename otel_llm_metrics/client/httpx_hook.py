@@ -3,8 +3,13 @@ SDKs, LiteLLM, LangChain's OpenAI classes), measured where each HTTP attempt is 
 
 ``Client._send_single_request`` (and ``AsyncClient``'s) sends one attempt over whatever transport the
 client has (LiteLLM's aiohttp transport included), so every retry and every custom transport is seen.
-An LLM call (``hook.Hook`` decides) gets an ``Attempt``; its response stream is wrapped so the LLM core
-reads each chunk as the SDK reads it, the same bytes, unbuffered. Other calls go straight through.
+An LLM call (``hook.Hook`` decides) gets an ``Attempt``. The LLM core reads the body as the SDK reads it,
+the same bytes, unbuffered: a plain body from the response stream, which is wrapped; a content-encoded one
+(br, zstd, gzip, deflate) from the client's own decoder, which is wrapped, so nothing is decompressed twice;
+a body the transport had already read (a mock, a cache, a cassette) at once. The stream wrapper ends the
+attempt in every case. Other calls, and calls under OpenTelemetry's ``suppress_instrumentation``, go
+straight through. The SDKs whose retry loops make one operation of several attempts are followed too
+(``operation``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+from . import operation
 from .call import SENDING, Attempt
 from .headers import RETRY_COUNT
 
@@ -37,10 +45,13 @@ def patch(current: CurrentHook) -> list[str]:
             patched.append(name)
         except Exception:  # an httpx we do not know: its calls stay unmeasured, the app runs
             logger.warning("otel_llm_metrics: could not measure LLM calls made with %s", name, exc_info=True)
+    if patched:
+        operation.patch()
     return patched
 
 
 def unpatch() -> None:
+    operation.unpatch()
     for name in MODULES:
         module = sys.modules.get(name)
         for client in (module.Client, module.AsyncClient) if module is not None else ():
@@ -51,7 +62,7 @@ def unpatch() -> None:
 
 def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
     hook = current()
-    if hook is None or request.method != "POST" or SENDING.get():
+    if hook is None or request.method != "POST" or SENDING.get() or not is_http_instrumentation_enabled():
         return None
     try:
         url = request.url
@@ -65,15 +76,18 @@ def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
 
 
 def _patch(module: Any, current: CurrentHook) -> None:
-    sync_stream, async_stream = _stream_types(module)
+    answer = _answering(module)
     client, async_client = module.Client, module.AsyncClient
     if getattr(client._send_single_request, _MARK, None) is None:
-        client._send_single_request = _sync_send(client._send_single_request, sync_stream, current)
+        client._send_single_request = _sync_send(client._send_single_request, answer, current)
     if getattr(async_client._send_single_request, _MARK, None) is None:
-        async_client._send_single_request = _async_send(async_client._send_single_request, async_stream, current)
+        async_client._send_single_request = _async_send(async_client._send_single_request, answer, current)
 
 
-def _sync_send(original: Callable[..., Any], stream_type: type, current: CurrentHook) -> Callable[..., Any]:
+Answer = Callable[[Any, Attempt, bool], None]  # (response, attempt, async) -> None
+
+
+def _sync_send(original: Callable[..., Any], answer: Answer, current: CurrentHook) -> Callable[..., Any]:
     def _send_single_request(self: Any, request: Any) -> Any:
         attempt = _attempt(current, request)
         if attempt is None:
@@ -86,15 +100,14 @@ def _sync_send(original: Callable[..., Any], stream_type: type, current: Current
             raise
         finally:
             SENDING.reset(sending)
-        attempt.answered(response.status_code, response.headers.raw)
-        response.stream = stream_type(response.stream, attempt)
+        answer(response, attempt, False)
         return response
 
     setattr(_send_single_request, _MARK, original)
     return _send_single_request
 
 
-def _async_send(original: Callable[..., Any], stream_type: type, current: CurrentHook) -> Callable[..., Any]:
+def _async_send(original: Callable[..., Any], answer: Answer, current: CurrentHook) -> Callable[..., Any]:
     async def _send_single_request(self: Any, request: Any) -> Any:
         attempt = _attempt(current, request)
         if attempt is None:
@@ -107,29 +120,101 @@ def _async_send(original: Callable[..., Any], stream_type: type, current: Curren
             raise
         finally:
             SENDING.reset(sending)
-        attempt.answered(response.status_code, response.headers.raw)
-        response.stream = stream_type(response.stream, attempt)
+        answer(response, attempt, True)
         return response
 
     setattr(_send_single_request, _MARK, original)
     return _send_single_request
 
 
+def _answering(module: Any) -> Answer:
+    """How ``module``'s responses are shown to their attempt (see the module's docstring)."""
+    sync_stream, async_stream = _stream_types(module)
+    identity = module._decoders.IdentityDecoder
+    tap = _BytesTap if isinstance(identity().decode(b"x"), bytes) else _PiecesTap  # httpx; httpx2 yields pieces
+
+    def answer(response: Any, attempt: Attempt, is_async: bool) -> None:
+        status, headers = response.status_code, response.headers.raw
+        content = response.__dict__.get("_content")
+        if content is not None:  # built with content=: read (and decoded) already, its stream never iterated
+            attempt.answered(status, headers, decoded=True)
+            attempt.chunk(content)
+            attempt.end()
+            return
+        feed = True
+        if attempt.answered(status, headers):  # content-encoded: read through the client's own decoder
+            feed = False
+            try:
+                decoder = response._get_content_decoder()
+                if not isinstance(decoder, identity):  # else an encoding it cannot decode: nor can we
+                    response._decoder = tap(decoder, attempt)
+                    attempt.decoding()
+            except Exception:  # the caller's read raises the same error; timings are still kept
+                logger.debug("otel_llm_metrics: no decoder for an encoded answer", exc_info=True)
+        response.stream = (async_stream if is_async else sync_stream)(response.stream, attempt, feed)
+
+    return answer
+
+
+class _BytesTap:
+    """httpx's content decoder, showing each decoded piece to the attempt (``decode`` returns bytes)."""
+
+    __slots__ = ("_inner", "_attempt")
+
+    def __init__(self, inner: Any, attempt: Attempt) -> None:
+        self._inner = inner
+        self._attempt = attempt
+
+    def decode(self, data: bytes) -> bytes:
+        decoded = self._inner.decode(data)
+        self._attempt.chunk(decoded)
+        return decoded
+
+    def flush(self) -> bytes:
+        decoded = self._inner.flush()
+        self._attempt.chunk(decoded)
+        return decoded
+
+
+class _PiecesTap(_BytesTap):
+    """httpx2's content decoder, whose ``decode`` and ``flush`` yield pieces."""
+
+    __slots__ = ()
+
+    def decode(self, data: bytes) -> Iterator[bytes]:  # type: ignore[override]
+        chunk = self._attempt.chunk
+        for piece in self._inner.decode(data):
+            chunk(piece)
+            yield piece
+
+    def flush(self) -> Iterator[bytes]:  # type: ignore[override]
+        chunk = self._attempt.chunk
+        for piece in self._inner.flush():
+            chunk(piece)
+            yield piece
+
+
 def _stream_types(module: Any) -> tuple[type, type]:
-    """Response streams of ``module``'s own types (its Response checks them) that show each chunk to the
-    attempt and end it: at the body's end, at an error, or when the reader closes before the end."""
+    """Response streams of ``module``'s own types (its Response checks them) that end the attempt: at the body's
+    end, at an error, or when the reader closes before the end; ``feed``: they also show each chunk to it (a
+    plain body; an encoded one is shown by the decoder)."""
 
     class RecordingStream(module.SyncByteStream):
-        def __init__(self, inner: Any, attempt: Attempt) -> None:
+        def __init__(self, inner: Any, attempt: Attempt, feed: bool = True) -> None:
             self._inner = inner
             self._attempt = attempt
+            self._feed = feed
 
         def __iter__(self) -> Iterator[bytes]:
             attempt = self._attempt
             try:
-                for chunk in self._inner:
-                    attempt.chunk(chunk)
-                    yield chunk
+                if self._feed:
+                    for chunk in self._inner:
+                        attempt.chunk(chunk)
+                        yield chunk
+                else:
+                    for chunk in self._inner:
+                        yield chunk
             except BaseException as error:
                 attempt.failed(error)
                 raise
@@ -146,16 +231,21 @@ def _stream_types(module: Any) -> tuple[type, type]:
             return getattr(self._inner, "elapsed", None)
 
     class AsyncRecordingStream(module.AsyncByteStream):
-        def __init__(self, inner: Any, attempt: Attempt) -> None:
+        def __init__(self, inner: Any, attempt: Attempt, feed: bool = True) -> None:
             self._inner = inner
             self._attempt = attempt
+            self._feed = feed
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             attempt = self._attempt
             try:
-                async for chunk in self._inner:
-                    attempt.chunk(chunk)
-                    yield chunk
+                if self._feed:
+                    async for chunk in self._inner:
+                        attempt.chunk(chunk)
+                        yield chunk
+                else:
+                    async for chunk in self._inner:
+                        yield chunk
             except BaseException as error:
                 attempt.failed(error)
                 raise

@@ -8,20 +8,21 @@ parallel calls count once), kept in O(1): a count of calls in flight and when it
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter
-from typing import Protocol
 
-
-class Pending(Protocol):
-    """An upstream call whose end waits on whether its SDK retries it (``client.call.Attempt``)."""
-
-    def end_operation(self) -> None: ...
+logger = logging.getLogger("otel_llm_metrics")
+# One lock for every request's counts: a request's code may call upstream from several threads at once, and
+# an uncontended lock costs less than allocating one per request.
+_LOCK = threading.Lock()
+_logged = False
 
 
 class UpstreamTime:
-    __slots__ = ("busy", "in_flight", "busy_since", "calls", "first_chunk_wait", "pending", "tenant", "resolve")
+    __slots__ = ("busy", "in_flight", "busy_since", "calls", "first_chunk_wait", "tenant", "resolve")
 
     def __init__(self) -> None:
         self.busy = 0.0  # seconds with at least one upstream call in flight, closed intervals only
@@ -29,44 +30,56 @@ class UpstreamTime:
         self.busy_since = 0.0
         self.calls = 0
         self.first_chunk_wait: float | None = None  # the first streamed call's time to its first content chunk
-        self.pending: list[Pending] | None = None  # failed calls an SDK might still retry: ended with the request
         self.tenant: str | None = None  # for whom the request is served (uncapped; see llm/tenant.py)
         self.resolve: Callable[[], str | None] | None = None  # asks the user's resolver again, while tenant is None
 
     def call_started(self, at: float) -> None:
-        self.calls += 1
-        if not self.in_flight:
-            self.busy_since = at
-        self.in_flight += 1
+        with _LOCK:
+            self.calls += 1
+            if not self.in_flight:
+                self.busy_since = at
+            self.in_flight += 1
 
     def call_ended(self, at: float) -> None:
-        if self.in_flight <= 0:
-            return
-        self.in_flight -= 1
-        if not self.in_flight:
-            self.busy += at - self.busy_since
+        with _LOCK:
+            if self.in_flight <= 0:
+                return
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.busy += at - self.busy_since
 
     def first_chunk(self, wait: float) -> None:
         if self.first_chunk_wait is None:
             self.first_chunk_wait = wait
 
     def request_ended(self) -> None:
-        """The served request is over: calls still waiting for a retry that never came are recorded."""
-        pending, self.pending = self.pending, None
-        for call in pending or ():
-            call.end_operation()
+        """The served request is over. Nothing waits for it: each SDK call records its own retries
+        (``client.operation``)."""
 
     def current_tenant(self) -> str | None:
-        """The request's tenant; a resolver reading state the app sets later (request.state) is asked again."""
+        """The request's tenant; a resolver reading state the app sets later (request.state) is asked again.
+
+        It runs inside the app's outbound calls: if it raises, the tenant is unknown (as on the served side)
+        and the call is measured all the same; it is not asked again.
+        """
         if self.tenant is None and self.resolve is not None:
-            self.tenant = self.resolve()
+            try:
+                self.tenant = self.resolve()
+            except Exception:
+                self.resolve = None
+                global _logged
+                if not _logged:
+                    _logged = True
+                    logger.exception("otel_llm_metrics: the tenant resolver raised; such requests get no tenant.id, "
+                                     "and further failures are not logged")
         return self.tenant
 
     def waited(self, until: float | None = None) -> float:
         """Seconds spent in upstream calls so far; a call still in flight counts up to ``until``."""
-        if self.in_flight:
-            return self.busy + ((until or perf_counter()) - self.busy_since)
-        return self.busy
+        with _LOCK:
+            if self.in_flight:
+                return self.busy + ((until or perf_counter()) - self.busy_since)
+            return self.busy
 
 
 CURRENT: ContextVar[UpstreamTime | None] = ContextVar("otel_llm_metrics_upstream_time", default=None)
