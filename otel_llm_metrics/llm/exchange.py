@@ -78,10 +78,17 @@ class LlmExchange:
 
     def record(self, start: float, end: float, status: int | None, error_type: str | None, cancelled: bool,
                streamed: bool, exemplar_ids: tuple[int, int] | None = None) -> None:
-        """Record the GenAI metrics of this request; ``cancelled``: the client left mid-answer."""
+        """Record the GenAI metrics of this request; ``cancelled``: the client left before the response ended.
+
+        A client that left after the answer's last event (the OpenAI SDK closes at ``[DONE]``, before
+        the server's final empty body message when the app still awaits something) had the whole
+        answer: it is recorded as served, with its latencies, not as cancelled.
+        """
         stats, parser = self.stats, self.parser
         if parser is not None:
             parser.finish()
+            if cancelled and parser.answer_ended:
+                cancelled = False
         request_model = stats.models(self.request.model)
         response_model = stats.models(parser.response_model) if parser is not None else None
         if error_type is None and status is not None and status >= 400:

@@ -121,7 +121,7 @@ class ResponseParser:
                  "undecided", "first_token_at", "content_events", "input_tokens", "output_tokens", "response_model",
                  "finish_reason", "error_event", "done", "gave_up", "finished", "_partial", "_held", "_held_at",
                  "_head", "_tail", "_size", "_more", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
-                 "estimate", "_hints", "_is_gemini", "_stream", "_recent", "_recent_size")
+                 "estimate", "_hints", "_is_gemini", "_stream", "_recent", "_recent_size", "_last_single")
 
     def __init__(self, endpoint: Endpoint, content_type: bytes, estimate: bool = True) -> None:
         self.endpoint = endpoint
@@ -151,6 +151,8 @@ class ResponseParser:
         self.gave_up = False
         self.finished = False
         self._partial = b""
+        # The last one-event body, whose rare fields are read only when a later body has some, or at the end.
+        self._last_single: bytes | None = None
         self._held = b""  # the first bytes, while the format is undecided
         self._held_at = 0.0
         self._head = b""
@@ -237,9 +239,19 @@ class ResponseParser:
                 self.first_token_at = arrived or perf_counter()
             self.content_events += events
             if single:
+                self._last_single = body
                 return
         if _rare(body):
+            if self._last_single is not None:  # read in order: what this body says comes after it
+                self._single_rare()
             self._rare_fields(body)
+
+    def _single_rare(self) -> None:
+        """The rare fields of the last one-event body, whose look was put off (a stream's last content event
+        may also carry its finish reason or usage, as vLLM's do); read before any later event's, and once."""
+        last, self._last_single = self._last_single, None
+        if _rare(last):  # type: ignore[arg-type]
+            self._rare_fields(last)  # type: ignore[arg-type]
 
     def _complete(self, body: bytes) -> bytes:
         """The complete events of ``body``; the rest waits for the next body message, up to a bound."""
@@ -349,6 +361,8 @@ class ResponseParser:
         if self.streamed_format:
             if self._partial:  # a last event without its line end
                 self._stream(b"\n\n" if self.sse else b"\n")
+            if self._last_single is not None:
+                self._single_rare()
             if self._is_gemini and self._recent:
                 self._gemini_tail(self._recent)
             return
@@ -514,6 +528,16 @@ class ResponseParser:
             if document.get(key):
                 self.content_events = 1
                 return
+
+    @property
+    def answer_ended(self) -> bool:
+        """Whether the upstream said the answer is over: a finish reason, Ollama's last line or an error event.
+
+        SDKs stop reading at a stream's last event (``[DONE]``) and close the connection, so a client
+        may leave before the server's last (empty) body message: that answer was served whole, not cut
+        short. Read after ``finish()`` (Gemini's finish reason is read there).
+        """
+        return self.finish_reason is not None or self.done or self.error_event
 
     @property
     def output_estimated(self) -> bool:

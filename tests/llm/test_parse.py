@@ -79,6 +79,26 @@ def test_whole_stream_in_one_message():
     assert (parser.input_tokens, parser.output_tokens, parser.finish_reason) == (11, 4, "stop")
 
 
+@pytest.mark.parametrize("content_type", [SSE, b"text/plain"])
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_last_content_event_that_also_ends_the_answer(content_type, compact):
+    """vLLM's shape: the last token's delta carries the finish reason, every event the usage so far."""
+    def event(text: str, finish: str | None, done: int) -> bytes:
+        return sse({"model": "served-model", "choices": [{"index": 0, "delta": {"content": text},
+                                                          "finish_reason": finish}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": done, "total_tokens": 11 + done}}, compact)
+
+    events = [event("tok ", None, 1), event("tok ", None, 2), event("end", "stop", 3), b"data: [DONE]\n\n"]
+    for chunks in (events, [b"".join(events[:2]), *events[2:]], events[:-1]):
+        parser = parse(chunks, content_type=content_type)
+        assert (parser.content_events, parser.first_token_at > 0) == (3, True)
+        assert (parser.finish_reason, parser.input_tokens, parser.output_tokens) == ("stop", 11, 3)
+        assert parser.answer_ended and not parser.output_estimated
+    totals = sse({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}}, compact)
+    parser = parse([*events[:-1], totals, events[-1]], content_type=content_type)
+    assert (parser.finish_reason, parser.output_tokens) == ("stop", 4), "a later usage event has the last word"
+
+
 def test_truncated_lines_and_invalid_json_are_skipped_not_raised():
     events = chat_stream(3)
     broken = [events[0], b'data: {"choices":[{"delta":{"content":"x', b"\n\n", b"data: {not json}\n\n",
