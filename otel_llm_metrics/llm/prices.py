@@ -318,10 +318,21 @@ class PriceBook:
         self._ready.set()
 
     def after_fork(self) -> None:
-        """In a forked child: a lock the parent's loader held, and a loader thread that did not survive, start over."""
+        """In a forked child (an at-fork hook): start over with the parent's calls left to the parent.
+
+        The queue holds the parent's calls, which its own loader prices: kept, each worker would add
+        them to its numbers again. The lock and the event may have been held by the parent's loader
+        thread, which did not survive, and that thread is restarted here when the table was still
+        loading. Only fresh objects are made: nothing that waits (or logs, or starts a thread) runs here.
+        """
+        self.pending = deque()
+        self.dropped = 0
         self._lock = threading.Lock()
+        self._ready = threading.Event()
         if self.table is None and not self.failed:
             self._loader_pid = None
+        else:
+            self._ready.set()
 
     def wait_loaded(self, timeout: float = 60.0) -> bool:
         """For tests: block until the table has loaded (or failed) and the calls queued meanwhile are priced."""

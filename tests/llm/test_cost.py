@@ -214,3 +214,71 @@ def test_the_price_book_stays_bounded_whatever_model_names_callers_send(monkeypa
         assert book.plan_for("openai", (f"invented-{index}", None)) is None
     assert len(book.plans) == 50, "bounded: later names are unpriced without being remembered"
     assert book.plan_for("openai", ("gpt-4o-2024-08-06", None)) is not None, "the early ones keep their price"
+
+
+def test_a_forked_worker_prices_its_own_calls_never_the_masters(monkeypatch):
+    """Issue 26, item 9: calls queued in the master while the table loads stay the master's."""
+    import os
+    import select
+    import signal
+    import time
+
+    from otel_llm_metrics import Registry
+
+    registry = Registry()  # its stats are reset by the at-fork hook, as a worker's are
+    registry.gen_ai.configure_cost(True, None, 100)
+    book = registry.gen_ai.prices
+    monkeypatch.setattr(book, "_ensure_loading", lambda: None)  # the master's table is still loading
+    priced: list[tuple[str, str, bool]] = []
+    for index in range(3):
+        models = (f"gpt-4o-master-{index}", "gpt-4o")
+        assert book.plan_for("openai", models) is not None  # PENDING
+        book.later("openai", models, lambda plan, m=models[0]: priced.append(("master", m, plan is not None)))
+    assert len(book.pending) == 3 and not priced
+    read_end, write_end = os.pipe()
+    # The master's loader holds the book's lock and is setting its event as the worker forks: in the
+    # worker those stay held by a thread that is not there.
+    held = (book._lock, book._ready._cond)
+    for lock in held:
+        lock.acquire()
+    pid = os.fork()
+    if pid:
+        for lock in held:
+            lock.release()
+    else:  # the worker: one JSON line after the fork, one after its own table loaded; never back into pytest
+        try:
+            del book._ensure_loading  # the worker loads its own table
+            lock_free = book._lock.acquire(timeout=5)
+            if lock_free:
+                book._lock.release()
+            os.write(write_end, json.dumps({"pending": len(book.pending), "dropped": book.dropped,
+                                            "lock_free": lock_free}).encode() + b"\n")
+            book.later("openai", ("gpt-4o-mini", None), lambda plan: priced.append(("worker", "mini",
+                                                                                     plan is not None)))
+            loaded = book.wait_loaded(20)
+            os.write(write_end, json.dumps({"loaded": loaded, "priced": priced}).encode() + b"\n")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    received = b""
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if select.select([read_end], [], [], 0.1)[0]:
+                piece = os.read(read_end, 65536)
+                if not piece:
+                    break
+                received += piece
+    finally:
+        os.close(read_end)
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):  # still there at the deadline: stuck
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    reports = [json.loads(line) for line in received.splitlines()]
+    assert reports, "the forked worker reported nothing"
+    assert reports[0] == {"pending": 0, "dropped": 0, "lock_free": True}, \
+        "the worker starts with an empty queue of its own, and a lock it can take"
+    assert len(reports) == 2, "the worker got stuck on the event the master's loader held at the fork"
+    assert reports[1] == {"loaded": True, "priced": [["worker", "mini", True]]}, \
+        "the worker priced its own call, once, and none of the master's"
+    assert len(book.pending) == 3 and not priced, "the master's calls wait for the master's own table"
