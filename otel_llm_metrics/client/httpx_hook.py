@@ -20,7 +20,14 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from opentelemetry.context import get_current
 from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+try:  # the keys is_http_instrumentation_enabled() reads, read straight from the context (1/5 of its cost)
+    from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY as _HTTP
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _ALL
+except ImportError:  # an API that moved them: ask it
+    _HTTP = _ALL = None
 
 from . import operation
 from .call import SENDING, Attempt
@@ -62,7 +69,7 @@ def unpatch() -> None:
 
 def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
     hook = current()
-    if hook is None or request.method != "POST" or SENDING.get() or not is_http_instrumentation_enabled():
+    if hook is None or request.method != "POST" or SENDING.get() or _suppressed():
         return None
     try:
         url = request.url
@@ -73,6 +80,16 @@ def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
         return hook.attempt("POST", url.scheme, url.host, url.port, url.path, body, request.headers.get(RETRY_COUNT))
     except Exception:
         return None
+
+
+def _suppressed() -> bool:
+    """OpenTelemetry's ``suppress_instrumentation`` or ``suppress_http_instrumentation`` is on."""
+    context = get_current()
+    if not context:  # nothing in the OTel context: the common case outside a traced request
+        return False
+    if _ALL is None:
+        return not is_http_instrumentation_enabled()
+    return bool(context.get(_ALL) or context.get(_HTTP) or context.get("suppress_instrumentation"))
 
 
 def _patch(module: Any, current: CurrentHook) -> None:

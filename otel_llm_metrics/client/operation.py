@@ -47,6 +47,8 @@ class Operation:
                 return False
             self.held = attempt
             _HELD.add(self)
+        if self.closed:  # the call ended meanwhile (``close`` takes no lock when nothing is held): one claims it
+            return self.take() is None
         return True
 
     def take(self) -> Held | None:
@@ -58,12 +60,15 @@ class Operation:
         return held
 
     def close(self) -> None:
-        """The SDK call returned or raised: no retry follows, a held attempt was its last."""
-        with _LOCK:
-            self.closed = True
-            held, self.held = self.held, None
-            if held is not None:
-                _HELD.discard(self)
+        """The SDK call returned or raised: no retry follows, a held attempt was its last.
+
+        Lock-free when nothing is held (every successful call): ``hold`` sets ``held`` before it reads ``closed``,
+        this sets ``closed`` before it reads ``held``, so one of them sees the other, and ``take`` claims once.
+        """
+        self.closed = True
+        if self.held is None:
+            return
+        held = self.take()
         if held is not None:
             held.end_operation()
 
