@@ -71,16 +71,16 @@ class Sending:
 def _owner() -> object:
     """The running task (a weak reference: equal while it lives, never kept alive by a copied context), else the
     thread."""
-    loop = asyncio._get_running_loop()
-    if loop is not None:
-        task = asyncio.current_task(loop)
-        if task is not None:
-            return weakref.ref(task)
-    elif "trio" in sys.modules:
-        try:
+    try:
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is not None:
+                return weakref.ref(task)
+        elif "trio" in sys.modules:
             return weakref.ref(sys.modules["trio"].lowlevel.current_task())
-        except RuntimeError:  # no trio run in this thread
-            pass
+    except (RuntimeError, TypeError):  # no trio run in this thread; a task type without weak references
+        pass
     return threading.get_ident()
 
 
