@@ -36,7 +36,8 @@ TIMEOUT, CONNECTION_ERROR, ABANDONED = "timeout", "connection_error", "abandoned
 _CONNECTION_ERRORS = frozenset(("ConnectError", "ReadError", "WriteError", "CloseError", "NetworkError",
                                 "RemoteProtocolError", "LocalProtocolError", "ProtocolError", "ProxyError",
                                 "ConnectionError", "ConnectionResetError", "ConnectionRefusedError",
-                                "ClientConnectorError", "ServerDisconnectedError", "ClientOSError"))
+                                "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
+                                "ClientPayloadError"))
 _CANCELLED = frozenset(("CancelledError", "Cancelled", "GeneratorExit"))
 _RETRYABLE_STATUSES = frozenset((408, 409, 429))
 _RECORDING = threading.Lock()  # claims an operation's one recording (its end, the call's end, the last push)
@@ -252,8 +253,8 @@ class Attempt:
         if parser is None:
             return False
         parser.finish()
-        return (parser.finish_reason is not None or parser.output_tokens is not None or parser.error_event
-                or parser.done)
+        # A stream's usage may come first (Anthropic's message_start carries output_tokens): only its end counts.
+        return parser.answer_ended or (parser.output_tokens is not None and not parser.streamed_format)
 
     def _retryable(self) -> bool:
         error = self.error_type

@@ -408,7 +408,6 @@ class Exchange:
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
                             self.exemplar_ids)
         if upstream is not None and upstream.calls:
-            upstream.request_ended()
             self._record_overhead(upstream, route, end, duration)
         if self.span is not None:
             span = self.span

@@ -52,10 +52,6 @@ class UpstreamTime:
         if self.first_chunk_wait is None:
             self.first_chunk_wait = wait
 
-    def request_ended(self) -> None:
-        """The served request is over. Nothing waits for it: each SDK call records its own retries
-        (``client.operation``)."""
-
     def current_tenant(self) -> str | None:
         """The request's tenant; a resolver reading state the app sets later (request.state) is asked again.
 
