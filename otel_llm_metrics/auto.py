@@ -52,7 +52,7 @@ class Configurator(_OTelSDKConfigurator):
                 super()._configure(**kwargs)  # the SDK's configuration: providers, exporters, sampler, logs
         except Exception as exc:  # opentelemetry-instrument would log it and run the app without telemetry
             _stop_start_up(sdk_configuration_error(exc))
-        install(settings, adopt=True)
+        install(settings, adopt=True, instrument_clients=False)  # the instrumentors' entry points patch
 
 
 def attach_to_configured() -> None:
@@ -65,7 +65,7 @@ def attach_to_configured() -> None:
         return
     settings = _settings_or_exit()
     if not settings.disabled:
-        install(settings)
+        install(settings, instrument_clients=False)
 
 
 def _settings_or_exit() -> Settings:

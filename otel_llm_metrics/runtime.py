@@ -27,7 +27,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from . import catalogue, log_format
 from .bridge import MetricsBridge
-from .client import hook as client_hook
+from .client import instrumentors
 from .client.call import flush_pending
 from .config import ConfigError, Settings, load_settings
 from .console import announce
@@ -101,7 +101,7 @@ class Telemetry:
             readers.extend(make_push_readers(settings))
             self.meter_provider = MeterProvider(
                 metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
-                views=duplicate_dropping_views(client_numbers_ours=settings.tracing or settings.upstream_calls,
+                views=duplicate_dropping_views(client_numbers_ours=client_numbers_ours(settings),
                                                latest_experimental=self.registry.gen_ai.latest_experimental))
         # OTEL_METRICS_EXEMPLAR_FILTER, as the provider (ours or theirs) read it: always_off means none of ours either.
         exemplar_filter = getattr(getattr(self.meter_provider, "_sdk_config", None), "exemplar_filter", None)
@@ -290,9 +290,9 @@ class Telemetry:
             except Exception:
                 logger.exception("otel_llm_metrics: error while %s", doing)
 
-    def measure_upstream_calls(self) -> list[str]:
+    def measure_upstream_calls(self, instrument: bool = True) -> list[str]:
         """Measure the LLM calls this process makes, at its HTTP clients (httpx, httpx2, aiohttp); names them."""
-        return client_hook.install(self.settings, self.registry.gen_ai)
+        return instrumentors.install(self.settings, self.registry.gen_ai, instrument=instrument)
 
     # -- wrapping apps --------------------------------------------------------------------------
     def instrument(self, app: Any) -> Any:
@@ -373,11 +373,17 @@ def wants_endpoint(settings: Settings, *, attached: bool) -> bool:
     return "prometheus" in settings.metrics_exporters
 
 
+def client_numbers_ours(settings: Settings) -> bool:
+    """Whether we make the gen_ai.client.* numbers of calls over httpx: at the wire (its instrumentor not left out
+    by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) or from spans (tracing on). Else other libraries' are the only ones."""
+    return settings.tracing or (settings.upstream_calls and not instrumentors.disabled(instrumentors.HTTPX))
+
+
 def owned_names(settings: Settings, latest_experimental: bool) -> frozenset[str]:
     """The instrument names this process publishes with these settings: other scopes' copies are dropped."""
     groups = {"process": catalogue.PROCESS_SPECS, "system": catalogue.SYSTEM_SPECS, "gpu": catalogue.GPU_SPECS}
     skipped = {spec for group, specs in groups.items() if group not in settings.resources for spec in specs}
-    if not (settings.tracing or settings.upstream_calls):  # then another library's gen_ai.client.* are the only ones
+    if not client_numbers_ours(settings):  # then another library's gen_ai.client.* are the only ones
         skipped |= {*catalogue.CALLS_MADE_SPECS, *catalogue.LATEST_EXPERIMENTAL}
     published = catalogue.published(latest_experimental)
     return frozenset(spec.name for spec in published if spec not in skipped)
@@ -402,9 +408,11 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def install(settings: Settings, *, set_global: bool = True, adopt: bool = False) -> Telemetry:
+def install(settings: Settings, *, set_global: bool = True, adopt: bool = False,
+            instrument_clients: bool = True) -> Telemetry:
     """Create this process's Telemetry and make it the current (and global OTel) one; ``adopt``: the SDK's
-    configuration has just built the providers for us (auto.Configurator)."""
+    configuration has just built the providers for us (auto.Configurator); ``instrument_clients``: patch the HTTP
+    client libraries here (zero code loads their instrumentors' entry points itself)."""
     global _current
     with _current_lock:
         if _current is not None:
@@ -423,7 +431,7 @@ def install(settings: Settings, *, set_global: bool = True, adopt: bool = False)
                 trace.set_tracer_provider(telemetry.tracer_provider)
         atexit.register(telemetry.shutdown)
         if settings.upstream_calls:
-            telemetry.measure_upstream_calls()
+            telemetry.measure_upstream_calls(instrument=instrument_clients)
         if ROLE.serves_endpoint_from_start():
             telemetry.start_endpoint_now()
         _current = telemetry

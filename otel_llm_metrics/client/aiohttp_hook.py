@@ -24,7 +24,7 @@ status and rate-limit headers. A request made under OpenTelemetry's ``suppress_i
 from __future__ import annotations
 
 import asyncio
-import importlib
+import importlib.util
 import inspect
 import logging
 import sys
@@ -35,42 +35,61 @@ from .call import SENDING, Attempt
 from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
-_MARK = "_otel_llm_metrics_original"
+_OURS = "_self_otel_llm_metrics"  # on our wrapt wrappers
 _ATTEMPT = "_otel_llm_metrics_attempt"
 _UNTAP = "_otel_llm_metrics_untap"
 CurrentHook = Callable[[], Any]  # () -> hook.Hook | None
 Answer = tuple[int, list[tuple[bytes, bytes]]]
 
 
+_active = False  # post-import hooks cannot be removed: registered once, they patch only while active
+_registered = False
+_current: CurrentHook = lambda: None  # noqa: E731 - set by patch()
+
+
 def patch(current: CurrentHook) -> list[str]:
+    """Measure aiohttp's sessions, now or when it is imported (wrapt's post-import hook); names it if installed."""
+    global _current, _active, _registered
+    _current, _active = current, True
+    if not _registered:
+        import wrapt
+
+        _registered = True
+        wrapt.register_post_import_hook(_patch_module, "aiohttp")  # at once if imported already
+    elif "aiohttp" in sys.modules:
+        _patch_module(sys.modules["aiohttp"])
+    return ["aiohttp"] if importlib.util.find_spec("aiohttp") is not None else []
+
+
+def _patch_module(aiohttp: Any) -> None:
+    if not _active:
+        return
     try:
-        aiohttp = importlib.import_module("aiohttp")
-    except ImportError:
-        return []
-    try:
+        import wrapt
+
         session, response = aiohttp.ClientSession, aiohttp.ClientResponse
-        if getattr(session._request, _MARK, None) is None:
-            session._request = _request(session._request, current, _Aiohttp(aiohttp))
-        for name in ("release", "close"):
-            method = getattr(response, name)
-            if getattr(method, _MARK, None) is None:
-                setattr(response, name, _leaving(method))
+        for owner, name, wrapper in ((session, "_request", _request(_Aiohttp(aiohttp))),
+                                     (response, "release", _leaving), (response, "close", _leaving)):
+            if not getattr(owner.__dict__.get(name), _OURS, False):
+                wrapt.wrap_function_wrapper(owner, name, wrapper)
+                setattr(owner.__dict__[name], _OURS, True)
     except Exception:  # an aiohttp we do not know: its calls stay unmeasured, the app runs
         logger.warning("otel_llm_metrics: could not measure LLM calls made with aiohttp", exc_info=True)
-        return []
-    return ["aiohttp"]
 
 
 def unpatch() -> None:
     """Put aiohttp's methods back; a reader still being fed keeps measuring its attempt to its end."""
+    global _active
+    _active = False
     aiohttp = sys.modules.get("aiohttp")
     if aiohttp is None:
         return
+    from opentelemetry.instrumentation.utils import unwrap
+
     for owner, name in ((aiohttp.ClientSession, "_request"), (aiohttp.ClientResponse, "release"),
                         (aiohttp.ClientResponse, "close")):
-        original = getattr(getattr(owner, name), _MARK, None)
-        if original is not None:
-            setattr(owner, name, original)
+        if getattr(owner.__dict__.get(name), _OURS, False):
+            unwrap(owner, name)
 
 
 class _Aiohttp:
@@ -118,26 +137,35 @@ def _attempt(current: CurrentHook, enabled: Callable[[], bool], session: Any, me
         return None
 
 
-def _request(original: Callable[..., Awaitable[Any]], current: CurrentHook, kinds: _Aiohttp) -> Callable[..., Any]:
-    async def request(self: Any, method: str, str_or_url: Any, **kwargs: Any) -> Any:
-        attempt = _attempt(current, kinds.enabled, self, method, str_or_url, kwargs)
-        if attempt is None:
-            return await original(self, method, str_or_url, **kwargs)
+def _request(kinds: _Aiohttp) -> Callable[..., Any]:
+    """A wrapt wrapper of ``ClientSession._request(method, str_or_url, **kwargs)``."""
+    def request(original: Callable[..., Awaitable[Any]], session: Any, args: tuple, kwargs: dict) -> Any:
         try:
-            response = await original(self, method, str_or_url, **kwargs)
-        except BaseException as error:
-            answer = _answer_in(error, kinds)
-            if answer is not None:  # raise_for_status: the provider answered, with a status and headers
-                attempt.answered(*answer)
-            attempt.failed(error)
-            raise
-        attempt.answered(response.status, list(response.raw_headers), decoded=_decoded(self, kwargs))
-        response.__dict__[_ATTEMPT] = attempt  # ClientResponse has no __slots__: every response has a __dict__
-        _watch(response.content, attempt, kinds)
-        return response
+            method, str_or_url = args
+        except ValueError:  # called in a way aiohttp itself never does: straight through
+            return original(*args, **kwargs)
+        attempt = _attempt(_current, kinds.enabled, session, method, str_or_url, kwargs)
+        if attempt is None:
+            return original(*args, **kwargs)
+        return _measured(original, session, args, kwargs, attempt, kinds)
 
-    setattr(request, _MARK, original)
     return request
+
+
+async def _measured(original: Callable[..., Awaitable[Any]], session: Any, args: tuple, kwargs: dict,
+                    attempt: Attempt, kinds: _Aiohttp) -> Any:
+    try:
+        response = await original(*args, **kwargs)
+    except BaseException as error:
+        answer = _answer_in(error, kinds)
+        if answer is not None:  # raise_for_status: the provider answered, with a status and headers
+            attempt.answered(*answer)
+        attempt.failed(error)
+        raise
+    attempt.answered(response.status, list(response.raw_headers), decoded=_decoded(session, kwargs))
+    response.__dict__[_ATTEMPT] = attempt  # ClientResponse has no __slots__: every response has a __dict__
+    _watch(response.content, attempt, kinds)
+    return response
 
 
 def _decoded(session: Any, kwargs: dict) -> bool:
@@ -258,28 +286,25 @@ def _end(attempt: Attempt | None, error: BaseException | None) -> None:
         logger.debug("otel_llm_metrics: could not end an aiohttp attempt", exc_info=True)
 
 
-def _leaving(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``release``/``close`` of a response: a caller leaving before the body's end abandons its attempt, unless
-    aiohttp's total timeout expired (it reaches the caller's read, never the reader): then it timed out."""
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            attempt = self.__dict__.pop(_ATTEMPT, None)
-            if attempt is not None and not attempt.ended:
-                reader = getattr(self, "content", None)
-                untap = getattr(type(reader), _UNTAP, None)
-                if untap is not None:
-                    untap(reader)
-                error = _timed_out(self)
-                if error is not None:
-                    attempt.failed(error)
-                else:
-                    attempt.end(body_complete=False)
-        except Exception:
-            logger.debug("otel_llm_metrics: could not end an aiohttp attempt", exc_info=True)
-        return original(self, *args, **kwargs)
-
-    setattr(method, _MARK, original)
-    return method
+def _leaving(original: Callable[..., Any], response: Any, args: tuple, kwargs: dict) -> Any:
+    """A wrapt wrapper of ``release``/``close`` of a response: a caller leaving before the body's end abandons its
+    attempt, unless aiohttp's total timeout expired (it reaches the caller's read, never the reader): then it timed
+    out."""
+    try:
+        attempt = response.__dict__.pop(_ATTEMPT, None)
+        if attempt is not None and not attempt.ended:
+            reader = getattr(response, "content", None)
+            untap = getattr(type(reader), _UNTAP, None)
+            if untap is not None:
+                untap(reader)
+            error = _timed_out(response)
+            if error is not None:
+                attempt.failed(error)
+            else:
+                attempt.end(body_complete=False)
+    except Exception:
+        logger.debug("otel_llm_metrics: could not end an aiohttp attempt", exc_info=True)
+    return original(*args, **kwargs)
 
 
 def _timed_out(response: Any) -> BaseException | None:

@@ -1,9 +1,10 @@
-"""Which outbound requests are LLM calls, and the switch that measures them in every HTTP library present.
+"""Which outbound requests are LLM calls, judged by the settings ``configure()`` was given.
 
 A POST whose path is an LLM API shape (``llm.endpoints``), to any host unless ``OTEL_LLM_METRICS_UPSTREAM_HOSTS``
 narrows it, becomes an ``Attempt``; anything else goes straight through (it belongs to the OTel HTTP client
 instrumentations, whose numbers are never copied). The libraries' patches (``httpx_hook``, ``aiohttp_hook``)
-ask ``current()`` at each request, so installing again only changes the settings.
+ask ``current()`` at each request, so configuring again only changes the settings; the libraries' instrumentors
+(``instrumentors``) place and remove the patches.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from ..config import Settings
 from ..llm.endpoints import endpoint_for
 from ..llm.stats import GenAiStats
-from . import aiohttp_hook, httpx_hook
 from .call import Attempt
 from .headers import provider_for
 
@@ -57,19 +57,17 @@ def current() -> Hook | None:
     return _HOOK
 
 
-def install(settings: Settings, stats: GenAiStats) -> list[str]:
-    """Measure LLM calls in every HTTP client library present; names the ones patched."""
+def configure(settings: Settings, stats: GenAiStats, at_the_wire: bool = True) -> None:
+    """Judge outbound requests by ``settings`` and record into ``stats`` (the libraries' instrumentors patch);
+    ``at_the_wire``: some library's instrumentor measures, so other libraries' copies of these calls are copies."""
     global _HOOK
     _HOOK = Hook(settings, stats)
-    stats.measured_at_the_wire = True
-    return httpx_hook.patch(current) + aiohttp_hook.patch(current)
+    stats.measured_at_the_wire = at_the_wire
 
 
-def uninstall() -> None:
-    """Put the libraries' own methods back."""
+def clear() -> None:
+    """Measure nothing more (what is patched passes every request straight through)."""
     global _HOOK
     if _HOOK is not None:
         _HOOK.stats.measured_at_the_wire = False
     _HOOK = None
-    httpx_hook.unpatch()
-    aiohttp_hook.unpatch()

@@ -14,7 +14,7 @@ straight through. The SDKs whose retry loops make one operation of several attem
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,40 +35,69 @@ from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
 MODULES = ("httpx", "httpx2")
-_MARK = "_otel_llm_metrics_original"
+_SEND = "_send_single_request"
 CurrentHook = Callable[[], Any]  # () -> hook.Hook | None
+_current: CurrentHook = lambda: None  # noqa: E731 - set by patch()
+_active = False  # post-import hooks cannot be removed: registered once, they patch only while active
+_registered = False
 
 
 def patch(current: CurrentHook) -> list[str]:
-    """Patch every importable client module once; names what was patched."""
-    patched = []
-    for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        try:
-            _patch(module, current)
-            patched.append(name)
-        except Exception:  # an httpx we do not know: its calls stay unmeasured, the app runs
-            logger.warning("otel_llm_metrics: could not measure LLM calls made with %s", name, exc_info=True)
-    if patched:
+    """Measure the clients of every installed module, now or when it is imported (wrapt's post-import hooks:
+    a process that never imports httpx never pays for it); names the modules installed."""
+    global _current, _active, _registered
+    _current, _active = current, True
+    installed = [name for name in MODULES if importlib.util.find_spec(name) is not None]
+    if not _registered:
+        import wrapt
+
+        _registered = True
+        for name in MODULES:  # at once for a module imported already
+            wrapt.register_post_import_hook(_patch_module, name)
+    else:
+        for name in MODULES:
+            if name in sys.modules:
+                _patch_module(sys.modules[name])
+    if installed:
         operation.patch()
-    return patched
+    return installed
 
 
 def unpatch() -> None:
+    """Put the clients' own methods back."""
+    global _active
+    _active = False
     operation.unpatch()
+    from opentelemetry.instrumentation.utils import unwrap
+
     for name in MODULES:
         module = sys.modules.get(name)
         for client in (module.Client, module.AsyncClient) if module is not None else ():
-            original = getattr(client._send_single_request, _MARK, None)
-            if original is not None:
-                client._send_single_request = original
+            if _ours(client):
+                unwrap(client, _SEND)
 
 
-def _attempt(current: CurrentHook, request: Any) -> Attempt | None:
-    hook = current()
+def _ours(client: type) -> bool:
+    return getattr(client.__dict__.get(_SEND), "_self_otel_llm_metrics", False)
+
+
+def _patch_module(module: Any) -> None:
+    if not _active:
+        return
+    try:
+        import wrapt
+
+        answer = _answering(module)
+        for client, send in ((module.Client, _sync_send(answer)), (module.AsyncClient, _async_send(answer))):
+            if not _ours(client):
+                wrapt.wrap_function_wrapper(client, _SEND, send)
+                client.__dict__[_SEND]._self_otel_llm_metrics = True
+    except Exception:  # an httpx we do not know: its calls stay unmeasured, the app runs
+        logger.warning("otel_llm_metrics: could not measure LLM calls made with %s", module.__name__, exc_info=True)
+
+
+def _attempt(request: Any) -> Attempt | None:
+    hook = _current()
     if hook is None or request.method != "POST" or SENDING.get() or _suppressed():
         return None
     try:
@@ -92,26 +121,19 @@ def _suppressed() -> bool:
     return bool(context.get(_ALL) or context.get(_HTTP) or context.get("suppress_instrumentation"))
 
 
-def _patch(module: Any, current: CurrentHook) -> None:
-    answer = _answering(module)
-    client, async_client = module.Client, module.AsyncClient
-    if getattr(client._send_single_request, _MARK, None) is None:
-        client._send_single_request = _sync_send(client._send_single_request, answer, current)
-    if getattr(async_client._send_single_request, _MARK, None) is None:
-        async_client._send_single_request = _async_send(async_client._send_single_request, answer, current)
-
-
 Answer = Callable[[Any, Attempt, bool], None]  # (response, attempt, async) -> None
 
 
-def _sync_send(original: Callable[..., Any], answer: Answer, current: CurrentHook) -> Callable[..., Any]:
-    def _send_single_request(self: Any, request: Any) -> Any:
-        attempt = _attempt(current, request)
+def _sync_send(answer: Answer) -> Callable[..., Any]:
+    """A wrapt wrapper of ``Client._send_single_request(request)``."""
+    def _send_single_request(original: Callable[..., Any], client: Any, args: tuple, kwargs: dict) -> Any:
+        request = args[0] if args else kwargs["request"]
+        attempt = _attempt(request)
         if attempt is None:
-            return original(self, request)
+            return original(*args, **kwargs)
         sending = SENDING.set(True)
         try:
-            response = original(self, request)
+            response = original(*args, **kwargs)
         except BaseException as error:
             attempt.failed(error)
             raise
@@ -120,18 +142,19 @@ def _sync_send(original: Callable[..., Any], answer: Answer, current: CurrentHoo
         answer(response, attempt, False)
         return response
 
-    setattr(_send_single_request, _MARK, original)
     return _send_single_request
 
 
-def _async_send(original: Callable[..., Any], answer: Answer, current: CurrentHook) -> Callable[..., Any]:
-    async def _send_single_request(self: Any, request: Any) -> Any:
-        attempt = _attempt(current, request)
+def _async_send(answer: Answer) -> Callable[..., Any]:
+    """A wrapt wrapper of ``AsyncClient._send_single_request(request)``."""
+    async def _send_single_request(original: Callable[..., Any], client: Any, args: tuple, kwargs: dict) -> Any:
+        request = args[0] if args else kwargs["request"]
+        attempt = _attempt(request)
         if attempt is None:
-            return await original(self, request)
+            return await original(*args, **kwargs)
         sending = SENDING.set(True)
         try:
-            response = await original(self, request)
+            response = await original(*args, **kwargs)
         except BaseException as error:
             attempt.failed(error)
             raise
@@ -140,7 +163,6 @@ def _async_send(original: Callable[..., Any], answer: Answer, current: CurrentHo
         answer(response, attempt, True)
         return response
 
-    setattr(_send_single_request, _MARK, original)
     return _send_single_request
 
 

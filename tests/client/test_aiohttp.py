@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.client.call import flush_pending
 from tests.integration.upstream import RATE_LIMITS, pieces
 from tests.llm.expectations import assert_tokens
@@ -195,11 +195,11 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _bare_then_measured(wire, make: Callable[[Provider], Awaitable[object]]) -> tuple[object, object]:
-    hook.uninstall()
+    instrumentors.uninstall()
     bare = _run(make)
     wire.measure_upstream_calls()
     wire.registry.gen_ai.reset()

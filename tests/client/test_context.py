@@ -15,7 +15,7 @@ import openai
 import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.llm.link import CURRENT, UpstreamTime
 from tests.client.sdk_transport import OPENAI_CHAT, Script
 from tests.client.test_wire import _transport
@@ -32,7 +32,7 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _models(view) -> dict[str, int]:
@@ -132,7 +132,7 @@ def test_an_sdk_call_opens_its_operation_only_while_installed(wire):
     Script.handle_request = spying
     try:
         client.chat.completions.create(model="m", messages=[])
-        hook.uninstall()
+        instrumentors.uninstall()
         client.chat.completions.create(model="m", messages=[])
     finally:
         Script.handle_request = original

@@ -16,7 +16,7 @@ import openai
 import pytest
 import zstandard
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from tests.client.test_wire import _transport
 from tests.llm.expectations import assert_tokens
 from tests.llm.test_transcripts import HERE, TRUTH
@@ -33,7 +33,7 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _post(module, chunks: list[bytes], encoding: str, content_type: str, use_async: bool, stream: bool) -> bytes:
@@ -67,7 +67,7 @@ def test_every_split_of_a_compressed_answer_gives_its_tokens_and_the_caller_its_
         truth, body = TRUTH[name], (HERE / name).read_bytes()
         packed = ENCODINGS[encoding](body)
         content_type = truth["content_type"]
-        hook.uninstall()
+        instrumentors.uninstall()
         bare = _post(module, [packed], encoding, content_type, use_async, stream)
         wire.measure_upstream_calls()
         assert bare == body

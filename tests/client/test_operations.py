@@ -13,7 +13,7 @@ import httpx2
 import openai
 import pytest
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.client.call import flush_pending
 from tests.client.sdk_transport import ANTHROPIC_MESSAGE, OPENAI_CHAT, RATE_LIMITED, Script
 from tests.llm.expectations import assert_tokens
@@ -28,7 +28,7 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _openai(script: Script, retries: int, use_async: bool = False, **options):

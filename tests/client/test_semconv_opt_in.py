@@ -8,7 +8,7 @@ import httpx2
 import pytest
 
 from otel_llm_metrics import catalogue as c
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from tests.client.test_wire import _read, _transport
 from tests.llm.test_transcripts import HERE, TRUTH
 
@@ -19,7 +19,7 @@ def latest(make_telemetry, monkeypatch):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 @pytest.mark.parametrize("name", sorted(TRUTH))
@@ -63,4 +63,4 @@ def test_the_default_is_the_released_names(make_telemetry, monkeypatch):
         assert view.points(c.GEN_AI_CLIENT_DURATION.name) and view.points(c.GEN_AI_CLIENT_TOKENS.name)
         assert not [n for n in view.by_name if n in {s.name for s in c.LATEST_EXPERIMENTAL}]
     finally:
-        hook.uninstall()
+        instrumentors.uninstall()

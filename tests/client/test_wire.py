@@ -12,7 +12,7 @@ import httpx
 import httpx2
 import pytest
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from tests.llm.expectations import assert_tokens
 from tests.llm.test_transcripts import HERE, TRUTH
 
@@ -70,7 +70,7 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 STREAMED = sorted(name for name, truth in TRUTH.items() if truth["first_content"] is not None)
@@ -96,7 +96,7 @@ def test_every_byte_split_reads_the_same_bytes_and_gives_the_truth(make_telemetr
             assert duration.attributes["gen_ai.provider.name"] == truth["provider"]
             assert duration.attributes["gen_ai.operation.name"] == truth["operation"]
     finally:
-        hook.uninstall()
+        instrumentors.uninstall()
 
 
 @pytest.mark.parametrize("module", [httpx, httpx2], ids=["httpx", "httpx2"])
@@ -117,7 +117,7 @@ def test_random_chunkings_through_either_client_give_the_truth(wire, module, use
 def test_an_error_mid_stream_reaches_the_caller_unchanged_and_is_counted(wire, use_async):
     body = (HERE / "openai_chat_stream_usage.sse").read_bytes()
     chunks = [body[:40], body[40:120], body[120:]]
-    hook.uninstall()  # bare first
+    instrumentors.uninstall()  # bare first
     bare_read, bare_raised = _read(httpx2, _transport(httpx2, chunks, fail_after=2), "/v1/chat/completions", use_async)
     wire.measure_upstream_calls()
     read, raised = _read(httpx2, _transport(httpx2, chunks, fail_after=2), "/v1/chat/completions", use_async)
@@ -167,7 +167,7 @@ def test_thousands_of_models_and_hosts_stay_bounded_and_every_call_counts(make_t
         hosts = {point.attributes.get("server.address") for point in view.points(DURATION)}
         assert len(hosts) <= 52  # 50 names, _OTHER, and the overflow series without attributes
     finally:
-        hook.uninstall()
+        instrumentors.uninstall()
 
 
 def test_uninstall_restores_the_clients_own_methods(make_telemetry):
@@ -175,5 +175,5 @@ def test_uninstall_restores_the_clients_own_methods(make_telemetry):
     telemetry = make_telemetry()
     telemetry.measure_upstream_calls()
     assert httpx2.Client._send_single_request is not original
-    hook.uninstall()
+    instrumentors.uninstall()
     assert httpx2.Client._send_single_request is original

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import otel_llm_metrics
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from tests.asgi_client import call
 from tests.client.test_wire import _transport
 from tests.llm.test_transcripts import HERE
@@ -49,7 +49,7 @@ def tenants(make_telemetry):
         made.append(telemetry)
         return telemetry
     yield make
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _tenants_of(view, name: str) -> dict:

@@ -16,7 +16,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from otel_llm_metrics.client import hook
+from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.client.call import flush_pending
 from tests.integration.test_grafana import CALLS_MADE, COST, assert_all_return_data, queries_of
 from tests.integration.upstream import Upstream, transcript
@@ -41,7 +41,7 @@ def wire(make_telemetry):
     telemetry = make_telemetry()
     assert set(telemetry.measure_upstream_calls()) == {"httpx", "httpx2", "aiohttp"}
     yield telemetry
-    hook.uninstall()
+    instrumentors.uninstall()
 
 
 def _openai(upstream, use_async: bool, retries: int = 0):

@@ -15,7 +15,7 @@ pytest.importorskip("genai_prices", reason="genai-prices needs Python 3.11 (only
 from genai_prices import Usage, calc_price, data_snapshot  # noqa: E402
 
 from otel_llm_metrics import ConfigError, load_settings  # noqa: E402
-from otel_llm_metrics.client import hook  # noqa: E402
+from otel_llm_metrics.client import instrumentors  # noqa: E402
 from otel_llm_metrics.llm.prices import PROVIDER_IDS, PriceBook, Tokens  # noqa: E402
 from tests.asgi_client import call  # noqa: E402
 from tests.client.test_wire import _read, _transport  # noqa: E402
@@ -89,7 +89,7 @@ def test_made_cost_equals_calc_price(make_telemetry, name):
         assert_priced_as_genai_prices(view, MADE, truth, truth["request_model"] or REQUESTED)
         assert all(point.attributes["server.address"] == "llm.test" for name in MADE for point in view.points(name))
     finally:
-        hook.uninstall()
+        instrumentors.uninstall()
 
 
 def test_the_transcripts_include_priced_cache_and_reasoning_cases():
