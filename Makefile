@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip uv
 
-# One stamp per extra; reinstall when pyproject.toml changes.
+# One stamp per extra; reinstall when pyproject.toml changes. uv installs in seconds what pip takes 1.5 min for
+# (measured here); pip stays the way in if uv cannot.
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[$*]"
+	VIRTUAL_ENV="$(abspath $(VENV))" $(VENV)/bin/uv pip install -q -e ".[$*]" || $(PY) -m pip install -q -e ".[$*]"
 	touch $@
 
 demo: $(VENV)/.installed-demo
