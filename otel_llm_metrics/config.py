@@ -57,6 +57,7 @@ class Settings:
     loop_lag_interval: float = 0.5
     workers_dir: str | None = None
     workers_interval: float = 1.0
+    otlp_per_worker: bool = False
     app_metrics_path: str | None = None
     upstream_calls: bool = True
     upstream_hosts: tuple[str, ...] = ()
@@ -336,6 +337,10 @@ OPTIONS: tuple[Option, ...] = (
            "(one subdirectory per server); default: otel-llm-metrics-UID in the temp directory"),
     Option("workers_interval", "OTEL_LLM_METRICS_WORKERS_INTERVAL", interval, "1",
            "how often each worker hands its numbers over, seconds: how fresh the endpoint is"),
+    Option("otlp_per_worker", "OTEL_LLM_METRICS_OTLP_PER_WORKER", flag, "true",
+           "over OTLP, each worker of a multi-worker server pushes its own stream (its own service.instance.id); "
+           "by default the worker holding the server's lock pushes all workers' numbers merged, under one id per "
+           "server (docs/shipping.md)"),
     Option("app_metrics_path", "OTEL_LLM_METRICS_APP_METRICS_PATH", path, "/metrics",
            "also serve the endpoint at this path on the app's own port (off by default: that port "
            "is often public)"),

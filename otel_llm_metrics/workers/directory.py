@@ -25,7 +25,10 @@ from .snapshot import Snapshot
 logger = logging.getLogger(__name__)
 RETIRED = "retired.json"  # the summed totals of workers that died, and which files they came from
 HOLDER = "holder.json"  # the port the endpoint is served on, kept for the worker that takes over
+PUSHER = "pusher.json"  # which worker holds the lock and whether it is exiting (its final push has begun)
+PUSHED = "pushed-{}.json"  # the merged totals last pushed by an OTLP reader with delta temporality
 LOCK = "holder.lock"
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "multiprocessing.semaphore_tracker")
 _GROUP_NAME = re.compile(r"^(\d+)-(\d+)$")
 
 
@@ -64,6 +67,25 @@ def server_master(created_in_pid: int) -> int | None:
     return None
 
 
+def worker_children(master: int) -> int:
+    """How many workers ``master`` runs now: its live children, less multiprocessing's helper processes."""
+    try:
+        children = psutil.Process(master).children()
+    except psutil.Error:
+        return 0
+    count = 0
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if not any(helper in command for helper in _HELPERS):
+            count += 1
+    return count
+
+
 @dataclass
 class OtherWorkers:
     """What the directory holds besides the reading process's own snapshot."""
@@ -75,8 +97,10 @@ class OtherWorkers:
 
 
 class ServerDirectory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, master: int | None = None, master_started: float = 0.0) -> None:
         self.path = path
+        self.master = master  # the server's master process, and when it started: the server's identity
+        self.master_started = master_started
 
     @classmethod
     def of_this_server(cls, base: Path, created_in_pid: int) -> ServerDirectory | None:
@@ -90,7 +114,7 @@ class ServerDirectory:
             raise PermissionError(f"{base} belongs to another user; set OTEL_LLM_METRICS_WORKERS_DIR")
         path = base / f"{master}-{round(master_started * 100)}"
         path.mkdir(mode=0o700, exist_ok=True)
-        return cls(path)
+        return cls(path, master, master_started)
 
     def snapshot_path(self, pid: int, start_time: float) -> Path:
         return self.path / f"worker-{pid}-{round(start_time * 100)}.json"
@@ -141,6 +165,21 @@ class ServerDirectory:
 
     def record_holder(self, pid: int, port: int) -> None:
         _write_json(self.path / HOLDER, {"pid": pid, "port": port})
+
+    def record_pusher(self, pid: int, start_time: float, *, exiting: bool) -> None:
+        _write_json(self.path / PUSHER, {"pid": pid, "started": start_time, "exiting": exiting})
+
+    def pusher_exiting(self) -> bool:
+        """The lock's holder has begun its final push and still lives: a sibling exiting too waits to push after it."""
+        data = _read_json(self.path / PUSHER)
+        return bool(data and data.get("exiting") and alive(data["pid"], data["started"]))
+
+    def read_pushed(self, slot: int) -> dict | None:
+        """What the ``slot``-th delta reader pushed last, whichever worker pushed it."""
+        return _read_json(self.path / PUSHED.format(slot))
+
+    def write_pushed(self, slot: int, data: dict) -> None:
+        _write_json(self.path / PUSHED.format(slot), data)
 
     def remove_stale_servers(self) -> None:
         """Directories of servers whose master has gone: nobody will read them again."""

@@ -6,6 +6,10 @@ directory's lock serves the endpoint; the kernel releases the lock when it dies,
 and the next worker to try takes over on the same port. A scrape merges the serving worker's live
 numbers (written to its own file first, so what was served never goes back) with the others' files.
 
+The same lock says which worker pushes the server's merged view over OTLP (``otlp_push``): a worker that
+pushes contends for it even when no port is served, and at its exit hands it to a sibling that is still
+exiting, so the last push of a server carries every worker's last numbers.
+
 A request that asks for ``application/json`` gets the same numbers in the schema of
 ``otel-llm-metrics snapshot --json`` (``otel-llm-metrics.snapshot/1``, docs/cli.md), built by the CLI's own
 code from the text page, as that command builds it from a scrape.
@@ -32,7 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from ..bridge import MetricsBridge
 from ..catalogue import observe
 from ..config import Settings
-from .directory import LOCK, ServerDirectory, default_base, started
+from .directory import LOCK, ServerDirectory, default_base, started, worker_children
 from .exposition import TEXT, content_type_for, render
 from .merge import Source, merge, server_resource
 from .page_server import serve
@@ -47,20 +51,30 @@ JSON = "application/json"
 
 class Endpoint:
     def __init__(self, settings: Settings, collect: Callable[[], MetricsData | None], created_in_pid: int,
-                 announce: Callable[[str], None]) -> None:
+                 announce: Callable[[str], None], pushes: bool = False) -> None:
+        """``pushes``: this worker may push the server's merged view over OTLP, so it contends for the lock
+        even where it serves no port."""
         self._settings = settings
         self._collect = collect
         self._created_in_pid = created_in_pid
         self._announce = announce
         self._serves_port = "prometheus" in settings.metrics_exporters  # else: only the app's metrics path
+        self._contends = self._serves_port or pushes
         self._pid = os.getpid()
         self._started = started(self._pid) or time.time()
         self._hand_over_lock = threading.Lock()
         self._aggregate_lock = threading.Lock()
+        self._hold_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._complained = False
+        self._exiting = False  # this worker's final push has begun: it takes the lock over no more
+        self._several: bool | None = None  # latched once the server is seen with two workers at once
+        self._next_count = 0.0
+        self._count_every = 1.0
+        self.holding = False  # this worker holds the directory's lock: it serves the port and pushes
+        self.ready = False  # start() is over: the directory (or its absence) and the worker count are known
         self.directory: ServerDirectory | None = None
         self.server: Any = None
         self.port: int | None = None
@@ -74,12 +88,15 @@ class Endpoint:
             logger.error("otel_llm_metrics: cannot use %s for this server's workers (%s); this worker serves its "
                          "own numbers only. Set OTEL_LLM_METRICS_WORKERS_DIR to a writable directory.", base, exc)
         if self.directory is None:
+            self.ready = True
             if self._serves_port:
                 self._serve(self._settings.prometheus_port)
             return
         self.hand_over()
-        if self._serves_port:
+        if self._contends:
+            self.several_workers()
             self._take_over_if_free()
+        self.ready = True
         self._thread = threading.Thread(target=self._run, name="otel-llm-metrics-workers", daemon=True)
         self._thread.start()
 
@@ -87,25 +104,78 @@ class Endpoint:
         while not self._stopping.wait(self._settings.workers_interval):
             try:
                 self.hand_over()
-                if self.server is None and self._serves_port:
-                    self._take_over_if_free()
+                if self._contends and not self._exiting:
+                    self.several_workers()
+                    if not self.holding or (self._serves_port and self.server is None):
+                        self._take_over_if_free()
             except Exception:
                 if not self._complained:  # once: a full disk must not fill the log as well
                     self._complained = True
                     logger.exception("otel_llm_metrics: could not hand this worker's numbers over")
 
     def _take_over_if_free(self) -> None:
+        with self._hold_lock:
+            if self._exiting or not self._acquire():
+                return
+            assert self.directory is not None
+            if self._serves_port and self.server is None:
+                self._serve(self.directory.recorded_port() or self._settings.prometheus_port)
+                if self.port is not None:
+                    self.directory.record_holder(self._pid, self.port)
+
+    def _acquire(self) -> bool:
+        """Take the directory's lock if free (call with ``_hold_lock``); True while this worker holds it."""
+        if self.holding:
+            return True
         assert self.directory is not None
         if self._lock_fd is None:
             self._lock_fd = os.open(self.directory.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return
+            return False
+        self.holding = True
         self.directory.remove_stale_servers()
-        self._serve(self.directory.recorded_port() or self._settings.prometheus_port)
-        if self.port is not None:
-            self.directory.record_holder(self._pid, self.port)
+        self.directory.record_pusher(self._pid, self._started, exiting=self._exiting)
+        return True
+
+    def several_workers(self) -> bool:
+        """Whether this server runs several workers: latched the first time two of them live at once, checked
+        at start and then with a back-off (a server of one worker never forks a sibling). Decides merged
+        pushes (``otlp_push``); the endpoint itself merges whatever the directory holds."""
+        if self._several or self.directory is None:
+            return bool(self._several)
+        now = time.monotonic()
+        if now >= self._next_count:
+            self._several = worker_children(self.directory.master or os.getppid()) >= 2 or None
+            self._next_count, self._count_every = now + self._count_every, min(self._count_every * 2, 60.0)
+        return bool(self._several)
+
+    # -- the last push of an exiting worker (otlp_push) ----------------------------------------------
+    def hold_for_final(self, deadline: float) -> bool:
+        """This worker is exiting: whether it should push the server's merged view now. After handing its last
+        numbers over: the holder does; a sibling does when the lock is free, or when the holder is exiting too
+        (it may have read the directory before this worker's last file): then it waits for the lock, until
+        ``deadline`` (monotonic). Otherwise the live holder's next push carries this worker's numbers."""
+        if self.directory is None:
+            return False
+        self.save()
+        while True:
+            with self._hold_lock:
+                self._exiting = True
+                if self._acquire():
+                    self.directory.record_pusher(self._pid, self._started, exiting=True)
+                    return True
+            if not self.directory.pusher_exiting() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def release_after_final(self) -> None:
+        """Let the next exiting sibling push at once; a holder that serves the port keeps both until it exits
+        (another worker would otherwise open the port elsewhere)."""
+        with self._hold_lock:
+            if self.server is None:
+                self._close_lock()
 
     def _serve(self, port: int) -> None:
         host = self._settings.prometheus_host
@@ -146,7 +216,7 @@ class Endpoint:
             if self.directory is None:
                 return merge(sources), own.resource
             others = self.directory.read_others(self.directory.snapshot_path(own.pid, own.started))
-            if self.server is not None:
+            if self.holding:
                 self.directory.retire(others)
             sources += [Source(snapshot, alive=True) for snapshot in others.live]
             sources += [Source(snapshot, alive=False) for _, snapshot in others.dead]
@@ -204,6 +274,7 @@ class Endpoint:
 
     def _close_lock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
+        self.holding = False
         if fd is not None:
             os.close(fd)
 
