@@ -50,6 +50,7 @@ from .resources.loop_lag import LoopLagMonitor
 from .resources.process import register_process, register_system
 from .server_hooks import push_when_servers_stop
 from .workers.endpoint import Endpoint
+from .workers.otlp_push import merged_push
 
 logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
@@ -109,8 +110,13 @@ class Telemetry:
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__),
                                owned_names(settings, self.registry.gen_ai.latest_experimental))
+        # Over OTLP, a server's workers push one merged stream (workers.otlp_push); None where that cannot apply.
+        self.merged = merged_push(settings, attached=self.attached, bridge=bridge, endpoint=lambda: self.endpoint)
         for reader in readers:
             bridge.attach(reader)
+            if self.merged is not None:
+                reader._collect = self.merged.wrap(  # type: ignore[attr-defined]
+                    reader, reader._collect, self._created_in_pid)  # type: ignore[attr-defined]
             if not self.attached:  # ours collect only while the process exports (process_role: never in a master)
                 reader._collect = gate(reader._collect, ROLE)  # type: ignore[attr-defined]
         meter = self.meter_provider.get_meter(catalogue.SCOPE_NAME, __version__)
@@ -212,11 +218,14 @@ class Telemetry:
         ROLE.when_master(self._stop_endpoint)
 
     def _start_endpoint(self) -> None:
+        if self._endpoint_reader is None and self.merged is not None and self.merged.active:
+            self._endpoint_reader = self.merged.hand_over_reader(self.meter_provider, self._created_in_pid)
         if self._endpoint_reader is None or self.endpoint is not None:
             return
         try:
             self.endpoint = Endpoint(self.settings, self._endpoint_reader.get_metrics_data,
-                                     self._created_in_pid, announce)
+                                     self._created_in_pid, announce,
+                                     pushes=self.merged is not None and self.merged.active)
             self.endpoint.start()
         except Exception:
             logger.exception("otel_llm_metrics could not start its Prometheus endpoint")
@@ -274,6 +283,8 @@ class Telemetry:
         """Push everything now, by ``deadline`` (monotonic; default ``shutdown_timeout_s`` from now)."""
         flush_pending()  # upstream calls still waiting to learn whether their SDK retries them
         remaining = self.settings.shutdown_timeout_s if deadline is None else max(0.0, deadline - monotonic())
+        if self.merged is not None:  # every worker's last numbers in the server's last merged push
+            self.merged.final(monotonic() + remaining)
         self._each_provider(lambda provider: provider.force_flush(int(remaining * 1000)), "flushing")
         if self.endpoint is not None:
             self.endpoint.save()  # the last numbers in this worker's file, for the others to serve
@@ -318,6 +329,9 @@ class Telemetry:
         timeout_ms = int(max(0.0, deadline - monotonic()) * 1000)
 
         def stop() -> None:
+            if self.merged is not None:  # every worker's last numbers in the server's last merged push
+                self.merged.final(deadline)
+
             def end(provider: Any) -> None:
                 if provider not in self._owned_providers:  # theirs: flushed, their own exit stops them
                     provider.force_flush(timeout_ms)
