@@ -35,10 +35,13 @@ def exception(exception_type: str, message: str = "slow down") -> bytes:
                   ":message-type": "exception"}, json.dumps({"message": message}).encode())
 
 
+PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"  # Bedrock pads chunks to hide their length
+
+
 def chunk(document: object) -> bytes:
     """An InvokeModelWithResponseStream ``chunk`` event carrying one of the family's own events."""
     inner = base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
-    return event("chunk", {"bytes": inner, "p": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"[:len(inner) % 40]})
+    return event("chunk", {"bytes": inner, "p": PADDING[:len(inner) % 40]})
 
 
 def converse_stream(deltas: int = 3, usage: dict | None = None, stop: str = "end_turn") -> bytes:

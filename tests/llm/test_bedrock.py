@@ -296,7 +296,8 @@ def test_invoke_stream_anthropic_at_every_byte_split():
 
 def test_invoke_stream_nova_llama_titan():
     nova = b"".join(chunk(document) for document in (
-        {"messageStart": {"role": "assistant"}}, {"contentBlockDelta": {"delta": {"text": "a"}, "contentBlockIndex": 0}},
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockDelta": {"delta": {"text": "a"}, "contentBlockIndex": 0}},
         {"contentBlockDelta": {"delta": {"text": "b"}, "contentBlockIndex": 0}},
         {"contentBlockStop": {"contentBlockIndex": 0}}, {"messageStop": {"stopReason": "end_turn"}},
         {"metadata": {"usage": {"inputTokens": 5, "outputTokens": 2}, "metrics": {}, "trace": {}},
