@@ -17,6 +17,7 @@ import logging
 import sys
 import threading
 import weakref
+from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from time import perf_counter
 from typing import Any
@@ -25,11 +26,11 @@ from .. import catalogue as c
 from ..llm.endpoints import Endpoint
 from ..llm.exchange import LlmExchange
 from ..llm.link import CURRENT
-from ..llm.stats import GenAiStats, attempt_key, rate_limit_key
-from ..llm.tenant import current as outside_tenant
+from ..llm.stats import GenAiStats
+from ..llm.tenant import OUTSIDE
 from ..series import Histogram
 from . import operation as operations
-from .headers import answer_headers
+from .headers import Answer
 
 logger = logging.getLogger(__name__)
 TIMEOUT, CONNECTION_ERROR, ABANDONED = "timeout", "connection_error", "abandoned"
@@ -40,6 +41,7 @@ _CONNECTION_ERRORS = frozenset(("ConnectError", "ReadError", "WriteError", "Clos
                                 "ClientPayloadError"))
 _CANCELLED = frozenset(("CancelledError", "Cancelled", "GeneratorExit"))
 _RETRYABLE_STATUSES = frozenset((408, 409, 429))
+_FOLD = 1024  # gaps between chunks kept as a list up to this, then folded into the attempt's histogram
 _RECORDING = threading.Lock()  # claims an operation's one recording (its end, the call's end, the last push)
 _logged = False
 
@@ -79,7 +81,10 @@ def _owner() -> object:
             if task is not None:
                 return weakref.ref(task)
         elif "trio" in sys.modules:
-            return weakref.ref(sys.modules["trio"].lowlevel.current_task())
+            lowlevel = sys.modules["trio"].lowlevel
+            in_task = getattr(lowlevel, "in_trio_task", None)  # a third of the cost of raising outside a run
+            if in_task is None or in_task():
+                return weakref.ref(lowlevel.current_task())
     except (RuntimeError, TypeError):  # no trio run in this thread; a task type without weak references
         pass
     return threading.get_ident()
@@ -106,28 +111,37 @@ def flush_pending() -> None:
 
 
 class Attempt:
-    """One HTTP attempt, recorded once, when its body ends, it fails, or its reader closes it early."""
+    """One HTTP attempt, recorded once, when its body ends, it fails, or its reader closes it early.
+
+    Per call it keeps plain attributes only: the answer's headers are read once (``headers.Answer``), the gaps
+    between content chunks are appended to a list, and everything is recorded at the end through the call's
+    bound record (``ClientRecord``), under one lock.
+    """
 
     __slots__ = ("exchange", "stats", "address", "port", "started", "attempt_started", "attempt_ended", "link",
-                 "operation", "error_type", "ended", "recorded", "content_seen", "last_content_at", "gaps",
-                 "encoded_type", "__weakref__")
+                 "operation", "error_type", "ended", "recorded", "held", "counted", "content_seen",
+                 "last_content_at", "gaps", "gap_histogram", "encoded_type", "limits", "retry_after", "__weakref__")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, address: str,
                  port: int, body: bytes | None, retries_header: str | None, estimate: bool) -> None:
         """``retries_header``: the SDK's retry count, no longer needed (its call says which attempts are retries)."""
-        self.exchange = LlmExchange(endpoint, stats, provider, estimate)
+        exchange = self.exchange = LlmExchange(endpoint, stats, provider, estimate)
         self.stats = stats
-        self.address = stats.hosts(address)
+        self.address = address  # capped (stats.hosts) when the call's record is bound
         self.port = port
         self.attempt_started = self.started = self.attempt_ended = perf_counter()
         self.error_type: str | None = None
         self.ended = self.recorded = False  # the attempt; the operation it ends
+        self.held = self.counted = False  # held by its SDK call (may be retried); counted as an attempt
         self.content_seen = 0
         self.last_content_at = 0.0
-        self.gaps: Histogram | None = None
+        self.gaps: list[float] | None = None  # seconds between content chunks, not yet in gap_histogram
+        self.gap_histogram: Histogram | None = None
         self.encoded_type: bytes | None = None  # the content type of a content-encoded answer
+        self.limits: list[tuple[str, bool, int]] | None = None  # rate-limit headers: (resource, is_limit, value)
+        self.retry_after: float | None = None
         if body:
-            self.exchange.request.feed(body)
+            exchange.request.feed(body)
         operation = self.operation = operations.CURRENT.get()
         if operation is not None and operation.held is not None:
             previous = operation.take()
@@ -138,33 +152,27 @@ class Attempt:
             link.call_started(self.attempt_started)
             tenant = link.current_tenant()  # the served request's, inherited; never raises
         else:
-            tenant = outside_tenant()
-        self.exchange.tenant = stats.tenants(tenant)
+            tenant = OUTSIDE.get()
+        if tenant is not None:
+            exchange.tenant = stats.tenants(tenant)
 
     # -- the answer -----------------------------------------------------------------------------
-    def answered(self, status: int, raw_headers: list[tuple[bytes, bytes]], decoded: bool = False) -> bool:
+    def answered(self, status: int, raw_headers: Iterable[tuple[bytes, bytes]], decoded: bool = False) -> bool:
         """The status line and headers arrived; ``decoded``: the library hands out the body decompressed.
 
         True when the body is content-encoded and not ``decoded``: it is read only if the caller's library
-        shows its decoded pieces (then call ``decoding``), never decompressed a second time here.
+        shows its decoded pieces (then call ``decoding``), never decompressed a second time here. The rate
+        limits and retry-after are kept for the end, when the attempt is counted.
         """
         try:
-            lowered, limits, retry_after = answer_headers(raw_headers)
-            exchange, stats = self.exchange, self.stats
+            answer = Answer(raw_headers)
             if status >= 400:
                 self.error_type = str(status)
-            provider, model = exchange.provider, stats.models(exchange.request.model)
-            for resource, is_limit, value in limits:
-                gauge = stats.rate_limit if is_limit else stats.rate_limit_remaining
-                gauge.set(rate_limit_key(provider, self.address, self.port, model, resource), value)
-            if retry_after is not None:
-                stats.retry_after.record((provider, self.address, self.port), "wait", retry_after)
-            if decoded:
-                lowered = [(name, value) for name, value in lowered if name != b"content-encoding"]
-            exchange.response_started(lowered)
-            if exchange.parser is None:  # content-encoded
-                self.encoded_type = next((value.lower() for name, value in lowered if name == b"content-type"), b"")
+            self.limits, self.retry_after = answer.limits, answer.retry_after
+            if answer.encoded and not decoded:
+                self.encoded_type = answer.content_type
                 return True
+            self.exchange.start_parser(answer.content_type)
         except Exception:
             self._log()
         return False
@@ -172,7 +180,7 @@ class Attempt:
     def decoding(self) -> None:
         """The body of an encoded answer will be shown to ``chunk`` as the caller's library decodes it."""
         try:
-            self.exchange.response_started([(b"content-type", self.encoded_type or b"")])
+            self.exchange.start_parser(self.encoded_type or b"")
         except Exception:
             self._log()
 
@@ -189,14 +197,29 @@ class Attempt:
                 if self.content_seen:
                     gaps = self.gaps
                     if gaps is None:
-                        gaps = self.gaps = Histogram(c.GEN_AI_CLIENT_TPOC.buckets)
-                    gaps.record(now - self.last_content_at)
+                        self.gaps = [now - self.last_content_at]
+                    else:
+                        gaps.append(now - self.last_content_at)
+                        if len(gaps) >= _FOLD:
+                            self._fold()
                 elif self.link is not None:
                     self.link.first_chunk((parser.first_token_at or now) - self.attempt_started)
                 self.content_seen, self.last_content_at = seen, now
         except Exception:
             self.exchange.parser = None
             self._log()
+
+    def _fold(self) -> Histogram | None:
+        """The gaps gathered so far, in this attempt's own histogram (memory stays bounded on long streams)."""
+        gaps, self.gaps = self.gaps, None
+        histogram = self.gap_histogram
+        if gaps:
+            if histogram is None:
+                histogram = self.gap_histogram = Histogram(c.GEN_AI_CLIENT_TPOC.buckets)
+            record = histogram.record
+            for gap in gaps:
+                record(gap)
+        return histogram
 
     # -- the end --------------------------------------------------------------------------------
     def failed(self, error: BaseException) -> None:
@@ -206,33 +229,44 @@ class Attempt:
         self.end()
 
     def end(self, body_complete: bool = True) -> None:
-        """The body ended, or (``body_complete=False``) its reader closed it before the end."""
+        """The body ended, or (``body_complete=False``) its reader closed it before the end.
+
+        Usually the operation ends with it: the attempt and the operation are recorded together, under one
+        lock. An attempt its SDK call may retry is counted now and held (``operation.Operation.hold``).
+        """
         if self.ended:
             return
         self.ended = True
         try:
-            ended = perf_counter()
+            ended = self.attempt_ended = perf_counter()
             if not body_complete and self.error_type is None and not self._answer_complete():
                 self.error_type = ABANDONED
             if self.link is not None:
                 self.link.call_ended(ended)
-            exchange = self.exchange
-            self.stats.attempts.add(attempt_key(exchange.endpoint.operation, exchange.provider,
-                                                self.stats.models(exchange.request.model), self.address, self.port,
-                                                self.error_type))
-            self.attempt_ended = ended
             operation = self.operation
-            if self.error_type is not None and operation is not None and self._retryable() and operation.hold(self):
-                return  # its SDK call may retry it: the call's next attempt or its end decides
+            if self.error_type is not None and operation is not None and self._retryable():
+                self.counted = self.held = True
+                self.exchange.client_record(self.error_type, self.address, self.port).count_attempt(
+                    self.error_type, self.limits, self.retry_after)
+                if operation.hold(self):
+                    return  # its SDK call may retry it: the call's next attempt or its end decides
         except Exception:
             self._log()
         self.end_operation()
 
     def end_operation(self) -> None:
-        """No retry follows: record the operation as its last attempt ended (exactly once, whoever calls)."""
-        with _RECORDING:
-            if self.recorded:
-                return
+        """No retry follows: record the operation as its last attempt ended (exactly once, whoever calls).
+
+        Only a held attempt can be claimed by another thread (its call's end, ``flush``): others need no lock.
+        """
+        if self.held:
+            with _RECORDING:
+                if self.recorded:
+                    return
+                self.recorded = True
+        elif self.recorded:
+            return
+        else:
             self.recorded = True
         try:
             self._record(self.attempt_ended)
@@ -240,12 +274,15 @@ class Attempt:
             self._log()
 
     def _record(self, ended: float) -> None:
-        if self.error_type == ABANDONED:  # the caller left: no operation duration, what was read is kept
+        count = not self.counted
+        error = self.error_type
+        if error == ABANDONED:  # the caller left: no operation duration, what was read is kept
             self.exchange.record_call(self.started, self.attempt_started, ended, ABANDONED, self.address, self.port,
-                                      None, duration=False)
+                                      None, False, count, error, self.limits, self.retry_after)
             return
-        self.exchange.record_call(self.started, self.attempt_started, ended, self.error_type, self.address,
-                                  self.port, self.gaps)
+        self.exchange.record_call(self.started, self.attempt_started, ended, error, self.address, self.port,
+                                  self._fold() if self.gaps is not None else self.gap_histogram, True, count, error,
+                                  self.limits, self.retry_after)
 
     def _answer_complete(self) -> bool:
         """Whether the answer had ended: SDKs stop reading at a stream's last event (``[DONE]``) and close."""

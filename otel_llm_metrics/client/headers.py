@@ -53,24 +53,56 @@ def provider_for(host: str, overrides: dict[str, str]) -> str | None:
     return None
 
 
-def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]],
-                                                                 list[tuple[str, bool, int]], float | None]:
-    """One pass over an answer's headers: (the lowercased ones, rate limits (resource, is_limit, value),
-    retry-after seconds or None)."""
-    lowered: list[tuple[bytes, bytes]] = []
-    limits: list[tuple[str, bool, int]] = []
-    retry_after = None
-    for name, value in raw:
-        name = name.lower()
-        lowered.append((name, value))
-        if name[:1] in (b"x", b"a") and name in RATE_LIMIT_HEADERS:
-            number = _whole(value)
-            if number is not None:
-                resource, is_limit = RATE_LIMIT_HEADERS[name]
-                limits.append((resource, is_limit, number))
-        elif name == b"retry-after":
-            retry_after = retry_after_seconds(value)
-    return lowered, limits, retry_after
+# The answer headers read, by name as sent lowercased (HTTP/2, most proxies) and in the usual capitalisation
+# (HTTP/1.1 servers): a header is looked up once as it came, lowercased only when it is neither. -> its kind:
+# a rate-limit header's (resource, is_limit), or one of these names.
+CONTENT_TYPE, CONTENT_ENCODING, RETRY_AFTER = "content-type", "content-encoding", "retry-after"
+
+
+def _spellings(name: bytes) -> tuple[bytes, ...]:
+    """A lowercase header name as sent lowercased, Capitalised-Dashed, and (OpenAI's) X-RateLimit-..."""
+    capitalised = b"-".join(part.capitalize() for part in name.split(b"-"))
+    if name.startswith(b"x-ratelimit-"):
+        return name, capitalised, b"X-RateLimit-" + capitalised[len(b"X-Ratelimit-"):]
+    return name, capitalised
+
+
+_KINDS: dict[bytes, tuple[str, bool] | str] = {
+    **RATE_LIMIT_HEADERS, **{name.encode(): name for name in (CONTENT_TYPE, CONTENT_ENCODING, RETRY_AFTER)}}
+_WANTED = {spelling: kind for name, kind in _KINDS.items() for spelling in _spellings(name)}
+
+
+class Answer:
+    """What one answer's headers say, read in one pass: nothing is copied, only the wanted names are kept."""
+
+    __slots__ = ("content_type", "encoded", "limits", "retry_after")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.content_type = b""  # lowercased
+        self.encoded = False  # a content-encoding other than identity
+        self.limits: list[tuple[str, bool, int]] | None = None  # (resource, is_limit, value)
+        self.retry_after: float | None = None
+        wanted = _WANTED
+        for name, value in raw:
+            kind = wanted.get(name)
+            if kind is None:
+                if name.islower() or not name[:1].isalpha():
+                    continue
+                kind = wanted.get(name.lower())
+                if kind is None:
+                    continue
+            if kind.__class__ is tuple:
+                number = _whole(value)
+                if number is not None:
+                    if self.limits is None:
+                        self.limits = []
+                    self.limits.append((*kind, number))  # type: ignore[arg-type]
+            elif kind == CONTENT_TYPE:
+                self.content_type = value.lower()
+            elif kind == CONTENT_ENCODING:
+                self.encoded = value.strip().lower() not in (b"", b"identity")
+            else:
+                self.retry_after = retry_after_seconds(value)
 
 
 def _whole(value: bytes) -> int | None:

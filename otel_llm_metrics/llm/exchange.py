@@ -17,9 +17,8 @@ from .parse import RequestModel, ResponseParser
 from .prices import PENDING, Priced, Tokens
 from .stats import (
     CallTokens,
+    ClientRecord,
     GenAiStats,
-    client_cost_key,
-    client_key,
     cost_key,
     operation_key,
     response_key,
@@ -47,6 +46,10 @@ class LlmExchange:
                 content_type = value.lower()
             elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 return
+        self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
+
+    def start_parser(self, content_type: bytes) -> None:
+        """The answer's body is readable (not content-encoded, or shown decoded): parse it as it passes."""
         self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 
     def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
@@ -128,38 +131,61 @@ class LlmExchange:
 
     def record_call(self, started: float, attempt_started: float, end: float, error_type: str | None,
                     address: str | None, port: int | None, chunk_gaps: Histogram | None,
-                    duration: bool = True) -> None:
+                    duration: bool = True, count_attempt: bool = False, attempt_error: str | None = None,
+                    limits: list[tuple[str, bool, int]] | None = None, retry_after: float | None = None) -> None:
         """Record one upstream call (an operation, from its first attempt's start) as its last attempt ended.
 
         ``chunk_gaps``: the time between successive chunks of generated content, gathered as they arrived.
         ``duration=False`` (a stream its reader abandoned) keeps only the tokens that were reported.
+        ``count_attempt``: also count its last attempt (with ``attempt_error``, its rate-limit headers and
+        retry-after), under the same lock. Everything goes through the call's bound record (``ClientRecord``):
+        one dict lookup, one lock.
         """
         stats, parser = self.stats, self.parser
+        response_model = None
         if parser is not None:
             parser.finish()
             if error_type is None and parser.error_event:
                 error_type = c.OTHER
-        request_model = stats.models(self.request.model)
-        response_model = stats.models(parser.response_model) if parser is not None else None
-        operation, provider = self.endpoint.operation, self.provider
-        if duration:
-            group = stats.client
-            with group.lock:
-                series = group.get(client_key(operation, provider, request_model, response_model, address, port,
-                                              error_type))
-                series.duration.record(end - started)
-                if error_type is None and parser is not None and parser.streamed_format and parser.first_token_at:
-                    series.time_to_first_chunk.record(parser.first_token_at - attempt_started)
-                    if chunk_gaps is not None:
-                        series.time_per_output_chunk.merge(chunk_gaps)
-        if parser is None:
-            return
-        tenant = self.tenant
-        stats.record_client_tokens((operation, provider, request_model, response_model, address, port), error_type,
-                                   call_tokens(parser), tenant)
-        if stats.prices is not None and error_type is None:
-            key = client_cost_key(operation, provider, request_model, response_model, address, tenant)
-            self._price(key, stats.client_cost, stats.client_unpriced_calls, stats.client_unpriced_tokens)
+            response_model = parser.response_model
+        record = stats.client_record(self.endpoint.operation, self.provider, self.request.model, response_model,
+                                     address, port, error_type, self.tenant)
+        first_chunk = None
+        if duration and error_type is None and parser is not None and parser.streamed_format \
+                and parser.first_token_at:
+            first_chunk = parser.first_token_at - attempt_started
+        input_tokens = output_tokens = cost = tokens = None
+        estimated = unpriced = False
+        if parser is not None:
+            input_tokens, output_tokens = parser.input_tokens, parser.output_token_count()
+            estimated = parser.output_estimated
+            if stats.prices is not None and error_type is None:
+                tokens = _tokens(parser)
+                plan = record.price_plan()
+                if plan is PENDING:  # the table is loading: priced (or counted unpriced) once it has
+                    stats.prices.later(self.provider, record.raw_models,
+                                       partial(_book, record.cost_key, tokens, stats.client_cost,  # type: ignore
+                                               stats.client_unpriced_calls, stats.client_unpriced_tokens))
+                elif plan is not None and tokens is not None:
+                    cost = plan.cost(tokens)  # type: ignore[union-attr]
+                else:
+                    unpriced = True
+        record.record(end - started if duration else None, first_chunk, chunk_gaps, input_tokens, output_tokens,
+                      estimated, cost, unpriced, tokens, count_attempt, attempt_error, limits, retry_after)
+        if stats.latest_experimental and parser is not None:
+            stats.record_client_tokens(record.base, error_type, call_tokens(parser), self.tenant)
+
+    def client_record(self, error_type: str | None, address: str | None, port: int | None) -> ClientRecord:
+        """The bound record this call will be recorded with (for an attempt counted before its operation ends)."""
+        parser = self.parser
+        response_model = None
+        if parser is not None:
+            parser.finish()
+            if error_type is None and parser.error_event:
+                error_type = c.OTHER
+            response_model = parser.response_model
+        return self.stats.client_record(self.endpoint.operation, self.provider, self.request.model, response_model,
+                                        address, port, error_type, self.tenant)
 
     def _price(self, key: tuple, cost: SharedCounterGroup, unpriced_calls: SharedCounterGroup,
                unpriced_tokens: SharedCounterGroup) -> None:

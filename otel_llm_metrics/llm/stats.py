@@ -11,10 +11,11 @@ from typing import NamedTuple
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import catalogue as c
-from ..series import CounterGroup, GaugeGroup, HistogramGroup, SharedCounterGroup, SharedHistogramGroup
-from .prices import PriceBook, read_overrides
+from ..series import CounterGroup, GaugeGroup, Histogram, HistogramGroup, SharedCounterGroup, SharedHistogramGroup
+from .prices import PENDING, PriceBook, Priced, Tokens, read_overrides
 
 MAX_VALUE_LENGTH = 128
+MAX_BOUND = 4096  # call records kept bound; their keys hold raw (client-supplied) names, so they are bounded
 SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token": c.GEN_AI_SERVER_TTFT,
                       "time_per_output_token": c.GEN_AI_SERVER_TPOT}
 CLIENT_INSTRUMENTS = {"duration": c.GEN_AI_CLIENT_DURATION, "time_to_first_chunk": c.GEN_AI_CLIENT_TTFC,
@@ -115,6 +116,147 @@ class ValueLimiter:
         return value
 
 
+def _add(group: CounterGroup, key: tuple, value: float) -> None:
+    """``group.add`` for a caller that holds the shared lock already (the lock is not re-entrant)."""
+    counts = group.counts
+    if key in counts:
+        counts[key] += value
+    else:
+        CounterGroup.add(group, key, value)
+
+
+def _set(group: GaugeGroup, key: tuple, value: float) -> None:
+    """``group.set`` for a caller that holds the shared lock already."""
+    counts = group.counts
+    if key not in counts:
+        if len(counts) >= group.max_series:
+            return
+        group.attributes[key] = {k: v for k, v in zip(group.spec.attributes, key, strict=True) if v is not None}
+    counts[key] = value
+
+
+class ClientRecord:
+    """The series one kind of LLM call made writes to, bound once per (operation, provider, request model,
+    response model, server address, port, error type, tenant): its attribute keys are built, its names
+    capped, its histograms looked up and its price plan resolved once, so a call costs one dict lookup
+    (``GenAiStats.client_record``), one lock and plain increments (``ClientRecord.record``).
+
+    Token series and rate-limit gauges are bound on first use (under the lock); a plan still ``PENDING``
+    (the price table loading) is asked again by each call until it is known.
+    """
+
+    __slots__ = ("stats", "provider", "request_model", "response_model", "address", "port", "error_type", "tenant",
+                 "raw_models", "series", "attempt_key", "base", "cost_key", "plan", "tokens", "gauges",
+                 "retry_series")
+
+    def __init__(self, stats: GenAiStats, operation: str, provider: str | None, request_model: str | None,
+                 response_model: str | None, address: str | None, port: int | None, error_type: str | None,
+                 tenant: str | None) -> None:
+        self.stats = stats
+        self.provider, self.port, self.error_type, self.tenant = provider, port, error_type, tenant
+        self.raw_models = (response_model, request_model)  # what prices are looked up by: the upstream's names
+        request_model = self.request_model = stats.models(request_model)
+        response_model = self.response_model = stats.models(response_model)
+        address = self.address = stats.hosts(address)
+        self.base = (operation, provider, request_model, response_model, address, port)
+        self.attempt_key = attempt_key(operation, provider, request_model, address, port, error_type)
+        self.cost_key = client_cost_key(operation, provider, request_model, response_model, address, tenant)
+        self.series = None  # the duration series, bound under the lock on first use
+        self.plan: Priced | None | object = PENDING if stats.prices is not None else None
+        self.tokens: dict[object, Histogram] = {}  # "input", or the output's estimated flag -> its histogram
+        self.gauges: dict[tuple[str, bool], tuple[GaugeGroup, tuple]] = {}  # (resource, is limit) -> group, key
+        self.retry_series: Histogram | None = None
+
+    def price_plan(self) -> Priced | None | object:
+        """The plan pricing these calls, resolved outside the lock (the price book has its own); PENDING
+        while the table loads."""
+        plan = self.plan
+        if plan is PENDING and self.stats.prices is not None:
+            plan = self.stats.prices.plan_for(self.provider, self.raw_models)
+            if plan is not PENDING:
+                self.plan = plan
+        return plan
+
+    def count_attempt(self, error_type: str | None, limits: list[tuple[str, bool, int]] | None,
+                      retry_after: float | None) -> None:
+        """One attempt whose operation goes on (its SDK may retry it), with what its answer's headers said."""
+        with self.stats.lock:
+            self._count_attempt(error_type, limits, retry_after)
+
+    def _count_attempt(self, error_type: str | None, limits: list[tuple[str, bool, int]] | None,
+                       retry_after: float | None) -> None:
+        key = self.attempt_key if error_type == self.error_type else (*self.attempt_key[:-1], error_type)
+        _add(self.stats.attempts, key, 1)
+        if limits:
+            self._limits(limits)
+        if retry_after is not None:
+            h = self.retry_series
+            if h is None:
+                h = self.retry_series = self.stats.retry_after.get((self.provider, self.address, self.port)).wait
+            h.record(retry_after)
+
+    def record(self, duration: float | None, first_chunk: float | None, gaps: Histogram | None,
+               input_tokens: int | None, output_tokens: int | None, estimated: bool, cost: float | None,
+               unpriced: bool, unpriced_tokens: Tokens | None, count_attempt: bool, attempt_error: str | None,
+               limits: list[tuple[str, bool, int]] | None, retry_after: float | None) -> None:
+        """Everything one call (an operation, ending with its last attempt) adds, under one lock.
+
+        ``duration`` None: no duration (a stream its reader abandoned); ``first_chunk``: the time to the first
+        chunk of a successful stream; ``cost``: its USD, else ``unpriced``: counted as unpriced (never as 0),
+        with the tokens it reported (``unpriced_tokens``). The tokens' histograms under the released conventions
+        only (the latest experimental ones are ``record_client_tokens``'s).
+        """
+        stats = self.stats
+        with stats.lock:
+            if count_attempt:
+                self._count_attempt(attempt_error, limits, retry_after)
+            if duration is not None:
+                series = self.series
+                if series is None:
+                    series = self.series = stats.client.get((*self.base, self.error_type))
+                series.duration.record(duration)
+                if first_chunk is not None:
+                    series.time_to_first_chunk.record(first_chunk)
+                    if gaps is not None:
+                        series.time_per_output_chunk.merge(gaps)
+            if not stats.latest_experimental:
+                tokens = self.tokens
+                if input_tokens is not None:
+                    h = tokens.get("input") or self._tokens("input", None)
+                    h.record(input_tokens)
+                if output_tokens is not None:
+                    flag = estimated or None
+                    h = tokens.get(flag) or self._tokens("output", flag)
+                    h.record(output_tokens)
+            if cost is not None:
+                _add(stats.client_cost, self.cost_key, cost)
+            elif unpriced:
+                key = self.cost_key
+                _add(stats.client_unpriced_calls, key, 1)
+                if unpriced_tokens is not None:
+                    head, tenant = key[:-1], key[-1]
+                    _add(stats.client_unpriced_tokens, (*head, "input", tenant), unpriced_tokens.input)
+                    if unpriced_tokens.output:
+                        _add(stats.client_unpriced_tokens, (*head, "output", tenant), unpriced_tokens.output)
+
+    def _tokens(self, token_type: str, estimated: bool | None) -> Histogram:
+        """A token histogram of these calls, bound on first use (under the lock)."""
+        key = (*self.base, token_type, estimated, self.tenant)
+        h = self.tokens["input" if token_type == "input" else estimated] = self.stats.client_tokens.get(key).tokens
+        return h
+
+    def _limits(self, limits: list[tuple[str, bool, int]]) -> None:
+        """Rate-limit headroom: (resource, is the limit (else what remains), value) as the answer said."""
+        gauges = self.gauges
+        for resource, is_limit, value in limits:
+            bound = gauges.get((resource, is_limit))
+            if bound is None:
+                group = self.stats.rate_limit if is_limit else self.stats.rate_limit_remaining
+                bound = gauges[(resource, is_limit)] = (group, rate_limit_key(self.provider, self.address, self.port,
+                                                                              self.request_model, resource))
+            _set(bound[0], bound[1], value)
+
+
 class GenAiStats:
     def __init__(self, max_series: int = 2000, max_model_names: int = 100) -> None:
         self.server = HistogramGroup(SERVER_INSTRUMENTS, max_series)
@@ -141,6 +283,35 @@ class GenAiStats:
         self.models = ValueLimiter(max_model_names)
         self.finish_reasons = ValueLimiter(max_model_names)  # upstreams may invent their own
         self.hosts = ValueLimiter(max_model_names)  # upstream server.address values: any host counts
+        self.client_records: dict[tuple, ClientRecord] = {}
+        self.lock = threading.Lock()
+        self._share_lock()
+
+    def _shared_groups(self) -> tuple[SharedHistogramGroup | SharedCounterGroup, ...]:
+        return (self.client, self.client_tokens, *self.client_usage, self.retry_after, self.attempts,
+                self.rate_limit_remaining, self.rate_limit, self.client_cost, self.client_unpriced_calls,
+                self.client_unpriced_tokens, self.server_cost, self.server_unpriced_calls, self.server_unpriced_tokens)
+
+    def _share_lock(self) -> None:
+        """One lock for every group written from several threads: a call made takes it once, for all it adds.
+
+        Also forgets the bound call records (their series belong to the groups as they were)."""
+        self.lock = lock = threading.Lock()
+        for group in self._shared_groups():
+            group.lock = lock
+        self.client_records = {}
+
+    def client_record(self, operation: str, provider: str | None, request_model: str | None,
+                      response_model: str | None, address: str | None, port: int | None, error_type: str | None,
+                      tenant: str | None) -> ClientRecord:
+        """The bound record of calls with these raw (uncapped) names: one dict lookup once it exists."""
+        key = (operation, provider, request_model, response_model, address, port, error_type, tenant)
+        found = self.client_records.get(key)
+        if found is None:
+            found = ClientRecord(self, *key)
+            if len(self.client_records) < MAX_BOUND:
+                self.client_records[key] = found
+        return found
 
     def histogram_groups(self) -> tuple[HistogramGroup, ...]:
         return (self.server, self.server_tokens, self.client, self.client_tokens, self.retry_after)
@@ -162,6 +333,7 @@ class GenAiStats:
         for group in self._counters():
             group.max_series = max_series
         self.models.max_values = self.finish_reasons.max_values = self.hosts.max_values = max_model_names
+        self.client_records = {}
 
     def _follow(self, latest_experimental: bool, max_series: int) -> None:
         """The calls made's instruments under the latest released GenAI conventions (v1.41) or the newest ones.
@@ -177,6 +349,7 @@ class GenAiStats:
             self.client = SharedHistogramGroup(CLIENT_INSTRUMENTS, max_series)
             self.client_tokens = SharedHistogramGroup({"tokens": c.GEN_AI_CLIENT_TOKENS}, max_series)
             self.client_usage = ()
+        self._share_lock()
 
     def record_client_tokens(self, base: tuple, error_type: str | None, tokens: CallTokens | None,
                              tenant: str | None) -> None:
@@ -212,6 +385,7 @@ class GenAiStats:
         """Cost on: a price book over the user's prices (validated at start-up already); the table loads later."""
         self.prices = PriceBook(read_overrides(prices_file) if prices_file else None) if cost else None
         self.tenants.max_values = max_tenants
+        self.client_records = {}
 
     def reset(self) -> None:
         if self.prices is not None:
@@ -220,3 +394,4 @@ class GenAiStats:
             group.reset()
         for group in self._counters():
             group.reset()
+        self._share_lock()

@@ -22,7 +22,7 @@ logger = logging.getLogger("otel_llm_metrics")
 
 Resolver = Callable[[dict], "str | None"]  # given the ASGI scope
 API_KEY_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-goog-api-key")
-_OUTSIDE: ContextVar[str | None] = ContextVar("otel_llm_metrics_tenant", default=None)  # code outside requests
+OUTSIDE: ContextVar[str | None] = ContextVar("otel_llm_metrics_tenant", default=None)  # code outside requests
 
 
 class TenantSource:
@@ -114,11 +114,11 @@ def tenant(name: str | None) -> Iterator[None]:
         link.tenant = name
         yield
         return
-    token = _OUTSIDE.set(name)
+    token = OUTSIDE.set(name)
     try:
         yield
     finally:
-        _OUTSIDE.reset(token)
+        OUTSIDE.reset(token)
 
 
 def current() -> str | None:
@@ -126,7 +126,7 @@ def current() -> str | None:
     link = CURRENT.get()
     if link is not None:
         return link.current_tenant()
-    return _OUTSIDE.get()
+    return OUTSIDE.get()
 
 
 def resolver_from(value: Any) -> Resolver:  # noqa: ANN401 - a callable, or "module:function" text
