@@ -582,9 +582,10 @@ def test_a_vendors_exporters_and_id_generator_work_by_name_beside_our_endpoint(r
 
 
 def test_each_worker_of_a_pre_fork_server_exports_as_itself_and_the_master_not_at_all(receiver, upstream):
-    """gunicorn -w 2 under zero code: the master runs our configurator (the SDK's) and forks. Each worker exports
-    under a service.instance.id of its own, the same on its metrics and its spans; the master exports nothing;
-    every request counts once."""
+    """gunicorn -w 2 under zero code, per-worker OTLP streams (OTEL_LLM_METRICS_OTLP_PER_WORKER; by default the
+    server's metrics go out merged, tests/integration/test_otlp_merged.py): the master runs our configurator (the
+    SDK's) and forks. Each worker exports under a service.instance.id of its own, the same on its metrics and its
+    spans; the master exports nothing; every request counts once."""
     pids: set[int] = set()
 
     def over_fresh_connections(run: Run, _: Receiver) -> None:
@@ -592,7 +593,8 @@ def test_each_worker_of_a_pre_fork_server_exports_as_itself_and_the_master_not_a
             response = httpx.get(f"{run.url}/relay/{n}", timeout=10)
             assert response.status_code == 200, response.text
 
-    run, received = _serve_and_stop(receiver, upstream, AT_EXIT, N, over_fresh_connections, workers=2)
+    run, received = _serve_and_stop(receiver, upstream, {**AT_EXIT, "OTEL_LLM_METRICS_OTLP_PER_WORKER": "true"}, N,
+                                    over_fresh_connections, workers=2)
     _assert_counted_once(received, N)
     ids_by_pid: dict[int, set] = {}
     for signal_name, resource in received.resources:

@@ -20,20 +20,27 @@ def _resource_blocks(log: str) -> list[str]:
     return re.split(r"\n(?=ResourceMetrics #)", log)[1:]
 
 
-def _final_counts(log: str) -> dict[int, int]:
-    """Requests each process reported last (cumulative), by process.pid."""
-    counts: dict[int, int] = {}
+def _resource_of(block: str) -> str:
+    """The resource's attributes (a point's process.pid, as on a merged server's process.* metrics, is not)."""
+    return block.split("ScopeMetrics #", 1)[0]
+
+
+def _final_counts(log: str) -> dict[str, int]:
+    """Requests each stream reported last (cumulative), by service.instance.id: one per worker, or one per server
+    where the workers' numbers are pushed merged (workers/otlp_push.py)."""
+    counts: dict[str, int] = {}
     for block in _resource_blocks(log):
-        pid = re.search(r"process\.pid: Int\((\d+)\)", block)
+        instance = re.search(r"service\.instance\.id: Str\(([^)]*)\)", _resource_of(block))
         metric = [m for m in re.split(r"\n(?=Metric #)", block) if "-> Name: http.server.request.duration\n" in m]
-        if pid and metric:
+        if instance and metric:
             total = sum(int(n) for n in re.findall(r"\nCount: (\d+)", metric[0]))
-            counts[int(pid.group(1))] = max(counts.get(int(pid.group(1)), 0), total)
+            counts[instance.group(1)] = max(counts.get(instance.group(1), 0), total)
     return counts
 
 
 def _reporting_pids(log: str) -> set[int]:
-    return {int(pid) for block in _resource_blocks(log) for pid in re.findall(r"process\.pid: Int\((\d+)\)", block)}
+    return {int(pid) for block in _resource_blocks(log)
+            for pid in re.findall(r"process\.pid: Int\((\d+)\)", _resource_of(block))}
 
 
 @pytest.fixture
