@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from time import perf_counter
 
-from .endpoints import ANTHROPIC, GEMINI, OLLAMA, RESPONSES, Endpoint
+from .endpoints import ANTHROPIC, GEMINI, OLLAMA, OPENAI, RESPONSES, Endpoint
 
 MAX_LINE = 1 << 20  # a line longer than this is not an LLM event: stop parsing the stream
 WINDOW = 16 * 1024  # head and tail kept of a non-streamed JSON body
@@ -42,22 +42,29 @@ _GEMINI_KEYS = (b'"usageMetadata"', b'"modelVersion"', b'"finishReason"')  # rea
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
 # Four patterns, each with its own literal prefix, scan 4x faster than one alternation (64 KB: 150 us
 # against 640 us), which is what bulk bodies pay.
-_RARE = tuple(re.compile(pattern) for pattern in (rb'"usage"\s*:\s*\{', rb'"done"\s*:\s*true', rb'"error"\s*:',
-                                                   rb'_reason"\s*:\s*"'))
+# Each is searched only where its literal is (an ``in`` test costs a fifth of a search on a small event).
+_RARE = tuple((literal, re.compile(pattern)) for literal, pattern in (
+    (b'"usage"', rb'"usage"\s*:\s*\{'), (b'"done"', rb'"done"\s*:\s*true'), (b'"error"', rb'"error"\s*:'),
+    (b'_reason"', rb'_reason"\s*:\s*"')))
+# A whole OpenAI answer is read by its keys (``ResponseParser._scan_openai``), not decoded whole.
+_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*([^\s\]])')
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){0,256})"')
+_PLAIN_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,%d})(")' % MAX_MODEL)  # no escapes: one fast class
+_TYPE_ERROR = re.compile(rb'"type"\s*:\s*"error"')
 
 
 def _rare(data: bytes) -> bool:
     """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts."""
-    for pattern in _RARE:  # noqa: SIM110 - a loop: any() over a generator costs more per chunk
-        if pattern.search(data):
+    for literal, pattern in _RARE:  # noqa: SIM110 - a loop: any() over a generator costs more per chunk
+        if literal in data and pattern.search(data):
             return True
     return False
 
 
 def _count(value: object) -> int | None:
-    """A token count if it is a sane whole number, else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
-        return value
+    """A token count if it is a sane whole number, else None (JSON's ints are exactly ``int``; True is not one)."""
+    if value.__class__ is int and 0 <= value <= MAX_TOKENS:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
     return None
 
 
@@ -178,8 +185,9 @@ class ResponseParser:
         if not self._held_at and b"\n" in body:
             self._held_at = perf_counter()  # when the first line was complete
         start = held.lstrip()
-        if not start or any(len(start) < len(field) and field.startswith(start) for field in _SSE_FIELDS):
-            return  # nothing yet, or the beginning of an SSE field name
+        if len(start) < 6 and (not start or any(len(start) < len(field) and field.startswith(start)
+                                                for field in _SSE_FIELDS)):
+            return  # nothing yet, or the beginning of an SSE field name (the longest is 6 bytes)
         if start.startswith(_SSE_FIELDS):
             self._decide(sse=True, streamed=True)
         elif start[:1] == b"[" and self._is_gemini:  # streamGenerateContent's JSON array
@@ -371,6 +379,8 @@ class ResponseParser:
         whole = self._head if self._size <= WINDOW else None
         document = None
         if whole is not None:
+            if self.endpoint.dialect == OPENAI and self._scan_openai(whole):
+                return
             try:
                 document = json.loads(whole)
             except ValueError:
@@ -392,6 +402,47 @@ class ResponseParser:
         match = _FINISH.search(self._tail)
         if match:
             self.finish_reason = match.group(1).decode()
+
+    def _scan_openai(self, whole: bytes) -> bool:
+        """A whole OpenAI answer read by its keys, as a stream's events are: the model, the usage object (the
+        only part decoded) and the choices' finish reasons. False (decode it whole) for anything less plain:
+        an error, no choices or empty ones, a document that does not close, a model name cut short."""
+        if b'"error"' in whole or (b'"type"' in whole and _TYPE_ERROR.search(whole)) \
+                or whole.lstrip()[:1] != b"{" or not whole.rstrip().endswith(b"}"):
+            return False
+        choices = _CHOICES.search(whole)
+        if choices is None or choices.group(1) == b"]":
+            return False
+        at = whole.find(b'"model"')  # the first "model" key is the top-level one: nothing before it names one
+        if at != -1:
+            model = _PLAIN_MODEL.match(whole, at) or _MODEL.search(whole, at)
+            if model is not None and not _closed(model, whole):
+                return False
+            if model is not None:
+                self.response_model = _text(model.group(1))
+        at = whole.rfind(b'"usage"')
+        if at != -1:
+            colon = whole.find(b":", at + 7)
+            if colon != -1 and not whole[at + 7:colon].strip():
+                try:
+                    text = whole[colon + 1:].decode("utf-8", errors="replace")
+                    usage = _DECODER.raw_decode(text, len(text) - len(text.lstrip()))[0]
+                except ValueError:
+                    usage = None
+                self._openai({"usage": usage})
+        at = len(whole)
+        while True:  # the last choice's that is a string, as a whole decode reads them
+            at = whole.rfind(b'"finish_reason"', 0, at)
+            if at == -1:
+                break
+            found = _FINISH_REASON.match(whole, at)
+            if found is not None:
+                reason = _text(found.group(1))
+                if reason is not None:
+                    self.finish_reason = reason[:64]
+                    break
+        self.content_events = 1
+        return True
 
     def _take(self, document: dict) -> None:
         """Read usage, finish reason, model and errors from one event (or a whole response)."""
