@@ -336,7 +336,8 @@ OPTIONS: tuple[Option, ...] = (
            "where the workers of a server hand their numbers to the one that serves the endpoint "
            "(one subdirectory per server); default: otel-llm-metrics-UID in the temp directory"),
     Option("workers_interval", "OTEL_LLM_METRICS_WORKERS_INTERVAL", interval, "1",
-           "how often each worker hands its numbers over, seconds: how fresh the endpoint is"),
+           "how often each worker hands its numbers over, seconds: how fresh the endpoint is; with no Prometheus "
+           "endpoint (OTLP only), the push interval by default"),
     Option("otlp_per_worker", "OTEL_LLM_METRICS_OTLP_PER_WORKER", flag, "true",
            "over OTLP, each worker of a multi-worker server pushes its own stream (its own service.instance.id); "
            "by default the worker holding the server's lock pushes all workers' numbers merged, under one id per "
@@ -398,6 +399,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             from_env.discard(key)
     if overrides.get("otlp_endpoint") and "metrics_exporters" not in overrides:
         values["metrics_exporters"] = tuple(dict.fromkeys((*values.get("metrics_exporters", ()), "otlp")))
+    if "workers_interval" not in values and "prometheus" not in values.get("metrics_exporters", ("prometheus",)) \
+            and not values.get("app_metrics_path"):
+        # Nothing scrapes: the workers' hand-over only feeds the merged OTLP push, so once per push interval is
+        # fresh enough (every second cost more CPU than the per-worker pushes it replaces: docs/shipping.md)
+        values["workers_interval"] = max(1.0, values.get("export_interval_ms", Settings.export_interval_ms) / 1000)
     settings = replace(Settings(), **values)
     _check_prometheus_host(settings, from_env="prometheus_host" in from_env)
     _check_workers_dir(settings, from_env="workers_dir" in from_env)
