@@ -435,6 +435,57 @@ GPU_TEMPERATURE = _spec("hw.temperature", Kind.GAUGE, "Cel", "GPU temperature (N
                         (HW_ID, "hw.name", "hw.sensor_location"))
 GPU_POWER = _spec("hw.power", Kind.GAUGE, "W", "GPU power draw (NVML, hw.type=gpu).", (HW_ID, "hw.name", "hw.type"))
 
+# -- MCP (issue 29): the GenAI conventions' model/mcp metrics, served (middleware) and made (httpx hook) ----------
+MCP_METHOD = "mcp.method.name"
+MCP_PROTOCOL_VERSION = "mcp.protocol.version"
+MCP_RESOURCE_URI = "mcp.resource.uri"  # opt-in (OTEL_LLM_METRICS_MCP_RESOURCE_URI): URIs have no bound
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_PROMPT_NAME = "gen_ai.prompt.name"
+RPC_STATUS = "rpc.response.status_code"  # the JSON-RPC error code, as a string
+NETWORK_TRANSPORT = "network.transport"
+NETWORK_PROTOCOL_NAME = "network.protocol.name"
+NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+# Tool calls run from a millisecond (tools/list) to minutes (a tool that calls an LLM).
+MCP_OPERATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                         120.0, 300.0)
+MCP_SESSION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+                       86400.0)
+MCP_OPERATION_ATTRS = (MCP_METHOD, GEN_AI_TOOL_NAME, GEN_AI_PROMPT_NAME, GEN_AI_OPERATION, ERROR_TYPE, RPC_STATUS,
+                       MCP_PROTOCOL_VERSION, NETWORK_TRANSPORT, NETWORK_PROTOCOL_NAME, NETWORK_PROTOCOL_VERSION,
+                       MCP_RESOURCE_URI)
+MCP_SESSION_ATTRS = (MCP_PROTOCOL_VERSION, NETWORK_PROTOCOL_NAME, ERROR_TYPE)
+MCP_SERVER_OPERATION_DURATION = InstrumentSpec(
+    "mcp.server.operation.duration", Kind.HISTOGRAM, "s",
+    "MCP requests and notifications this app served, from the request's arrival to its JSON-RPC response (the "
+    "response event of an SSE answer, not the stream's end) or the acknowledgement of a notification. error.type: "
+    "the JSON-RPC code (not for the caller's mistakes -32700, -32600, -32601, -32602, -32002), tool_error for a "
+    "tool result with isError.", MCP_OPERATION_ATTRS, MCP_OPERATION_BUCKETS)
+MCP_CLIENT_OPERATION_DURATION = InstrumentSpec(
+    "mcp.client.operation.duration", Kind.HISTOGRAM, "s",
+    "MCP requests and notifications this app sent over httpx/httpx2, from sending to the JSON-RPC response or the "
+    "acknowledgement; every JSON-RPC error code is an error.type here, tool_error for a tool result with isError.",
+    MCP_OPERATION_ATTRS + (SERVER_ADDRESS, SERVER_PORT), MCP_OPERATION_BUCKETS)
+MCP_SERVER_SESSION_DURATION = InstrumentSpec(
+    "mcp.server.session.duration", Kind.HISTOGRAM, "s",
+    "MCP sessions served (Mcp-Session-Id), from initialize to their DELETE, or to their last request when idle "
+    "past OTEL_LLM_METRICS_MCP_SESSION_IDLE_TIMEOUT.", MCP_SESSION_ATTRS, MCP_SESSION_BUCKETS)
+MCP_CLIENT_SESSION_DURATION = InstrumentSpec(
+    "mcp.client.session.duration", Kind.HISTOGRAM, "s",
+    "MCP sessions this app held with servers, from initialize to their DELETE, or to their last request when idle "
+    "past OTEL_LLM_METRICS_MCP_SESSION_IDLE_TIMEOUT.", MCP_SESSION_ATTRS + (SERVER_ADDRESS, SERVER_PORT),
+    MCP_SESSION_BUCKETS)
+MCP_SERVER_SESSIONS = InstrumentSpec(
+    "mcp.server.session.active", Kind.UPDOWNCOUNTER, "{session}",
+    "MCP sessions open now on this server (initialized, neither deleted nor idle past the timeout).",
+    (MCP_PROTOCOL_VERSION,), semconv=False)
+MCP_CLIENT_SESSIONS = InstrumentSpec(
+    "mcp.client.session.active", Kind.UPDOWNCOUNTER, "{session}",
+    "MCP sessions this app holds open with servers now.", (MCP_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT),
+    semconv=False)
+MCP_SPECS = (MCP_SERVER_OPERATION_DURATION, MCP_CLIENT_OPERATION_DURATION, MCP_SERVER_SESSION_DURATION,
+             MCP_CLIENT_SESSION_DURATION, MCP_SERVER_SESSIONS, MCP_CLIENT_SESSIONS)
+
+
 CALLS_MADE_SPECS = (GEN_AI_CLIENT_DURATION, GEN_AI_CLIENT_TTFC, GEN_AI_CLIENT_TPOC, GEN_AI_CLIENT_TOKENS,
                     GEN_AI_CLIENT_ATTEMPTS, GEN_AI_CLIENT_RETRY_AFTER, GEN_AI_CLIENT_RATE_LIMIT_REMAINING,
                     GEN_AI_CLIENT_RATE_LIMIT, UPSTREAM_OVERHEAD, FIRST_TOKEN_OVERHEAD)
@@ -458,6 +509,7 @@ ALL: tuple[InstrumentSpec, ...] = (
     GEN_AI_CLIENT_RETRY_AFTER, GEN_AI_CLIENT_RATE_LIMIT_REMAINING, GEN_AI_CLIENT_RATE_LIMIT,
     UPSTREAM_OVERHEAD, FIRST_TOKEN_OVERHEAD, *COST_SPECS,
     *PROCESS_SPECS, *SYSTEM_SPECS, LOOP_LAG, *POOL_SPECS, *CACHE_SPECS, *GPU_SPECS,
+    *MCP_SPECS,
 )
 
 

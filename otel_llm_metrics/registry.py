@@ -19,6 +19,7 @@ from . import catalogue as c
 from .http.stats import HttpStats
 from .limiter_stats import LimiterStats
 from .llm.stats import GenAiStats
+from .mcp import stats as mcp_stats
 from .resources.cache_stats import CacheStats
 from .resources.loop_lag import LoopLagStats
 from .resources.pool_stats import PoolStats
@@ -45,7 +46,10 @@ class Registry:
         self.pools = PoolStats(max_series)
         self.caches = CacheStats(max_series)
         self.loop_lag = LoopLagStats(max_series)
-        self.areas: tuple[Stats, ...] = (self.http, self.limiters, self.gen_ai, self.pools, self.caches, self.loop_lag)
+        self.mcp = mcp_stats.McpStats(max_series)
+        mcp_stats.link(self.gen_ai, self.mcp)  # the httpx hook finds the MCP numbers through the GenAI ones
+        self.areas: tuple[Stats, ...] = (self.http, self.limiters, self.gen_ai, self.pools, self.caches, self.loop_lag,
+                                         self.mcp)
         self._meter: Meter | None = None
         self._waiting_for_meter: list[Callable[[Meter], object]] = []
         _REGISTRIES.add(self)
@@ -55,6 +59,7 @@ class Registry:
             group.max_series = max_series
         self.http.max_series = max_series
         self.gen_ai.configure(max_series, max_model_names)
+        self.mcp.configure(max_series, max_model_names)  # tool and prompt names are capped like model names
 
     def histogram_groups(self) -> list[HistogramGroup]:
         return [group for area in self.areas for group in area.histogram_groups()]

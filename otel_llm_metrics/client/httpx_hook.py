@@ -29,6 +29,7 @@ try:  # the keys is_http_instrumentation_enabled() reads, read straight from the
 except ImportError:  # an API that moved them: ask it
     _HTTP = _ALL = None
 
+from ..mcp import client as mcp_client
 from . import operation
 from .call import SENDING, Attempt
 from .headers import RETRY_COUNT
@@ -111,6 +112,18 @@ def _attempt(request: Any) -> Attempt | None:
         return None
 
 
+def _mcp_call(request: Any) -> mcp_client.McpCall | None:
+    """MCP hook point (otel_llm_metrics/mcp/client.py): a POST whose body is JSON-RPC, or the DELETE that ends a
+    session, read like an LLM attempt; None for anything else (a GET returns at the first test)."""
+    method = request.method
+    if method != "POST" and method != "DELETE":
+        return None
+    hook = _current()
+    if hook is None or SENDING.get() or _suppressed():
+        return None
+    return mcp_client.call_for(hook.stats, request)
+
+
 def _suppressed() -> bool:
     """OpenTelemetry's ``suppress_instrumentation`` or ``suppress_http_instrumentation`` is on."""
     context = get_current()
@@ -129,8 +142,11 @@ def _sync_send(answer: Answer) -> Callable[..., Any]:
     def _send_single_request(original: Callable[..., Any], client: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs["request"]
         attempt = _attempt(request)
+        mcp = None
         if attempt is None:
-            return original(*args, **kwargs)
+            attempt = mcp = _mcp_call(request)  # MCP hook point
+            if mcp is None:
+                return original(*args, **kwargs)
         sending = SENDING.set(True)
         try:
             response = original(*args, **kwargs)
@@ -139,6 +155,8 @@ def _sync_send(answer: Answer) -> Callable[..., Any]:
             raise
         finally:
             SENDING.reset(sending)
+        if mcp is not None:
+            mcp.response(response)
         answer(response, attempt, False)
         return response
 
@@ -150,8 +168,11 @@ def _async_send(answer: Answer) -> Callable[..., Any]:
     async def _send_single_request(original: Callable[..., Any], client: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs["request"]
         attempt = _attempt(request)
+        mcp = None
         if attempt is None:
-            return await original(*args, **kwargs)
+            attempt = mcp = _mcp_call(request)  # MCP hook point
+            if mcp is None:
+                return await original(*args, **kwargs)
         sending = SENDING.set(True)
         try:
             response = await original(*args, **kwargs)
@@ -160,6 +181,8 @@ def _async_send(answer: Answer) -> Callable[..., Any]:
             raise
         finally:
             SENDING.reset(sending)
+        if mcp is not None:
+            mcp.response(response)
         answer(response, attempt, True)
         return response
 
