@@ -117,16 +117,17 @@ class SessionTable:
 
     def _end(self, _: Any, session: Session, at: float | None, error_type: str | None) -> None:
         ended = session.seen if at is None else at
+        self.reported.add((session.version, *session.where))  # opened and closed between collections: reads 0
         self.group.record((*session_key(session.version, error_type), *session.where), "duration",
                           max(0.0, ended - session.started))
 
-    def observe(self, attributes: Callable[[Session], tuple]) -> Iterator[tuple[tuple, int]]:
-        """Open sessions counted per attribute values (idle ones ended first)."""
+    def observe(self) -> Iterator[tuple[tuple, int]]:
+        """Open sessions counted per (protocol version, *where) (idle ones ended first)."""
         with self.lock:
             self._expire(perf_counter())
             counts = dict.fromkeys(self.reported, 0)  # a set that emptied reads 0, not nothing
             for session in self.open.values():
-                key = attributes(session)
+                key = (session.version, *session.where)
                 counts[key] = counts.get(key, 0) + 1
             self.reported.update(counts)
         yield from counts.items()
@@ -194,11 +195,11 @@ class McpStats:
                 c.MCP_CLIENT_SESSIONS: self.observe_client_sessions}
 
     def observe_server_sessions(self, _: CallbackOptions) -> Iterator[Observation]:
-        for (version,), count in self.server_sessions.observe(lambda s: (s.version,)):
+        for (version,), count in self.server_sessions.observe():
             yield Observation(count, {c.MCP_PROTOCOL_VERSION: version} if version else {})
 
     def observe_client_sessions(self, _: CallbackOptions) -> Iterator[Observation]:
-        for (version, address, port), count in self.client_sessions.observe(lambda s: (s.version, *s.where)):
+        for (version, address, port), count in self.client_sessions.observe():
             attributes = {c.SERVER_ADDRESS: address, c.SERVER_PORT: port}
             if version:
                 attributes[c.MCP_PROTOCOL_VERSION] = version

@@ -80,7 +80,8 @@ def test_every_catalogue_instrument_is_scraped_and_promtool_accepts_the_expositi
     # Not in the demo: the LLM calls an app makes (the demo makes none: test_upstream_calls checks every one
     # on a RAG app's scrape), pools and caches (test_pools checks them), GPU (no GPU on these machines).
     elsewhere = {*catalogue.POOL_SPECS, *catalogue.CACHE_SPECS, *catalogue.GPU_SPECS, *catalogue.CALLS_MADE_SPECS,
-                 *catalogue.COST_SPECS}  # cost: the demo's model has no price; checked on the RAG app
+                 *catalogue.COST_SPECS,  # cost: the demo's model has no price; checked on the RAG app
+                 *catalogue.MCP_SPECS}  # the demo serves no MCP: test_mcp checks every one
     missing: list[str] = []
 
     def every_name() -> str | None:  # the loop-lag sampler records its first sample 0.5 s after serving began
