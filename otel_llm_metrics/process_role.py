@@ -35,6 +35,7 @@ class Role(enum.Enum):
     HELPER = "helper"
 
 
+WORKERS_VARIABLE = "OTEL_LLM_METRICS_SERVER_WORKERS"  # set by a master for its workers: how many it starts
 SERVER_COMMANDS = frozenset(("uvicorn", "gunicorn", "hypercorn", "granian", "fastapi", "daphne"))
 _HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "multiprocessing.semaphore_tracker")
 _EXPORTING = frozenset((Role.PLAIN, Role.SERVING))
@@ -79,8 +80,11 @@ class ProcessRole:
         if self.role in (Role.STARTING, Role.PLAIN):
             self.role = Role.SERVING
 
-    def become_master(self) -> None:
-        """The server is about to start workers: collections in progress finish, and none starts again."""
+    def become_master(self, workers: int | None = None) -> None:
+        """The server is about to start ``workers`` workers (they inherit the number: ``server_workers``):
+        collections in progress finish, and none starts again."""
+        if workers is not None:
+            os.environ[WORKERS_VARIABLE] = str(workers)
         with self._changed:
             self.role = Role.MASTER
             while self._collecting:
@@ -115,6 +119,12 @@ class ProcessRole:
         self._on_master = []
         if self.role is Role.MASTER:
             self.role = Role.SERVING
+
+
+def server_workers() -> int | None:
+    """How many workers this process's server master said it starts (None: no master said, or not a worker)."""
+    value = os.environ.get(WORKERS_VARIABLE, "")
+    return int(value) if value.isdigit() else None
 
 
 def gate(collect: Callable[..., Any], role: ProcessRole) -> Callable[..., Any]:

@@ -196,7 +196,7 @@ def _hook_granian(module: Any) -> None:
         return
 
     def serve(self: Any, *args: Any, **kwargs: Any) -> Any:
-        ROLE.become_master()  # granian's main process supervises; its workers serve
+        ROLE.become_master(_workers(getattr(self, "workers", None)))  # granian's main process supervises
         try:
             bound = signature.bind(self, *args, **kwargs)
             interface = getattr(self.interface, "value", self.interface)
@@ -213,13 +213,13 @@ def _hook_granian(module: Any) -> None:
 
 
 # -- masters: the processes that supervise workers collect nothing (process_role) ---------------------------
-def _supervising(original: Callable[..., Any], forks_workers: Callable[..., bool] = lambda *a, **k: True
-                 ) -> Callable[..., Any]:
-    """``original``, run as a master once ``forks_workers(*its arguments)`` says it starts workers."""
+def _supervising(original: Callable[..., Any], workers: Callable[..., Any]) -> Callable[..., Any]:
+    """``original``, run as a master when ``workers(*its arguments)``, the number of workers it starts, is not 0."""
     def supervise(*args: Any, **kwargs: Any) -> Any:
         try:
-            if forks_workers(*args, **kwargs):
-                ROLE.become_master()
+            count = _workers(workers(*args, **kwargs))
+            if count != 0:
+                ROLE.become_master(count)
         except Exception:  # the server starts whatever happens here
             logger.exception("otel_llm_metrics could not tell whether this process supervises workers")
         return original(*args, **kwargs)
@@ -227,21 +227,25 @@ def _supervising(original: Callable[..., Any], forks_workers: Callable[..., bool
     return supervise
 
 
+def _workers(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _hook_gunicorn(module: Any) -> None:
-    _patch(module.Arbiter, "run", _supervising(module.Arbiter.run))
+    _patch(module.Arbiter, "run", _supervising(module.Arbiter.run, lambda arbiter: arbiter.num_workers))
 
 
 def _hook_uvicorn_workers(module: Any) -> None:
-    _patch(module.Multiprocess, "run", _supervising(module.Multiprocess.run))
+    _patch(module.Multiprocess, "run", _supervising(module.Multiprocess.run, lambda self: self.processes_num))
 
 
 def _hook_uvicorn_reload(module: Any) -> None:
-    _patch(module.BaseReload, "run", _supervising(module.BaseReload.run))
+    _patch(module.BaseReload, "run", _supervising(module.BaseReload.run, lambda self: 1))
 
 
 def _hook_hypercorn_run(module: Any) -> None:
     """``hypercorn.run.run(config)``: with workers (1 by default) it spawns them and serves nothing itself."""
-    _patch(module, "run", _supervising(module.run, lambda config, *a, **k: getattr(config, "workers", 0) != 0))
+    _patch(module, "run", _supervising(module.run, lambda config, *a, **k: getattr(config, "workers", 0)))
 
 
 # -- placing and removing the hooks ---------------------------------------------------------------------

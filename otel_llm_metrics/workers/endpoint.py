@@ -36,6 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from ..bridge import MetricsBridge
 from ..catalogue import observe
 from ..config import Settings
+from ..process_role import server_workers
 from .directory import LOCK, ServerDirectory, default_base, started, worker_children
 from .exposition import TEXT, content_type_for, render
 from .merge import Source, merge, server_resource
@@ -145,6 +146,9 @@ class Endpoint:
         pushes (``otlp_push``); the endpoint itself merges whatever the directory holds."""
         if self._several or self.directory is None:
             return bool(self._several)
+        if (server_workers() or 0) >= 2:  # what the master said it starts (process_role): exact, no counting
+            self._several = True
+            return True
         now = time.monotonic()
         if now >= self._next_count:
             self._several = worker_children(self.directory.master or os.getppid()) >= 2 or None

@@ -119,3 +119,13 @@ def test_a_masters_forked_child_serves_and_exports():
     os.waitpid(pid, 0)
     assert answer == "serving True"
     assert role.role is Role.MASTER, "the parent stays the master"
+
+
+def test_a_master_tells_its_workers_how_many_it_starts(monkeypatch):
+    from otel_llm_metrics import process_role
+
+    monkeypatch.setenv(process_role.WORKERS_VARIABLE, "")  # undone after the test, whatever sets it meanwhile
+    assert process_role.server_workers() is None
+    role = ProcessRole(Role.STARTING)
+    role.become_master(4)
+    assert process_role.server_workers() == 4, "in the environment its workers inherit"
