@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,6 +184,8 @@ def _answered(attempt: Attempt, response: Any) -> None:
         if hasattr(raw, "__dict__") and callable(getattr(raw, "read_chunked", None)):
             raw.__dict__[_TAP] = attempt
             raw.__class__ = _tapped(base)
+            # A stream its caller drops unread (never closed) is abandoned when collected, not lost.
+            weakref.finalize(raw, _end, attempt, False).atexit = False
             return
     except Exception:
         logger.debug("otel_llm_metrics: a Bedrock answer could not be followed", exc_info=True)

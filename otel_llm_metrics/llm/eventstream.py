@@ -27,6 +27,7 @@ MAX_HEADERS = 128 * 1024  # the limits AWS's SDKs enforce
 MAX_PAYLOAD = 24 * 1024 * 1024
 MAX_FRAME = PRELUDE + MAX_HEADERS + MAX_PAYLOAD + 4
 _KNOWN_HEADER_BLOCKS = 256  # distinct header blocks remembered (a stream has a handful)
+_PARSED: dict[bytes, tuple[str, str]] = {}  # header block -> kind, shared by every stream of the process
 _PRELUDE = Struct(">III")
 _U16 = Struct(">H")
 _U32 = Struct(">I")
@@ -199,11 +200,15 @@ class FrameDecoder:
 
     def _kind(self, block: bytes) -> Kind | _Openings | None | bool:
         """A header block seen for the first time: its kind, remembered (False when malformed)."""
-        headers = parse_headers(block)
-        if headers is None:
-            self.error = BAD_HEADERS
-            return False
-        kind: Kind | _Openings | None = kind_of(headers)
+        kind: Kind | _Openings | None = _PARSED.get(block)
+        if kind is None:
+            headers = parse_headers(block)
+            if headers is None:
+                self.error = BAD_HEADERS
+                return False
+            kind = kind_of(headers)
+            if len(_PARSED) < _KNOWN_HEADER_BLOCKS:  # every stream of a process repeats the same few blocks
+                _PARSED[block] = kind
         if kind[0] == "event":  # type: ignore[index]
             name = kind[1]  # type: ignore[index]
             if name in self.count_names:

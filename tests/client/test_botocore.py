@@ -38,6 +38,7 @@ class Bedrock(BaseHTTPRequestHandler):
     """Answers by the path's action and model; ``throttled`` counts down the 429s still to give."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
     throttled = 0
     chunked = False
     seen: list[str] = []
@@ -116,6 +117,7 @@ def tap(make_telemetry):
     telemetry.measure_upstream_calls()
     assert botocore_hook.patch(hook.current) == ["botocore"]
     yield telemetry
+    telemetry.registry.gen_ai.prices.wait_loaded()  # its loader imports httpx2 while uninstall looks at it
     botocore_hook.unpatch()
     instrumentors.uninstall()
 
@@ -161,6 +163,7 @@ def test_boto3_returns_the_same_with_and_without_the_tap(client, make_telemetry,
         view = telemetry.collect()
         assert view.total_count(DURATION) == 4
     finally:
+        telemetry.registry.gen_ai.prices.wait_loaded()
         botocore_hook.unpatch()
         instrumentors.uninstall()
     for name in ("_send", "_send_request"):  # botocore's own methods are back
@@ -175,6 +178,19 @@ def test_converse(client, tap):
     assert point.attributes["gen_ai.request.model"] == HAIKU
     assert "error.type" not in point.attributes
     assert _tokens(view) == {"input": 7, "output": 4}
+
+
+def test_cost_in_usd_exact_with_a_cross_region_profile(client, tap):
+    from genai_prices import Usage, calc_price
+    client.converse(modelId=HAIKU, messages=MESSAGES)
+    list(client.converse_stream(modelId=HAIKU, messages=MESSAGES)["stream"])
+    tap.registry.gen_ai.prices.wait_loaded()
+    view = tap.collect()
+    want = sum(float(calc_price(Usage(input_tokens=i, output_tokens=o), HAIKU, provider_id="aws").total_price)
+               for i, o in ((7, 4), (9, 3)))
+    (cost,) = view.points("gen_ai.client.cost")
+    assert want > 0 and abs(cost.value - want) <= 1e-12
+    assert cost.attributes["gen_ai.provider.name"] == "aws.bedrock"
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -222,6 +238,13 @@ def test_a_body_closed_unread_is_abandoned(client, tap):
     answer["body"].close()
     point = tap.collect().one(ATTEMPTS)
     assert point.attributes["error.type"] == "abandoned"
+
+
+def test_a_stream_dropped_unread_is_abandoned_when_collected(client, tap):
+    import gc
+    client.converse_stream(modelId=HAIKU, messages=MESSAGES)
+    gc.collect()
+    assert tap.collect().one(ATTEMPTS).attributes["error.type"] == "abandoned"
 
 
 def test_throttled_with_retries_is_one_operation_of_three_attempts(client, tap):
