@@ -240,9 +240,10 @@ class Exchange:
         if kind == "http.request":
             body = message.get("body")
             if body:
-                if self.mcp is not None or (not self.request_bytes and self.method == "POST" and self.llm is None
-                                            and self.mw.mcp is not None):  # MCP hook point: the body's first chunk
-                    self._guarded(self._mcp_request, body, message.get("more_body", False))
+                if self.mcp is not None or (not self.request_bytes and body[:1] in mcp_server.LEADS  # MCP hook point:
+                                            and self.method == "POST" and self.llm is None  # a JSON body's 1st chunk
+                                            and self.mw.mcp is not None):
+                    self._mcp_request(body, message.get("more_body", False))
                 self.request_bytes += len(body)
                 if self.llm is not None:
                     self._guarded(self.llm.request.feed, body)
@@ -356,17 +357,24 @@ class Exchange:
     def _mcp_request(self, body: bytes, more: bool) -> None:
         """MCP hook point: a request body chunk of a POST that is (or may turn out to be) JSON-RPC. Once it is,
         the server's send goes through the MCP reader (other requests never pay for it)."""
-        served = self.mcp
-        if served is None:
-            served = self.mcp = mcp_server.begin(self.mw.mcp, self.scope, self.start, body, more)
+        try:
+            served = self.mcp
             if served is None:
-                return
-        else:
-            served.request(body, more)
-        if served.decided and served.live and not served.send_installed:
-            self.app_send = served.wrap(self.app_send)
-        elif not served.live and not served.send_installed:
+                verdict = mcp_server.sniff(body, more)
+                if not verdict:
+                    return
+                served = self.mcp = mcp_server.begin(self.mw.mcp, self.scope, self.start, body, more, verdict)
+                if served is None:
+                    return
+            else:
+                served.request(body, more)
+            if served.decided and served.live and not served.send_installed:
+                self.app_send = served.wrap(self.app_send)
+            elif not served.live and not served.send_installed:
+                self.mcp = None
+        except Exception:  # never into the app
             self.mcp = None
+            self.mw._log_failure()
 
     def finish(self) -> None:
         """Record everything once; called exactly once, whatever happened.

@@ -15,8 +15,11 @@ from typing import Any, NamedTuple
 
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes held for one request body or one answer (JSON body, or one SSE event)
 _SNIFF_NEEDLE = b'"jsonrpc"'
-_OPENERS = frozenset(b"{[")
-_SPACE = frozenset(b" \t\r\n")
+_FAST = b'{"jsonrpc"'
+_HEAD = 64
+_LEAD = b" \t\r\n[{"
+LEADS = frozenset((b" ", b"\t", b"\r", b"\n", b"[", b"{"))  # what a JSON-RPC body may start with
+_FIRST_MEMBERS = (b'"jsonrpc"', b'"method"', b'"id"')
 # On the served side these are the caller's mistakes, not the server's errors (the conventions' list).
 CALLER_MISTAKES = frozenset((-32700, -32600, -32601, -32602, -32002))
 TOOL_ERROR = "tool_error"
@@ -28,24 +31,26 @@ YES, MAYBE, NO = 2, 1, 0
 
 
 def sniff(first: bytes, more: bool) -> int:
-    """Is this (first chunk of a) body JSON-RPC? YES, NO, or MAYBE: a JSON body cut before its ``"jsonrpc"``.
+    """Is this (first chunk of a) body JSON-RPC? YES, NO, or MAYBE: a body cut before it could tell.
 
-    The cost for a body that is not JSON-RPC: a byte test, and for JSON one substring search (C).
+    Only the head is read: a JSON-RPC message's first member is ``jsonrpc`` (the Python, Go, Java and C# SDKs) or
+    ``method``/``id`` (the TypeScript SDK puts ``jsonrpc`` after ``params``); only then is the whole chunk searched.
+    A JSON body that is no JSON-RPC costs ~0.2 us whatever its size (a whole-body search costs ~0.4 ns a byte).
     """
-    if not first:
-        return MAYBE if more else NO
-    lead = first[0]
-    if lead not in _OPENERS:
-        if lead not in _SPACE:
-            return NO
-        stripped = first.lstrip()
-        if not stripped:
-            return MAYBE if more else NO
-        if stripped[0] not in _OPENERS:
-            return NO
-    if _SNIFF_NEEDLE in first:
+    if first.startswith(_FAST):
         return YES
-    return MAYBE if more else NO
+    if first[:1] not in LEADS:  # not JSON (a form, text, bytes): one slice and one set lookup
+        return NO
+    head = first[:_HEAD].lstrip(_LEAD)
+    if not head:
+        return MAYBE if more else NO
+    if head.startswith(_FIRST_MEMBERS):
+        if head.startswith(_SNIFF_NEEDLE) or _SNIFF_NEEDLE in first:
+            return YES
+        return MAYBE if more else NO
+    if more and len(head) < 10 and any(m.startswith(head) for m in _FIRST_MEMBERS):
+        return MAYBE  # cut inside the first member's name
+    return NO
 
 
 class Message(NamedTuple):

@@ -26,6 +26,8 @@ VERSION_HEADER = b"mcp-protocol-version"
 _NEEDLE = b'"jsonrpc"'
 _KEEP = len(_NEEDLE) - 1
 _logged = False
+LEADS = jsonrpc.LEADS  # first bytes a JSON-RPC body may start with: the middleware's inline pre-test
+sniff = jsonrpc.sniff
 
 
 def _log_failure() -> None:
@@ -35,9 +37,11 @@ def _log_failure() -> None:
         logger.exception("otel_llm_metrics could not read an MCP exchange; further failures are not logged")
 
 
-def begin(stats: McpStats, scope: dict, start: float, first: bytes, more: bool) -> Served | None:
+def begin(stats: McpStats, scope: dict, start: float, first: bytes, more: bool, verdict: int | None = None
+          ) -> Served | None:
     """A ``Served`` for a POST body that is (or may still turn out to be) JSON-RPC, else None."""
-    verdict = jsonrpc.sniff(first, more)
+    if verdict is None:
+        verdict = jsonrpc.sniff(first, more)
     if verdict == jsonrpc.NO:
         return None
     served = Served(stats, scope, start)
