@@ -136,7 +136,9 @@ class McpCall:
             for notification in self.notifications:
                 self._record(notification, now, error_type, None)
             self.notifications = []
-        if self.requests:
+        if self.requests and status == 202:  # answered on another stream (the legacy HTTP+SSE transport): not ours
+            self.requests = {}
+        elif self.requests:
             self.reader = EventStream() if content_type and content_type.startswith(b"text/event-stream") else Body()
         return encoded and not decoded
 

@@ -192,7 +192,9 @@ class Served:
             for notification in self.notifications:
                 self._record(notification, now, error_type, None)
             self.notifications = []
-        if self.requests:
+        if self.requests and status == 202:  # answered on another stream (the legacy HTTP+SSE transport): not ours
+            self.requests = {}
+        elif self.requests:
             self.reader = EventStream() if content_type and content_type.startswith(b"text/event-stream") else Body()
 
     def _answered(self, answers: Any, at: float) -> None:
