@@ -53,12 +53,16 @@ _PLAIN_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,%d})(")' % MAX_MODEL)  # n
 _TYPE_ERROR = re.compile(rb'"type"\s*:\s*"error"')
 
 
-def _rare(data: bytes) -> bool:
-    """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts."""
-    for literal, pattern in _RARE:  # noqa: SIM110 - a loop: any() over a generator costs more per chunk
+def _rare(data: bytes) -> int:
+    """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts: 0 if
+    not, else which was seen first in that order (``_REASON_ONLY``: a finish reason, and none of the others)."""
+    for kind, (literal, pattern) in enumerate(_RARE, 1):
         if literal in data and pattern.search(data):
-            return True
-    return False
+            return kind
+    return 0
+
+
+_REASON_ONLY = len(_RARE)
 
 
 def _count(value: object) -> int | None:
@@ -249,17 +253,19 @@ class ResponseParser:
             if single:
                 self._last_single = body
                 return
-        if _rare(body):
+        rare = _rare(body)
+        if rare:
             if self._last_single is not None:  # read in order: what this body says comes after it
                 self._single_rare()
-            self._rare_fields(body)
+            self._rare_fields(body, rare)
 
     def _single_rare(self) -> None:
         """The rare fields of the last one-event body, whose look was put off (a stream's last content event
         may also carry its finish reason or usage, as vLLM's do); read before any later event's, and once."""
         last, self._last_single = self._last_single, None
-        if _rare(last):  # type: ignore[arg-type]
-            self._rare_fields(last)  # type: ignore[arg-type]
+        rare = _rare(last)  # type: ignore[arg-type]
+        if rare:
+            self._rare_fields(last, rare)  # type: ignore[arg-type]
 
     def _complete(self, body: bytes) -> bytes:
         """The complete events of ``body``; the rest waits for the next body message, up to a bound."""
@@ -338,8 +344,17 @@ class ResponseParser:
                 found += body.count(key) - (body.count(empty) if empty else 0)
         return found
 
-    def _rare_fields(self, body: bytes) -> None:
-        """The few events that carry usage, finish reason, errors or Ollama's final counts."""
+    def _rare_fields(self, body: bytes, rare: int = 0) -> None:
+        """The few events that carry usage, finish reason, errors or Ollama's final counts (``rare``: what
+        ``_rare`` saw in ``body``)."""
+        if body.count(b"\n") <= self._one_event_newlines:  # one event on one line, which _rare has looked at
+            if rare == _REASON_ONLY and self.endpoint.dialect == OPENAI and not _TYPE_ERROR.search(body) \
+                    and self.response_model is not None and self._finish_reason_of(body):
+                return  # an OpenAI chunk whose only news is its finish reason: read by key, not decoded
+            document = _json_line(body)
+            if isinstance(document, dict):
+                self._take(document)
+                return
         for line in body.split(b"\n"):
             if _rare(line):
                 document = _json_line(line)
@@ -430,19 +445,23 @@ class ResponseParser:
                 except ValueError:
                     usage = None
                 self._openai({"usage": usage})
-        at = len(whole)
-        while True:  # the last choice's that is a string, as a whole decode reads them
-            at = whole.rfind(b'"finish_reason"', 0, at)
+        self._finish_reason_of(whole)  # the last choice's string one, as a whole decode reads them
+        self.content_events = 1
+        return True
+
+    def _finish_reason_of(self, data: bytes) -> bool:
+        """The last choice's string ``finish_reason`` in ``data``, read by its key; False when there is none."""
+        at = len(data)
+        while True:
+            at = data.rfind(b'"finish_reason"', 0, at)
             if at == -1:
-                break
-            found = _FINISH_REASON.match(whole, at)
+                return False
+            found = _FINISH_REASON.match(data, at)
             if found is not None:
                 reason = _text(found.group(1))
                 if reason is not None:
                     self.finish_reason = reason[:64]
-                    break
-        self.content_events = 1
-        return True
+                    return True
 
     def _take(self, document: dict) -> None:
         """Read usage, finish reason, model and errors from one event (or a whole response)."""
@@ -618,8 +637,8 @@ def _json_line(line: bytes) -> object:
         line = line[5:].strip()
     if not line.startswith(b"{"):
         return None
-    try:
-        return json.loads(line)
+    try:  # json.loads's own steps for bytes that open with "{": UTF-8, then the decoder
+        return _DECODER.decode(line.decode("utf-8", "surrogatepass"))
     except ValueError:
         return None
 
