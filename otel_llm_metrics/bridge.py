@@ -65,7 +65,8 @@ def exponential_limits(aggregation: Aggregation | None) -> tuple[int, int] | Non
 
 class MetricsBridge:
     def __init__(self, groups: Callable[[], Iterable[HistogramGroup]], resource: Callable[[], Resource],
-                 scope: InstrumentationScope, owned_names: frozenset[str] = frozenset()) -> None:
+                 scope: InstrumentationScope, owned_names: frozenset[str] = frozenset(),
+                 measuring: frozenset[str] = frozenset()) -> None:
         self._groups = groups
         self._resource = resource
         self._scope = scope
@@ -73,6 +74,7 @@ class MetricsBridge:
         # process.cpu.time, a framework's http.server.request.duration) is left out, so sum() never doubles;
         # gen_ai.* ones only from scopes that measure the calls we measure (frameworks.COPYING_SCOPES).
         self._owned = owned_names
+        self._measuring = measuring  # what of ours measures calls (frameworks.copied)
 
     def attach(self, reader: MetricReader) -> None:
         """Wrap ``reader``'s collect callback; call after the MeterProvider has taken the reader. (Whether a
@@ -134,7 +136,7 @@ class MetricsBridge:
         kept: list[Metric] = []
         changed = False
         for metric in scope_metrics.metrics:
-            copy = copied(scope_metrics.scope.name, metric.name, self._owned)
+            copy = copied(scope_metrics.scope.name, metric.name, self._owned, self._measuring)
             left = None if copy is True else _without_providers(metric, copy) if copy else metric
             changed = changed or left is not metric  # a shared scope: only its points of these providers go
             if left is not None:

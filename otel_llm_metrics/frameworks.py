@@ -50,14 +50,18 @@ _ALL_GEN_AI_CLIENT_NAMES = frozenset(_OUR_GEN_AI_CLIENT_NAMES + _OUR_LATEST_GEN_
 WIRE_PROVIDERS = frozenset({"openai", "azure.ai.openai", "anthropic", "gcp.gemini", "ollama", "mistral_ai", "groq",
                             "deepseek"})
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system")
+# What of ours measures a scope's calls: an instrumentor's entry point name (client.instrumentors), or "spans" (the
+# span processor turns other instrumentations' gen_ai spans into ours while tracing is on; never botocore's).
+OVER_HTTPX = frozenset({"otel_llm_metrics_httpx", "spans"})
+SPANS = "spans"
 
 
 @dataclass(frozen=True)
 class CopyingScope:
     """An instrumentation scope whose metrics copy ours, and why (docs/opentelemetry-setup.md shows the table).
 
-    ``client``: its gen_ai.client.* are copies while we make ours (at the wire, or from spans), since its calls
-    are ones we measure; ``providers``: a scope shared by several SDKs, where only points of these providers
+    ``client``: its gen_ai.client.* are copies while one of ``measured_by`` (ours) measures the same calls (at the
+    wire, or from spans); ``providers``: a scope shared by several SDKs, where only points of these providers
     are; ``mislabels``: it records client-side timings under our served gen_ai.server.* names, which would mix
     with what this app served, so those are dropped always.
     """
@@ -67,6 +71,7 @@ class CopyingScope:
     client: bool = True
     mislabels: bool = False
     providers: frozenset[str] | None = None
+    measured_by: frozenset[str] = OVER_HTTPX
 
 
 COPYING_SCOPES: tuple[CopyingScope, ...] = (
@@ -88,12 +93,18 @@ COPYING_SCOPES: tuple[CopyingScope, ...] = (
     CopyingScope("openlit.otel.metrics",
                  "OpenLIT, one scope for all its SDK wrappers: the points of providers whose SDKs call over httpx; "
                  "we measure the same call at the wire", mislabels=True, providers=WIRE_PROVIDERS),
+    CopyingScope("opentelemetry.instrumentation.botocore.bedrock-runtime",
+                 "opentelemetry-instrumentation-botocore's Bedrock calls: copies only while our botocore instrumentor "
+                 "measures the same calls at the wire (otel_llm_metrics_botocore); left out, theirs are the only ones",
+                 measured_by=frozenset({"otel_llm_metrics_botocore"})),
 )
 _BY_SCOPE = {row.scope: row for row in COPYING_SCOPES}
 
 
-def copied(scope: str, name: str, owned: frozenset[str]) -> bool | frozenset[str]:
-    """Whether scope ``scope``'s metric ``name`` copies one of ours (``owned``: the names we publish now).
+def copied(scope: str, name: str, owned: frozenset[str], measuring: frozenset[str] = OVER_HTTPX
+           ) -> bool | frozenset[str]:
+    """Whether scope ``scope``'s metric ``name`` copies one of ours (``owned``: the names we publish now;
+    ``measuring``: what of ours measures calls now, entry point names and "spans").
 
     True: all of it; a set of providers: its points of those (a shared scope); False: it is kept. Names other
     than gen_ai.* (process.*, system.*, http.server.*) are this process's own facts or served requests, copies
@@ -108,17 +119,18 @@ def copied(scope: str, name: str, owned: frozenset[str]) -> bool | frozenset[str
         return False
     if name in _OUR_GEN_AI_SERVER_NAMES:
         return row.mislabels
-    if name in _ALL_GEN_AI_CLIENT_NAMES and row.client:
+    if name in _ALL_GEN_AI_CLIENT_NAMES and row.client and row.measured_by & measuring:
         return row.providers if row.providers is not None else True
     return False
 
 
-def duplicate_dropping_views(client_numbers_ours: bool = True, latest_experimental: bool = False) -> list[View]:
+def duplicate_dropping_views(measuring: frozenset[str] = OVER_HTTPX, latest_experimental: bool = False) -> list[View]:
     """Views that keep other libraries' copies of our numbers out of our readers, before they are aggregated.
 
     Frameworks' http.server.* (we measure the requests they serve); the gen_ai.* of the scopes in
-    ``COPYING_SCOPES``: their gen_ai.client.* when ours are made (``client_numbers_ours``: at the HTTP client
-    or from spans; otherwise theirs are the only ones), their mislabelled gen_ai.server.* always. A shared
+    ``COPYING_SCOPES``: their gen_ai.client.* when ours of the same calls are made (``measuring``: the entry point
+    names of our instrumentors at work, and "spans"; otherwise theirs are the only ones), their mislabelled
+    gen_ai.server.* always. A shared
     scope's copies are only some of its points: the bridge leaves those out at collection (views cannot).
     ``latest_experimental``: the conventions our calls made follow, so the names dropped are the names we publish.
     """
@@ -127,7 +139,7 @@ def duplicate_dropping_views(client_numbers_ours: bool = True, latest_experiment
     client_names = _OUR_LATEST_GEN_AI_CLIENT_NAMES if latest_experimental else _OUR_GEN_AI_CLIENT_NAMES
     for row in COPYING_SCOPES:
         names = _OUR_GEN_AI_SERVER_NAMES if row.mislabels else ()
-        if row.client and row.providers is None and client_numbers_ours:
+        if row.client and row.providers is None and row.measured_by & measuring:
             names += client_names
         views += [View(meter_name=row.scope, instrument_name=name, aggregation=DropAggregation()) for name in names]
     return views

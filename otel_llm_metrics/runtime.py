@@ -31,7 +31,7 @@ from .client import instrumentors
 from .client.call import flush_pending
 from .config import ConfigError, Settings, load_settings
 from .console import announce
-from .frameworks import duplicate_dropping_views, quiet_native_telemetry
+from .frameworks import OVER_HTTPX, SPANS, duplicate_dropping_views, quiet_native_telemetry
 from .http.blocking import within
 from .http.middleware import MetricsMiddleware
 from .process_role import ROLE, gate
@@ -102,14 +102,14 @@ class Telemetry:
             readers.extend(make_push_readers(settings))
             self.meter_provider = MeterProvider(
                 metric_readers=readers, resource=self._resource, shutdown_on_exit=False,
-                views=duplicate_dropping_views(client_numbers_ours=client_numbers_ours(settings),
+                views=duplicate_dropping_views(measuring(settings),
                                                latest_experimental=self.registry.gen_ai.latest_experimental))
         # OTEL_METRICS_EXEMPLAR_FILTER, as the provider (ours or theirs) read it: always_off means none of ours either.
         exemplar_filter = getattr(getattr(self.meter_provider, "_sdk_config", None), "exemplar_filter", None)
         self.exemplars = not isinstance(exemplar_filter, AlwaysOffExemplarFilter)
         bridge = MetricsBridge(self.registry.histogram_groups, self.resource,
                                InstrumentationScope(catalogue.SCOPE_NAME, __version__),
-                               owned_names(settings, self.registry.gen_ai.latest_experimental))
+                               owned_names(settings, self.registry.gen_ai.latest_experimental), measuring(settings))
         # Over OTLP, a server's workers push one merged stream (workers.otlp_push); None where that cannot apply.
         self.merged = merged_push(settings, attached=self.attached, bridge=bridge, endpoint=lambda: self.endpoint)
         for reader in readers:
@@ -387,17 +387,24 @@ def wants_endpoint(settings: Settings, *, attached: bool) -> bool:
     return "prometheus" in settings.metrics_exporters
 
 
+def measuring(settings: Settings) -> frozenset[str]:
+    """What of ours makes gen_ai.client.* numbers of calls: each client instrumentor at work (upstream calls on, not
+    left out by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) by its entry point name, and "spans" with tracing on. Other
+    libraries' numbers of calls none of these sees are the only ones (frameworks.COPYING_SCOPES)."""
+    names = {name for name in instrumentors.INSTRUMENTORS if not instrumentors.disabled(name)}
+    return frozenset((names if settings.upstream_calls else set()) | ({SPANS} if settings.tracing else set()))
+
+
 def client_numbers_ours(settings: Settings) -> bool:
-    """Whether we make the gen_ai.client.* numbers of calls over httpx: at the wire (its instrumentor not left out
-    by OTEL_PYTHON_DISABLED_INSTRUMENTATIONS) or from spans (tracing on). Else other libraries' are the only ones."""
-    return settings.tracing or (settings.upstream_calls and not instrumentors.disabled(instrumentors.HTTPX))
+    """Whether we make the gen_ai.client.* numbers of calls over httpx (other libraries' are then copies)."""
+    return bool(measuring(settings) & OVER_HTTPX)
 
 
 def owned_names(settings: Settings, latest_experimental: bool) -> frozenset[str]:
     """The instrument names this process publishes with these settings: other scopes' copies are dropped."""
     groups = {"process": catalogue.PROCESS_SPECS, "system": catalogue.SYSTEM_SPECS, "gpu": catalogue.GPU_SPECS}
     skipped = {spec for group, specs in groups.items() if group not in settings.resources for spec in specs}
-    if not client_numbers_ours(settings):  # then another library's gen_ai.client.* are the only ones
+    if not measuring(settings):  # then another library's gen_ai.client.* are the only ones
         skipped |= {*catalogue.CALLS_MADE_SPECS, *catalogue.LATEST_EXPERIMENTAL}
     published = catalogue.published(latest_experimental)
     return frozenset(spec.name for spec in published if spec not in skipped)

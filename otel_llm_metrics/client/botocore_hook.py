@@ -34,11 +34,10 @@ from ..llm.endpoints import BEDROCK
 from . import operation as operations
 from .call import CONNECTION_ERROR, SENDING, Attempt
 
-try:  # the keys is_http_instrumentation_enabled() reads, read straight from the context
-    from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY as _HTTP
+try:  # the key is_instrumentation_enabled() reads, read straight from the context
     from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _ALL
 except ImportError:
-    _HTTP = _ALL = "suppress_instrumentation"
+    _ALL = "suppress_instrumentation"
 
 logger = logging.getLogger(__name__)
 MODULE = "botocore.endpoint"
@@ -146,11 +145,13 @@ def _attempt(endpoint: Any, request: Any) -> Attempt | None:
 
 
 def _suppressed() -> bool:
-    """OpenTelemetry's ``suppress_instrumentation`` or ``suppress_http_instrumentation`` is on."""
+    """OpenTelemetry's ``suppress_instrumentation`` is on. Not ``suppress_http_instrumentation``: that one is for
+    HTTP client instrumentations, and opentelemetry-instrumentation-botocore sets it around every send (so urllib3's
+    spans do not double its own); ours measures Bedrock's API, as botocore's does, and would see nothing."""
     context = get_current()
     if not context:
         return False
-    return bool(context.get(_ALL) or context.get(_HTTP) or context.get("suppress_instrumentation"))
+    return bool(context.get(_ALL) or context.get("suppress_instrumentation"))
 
 
 def _failed(attempt: Attempt, error: BaseException) -> None:

@@ -73,8 +73,8 @@ def unpatch() -> None:
 
     for name in MODULES:
         module = sys.modules.get(name)
-        for client in (module.Client, module.AsyncClient) if module is not None else ():
-            if _ours(client):
+        for client in (getattr(module, "Client", None), getattr(module, "AsyncClient", None)):
+            if client is not None and _ours(client):  # None too for a module another thread is still importing
                 unwrap(client, _SEND)
 
 

@@ -6,7 +6,9 @@ measures only while the hook (``hook.current()``) has settings: installing the p
 
 - ``otel_llm_metrics_httpx``: httpx and httpx2 (``Client._send_single_request``), and the openai/anthropic SDKs'
   retry loops (``client.operation``);
-- ``otel_llm_metrics_aiohttp``: aiohttp (``ClientSession._request``, ``ClientResponse.release``/``close``).
+- ``otel_llm_metrics_aiohttp``: aiohttp (``ClientSession._request``, ``ClientResponse.release``/``close``);
+- ``otel_llm_metrics_botocore``: boto3/botocore's ``bedrock-runtime`` (``Endpoint._send`` per attempt,
+  ``Endpoint._send_request`` per operation).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from ..config import Settings
 from ..llm.stats import GenAiStats
-from . import aiohttp_hook, hook, httpx_hook
+from . import aiohttp_hook, botocore_hook, hook, httpx_hook
 from .hook import current
 
 HTTPX = "otel_llm_metrics_httpx"  # entry point names, as in pyproject.toml
 AIOHTTP = "otel_llm_metrics_aiohttp"
+BOTOCORE = "otel_llm_metrics_botocore"
 
 
 def disabled(name: str, environ: dict[str, str] | None = None) -> bool:
@@ -59,7 +62,21 @@ class AiohttpLlmInstrumentor(BaseInstrumentor):
         aiohttp_hook.unpatch()
 
 
-INSTRUMENTORS: dict[str, type[BaseInstrumentor]] = {HTTPX: HttpxLlmInstrumentor, AIOHTTP: AiohttpLlmInstrumentor}
+class BotocoreLlmInstrumentor(BaseInstrumentor):
+    """AWS Bedrock calls made with boto3/botocore (``bedrock-runtime``): Converse, InvokeModel and their streams."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> list[str]:
+        return botocore_hook.patch(current)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        botocore_hook.unpatch()
+
+
+INSTRUMENTORS: dict[str, type[BaseInstrumentor]] = {HTTPX: HttpxLlmInstrumentor, AIOHTTP: AiohttpLlmInstrumentor,
+                                                    BOTOCORE: BotocoreLlmInstrumentor}
 
 
 def install(settings: Settings, stats: GenAiStats, *, instrument: bool = True) -> list[str]:

@@ -20,12 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import opentelemetry.instrumentation.botocore  # noqa: E402,F401 - in the test extra: missing is a failure
 import pytest
 
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 from tests.otlp_receiver import Receiver, attributes_of
 
-pytest.importorskip("opentelemetry.instrumentation.botocore")
 pytestmark = pytest.mark.integration
 
 BOTOCORE = "opentelemetry.instrumentation.botocore.bedrock-runtime"
@@ -85,7 +85,7 @@ def _points(receiver: Receiver) -> list[tuple[int, str, str, dict, object]]:
     return found
 
 
-def _serve(upstream: str, receiver: Receiver) -> tuple[subprocess.Popen, int, Path]:
+def _serve(upstream: str, receiver: Receiver, disabled: str = "") -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_"))},
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
@@ -94,7 +94,7 @@ def _serve(upstream: str, receiver: Receiver) -> tuple[subprocess.Popen, int, Pa
            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
            "OTEL_METRICS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-           "OTEL_METRIC_EXPORT_INTERVAL": "300"}
+           "OTEL_METRIC_EXPORT_INTERVAL": "300", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled}
     log_path = Path(tempfile.mkstemp(prefix="other-genai-", suffix=".log")[1])
     command = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "tests.integration.other_genai_app:app",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
@@ -111,8 +111,11 @@ def _serve(upstream: str, receiver: Receiver) -> tuple[subprocess.Popen, int, Pa
     return popen, port, log_path
 
 
-def test_botocore_genai_numbers_arrive_and_openai_v2_copies_do_not(upstream, receiver):
-    popen, port, log_path = _serve(upstream, receiver)
+@pytest.mark.parametrize("ours_for_bedrock", [False, True], ids=["ours-left-out", "ours-at-work"])
+def test_bedrock_counted_once_and_openai_v2_copies_dropped(upstream, receiver, ours_for_bedrock):
+    """Our botocore instrumentor left out: botocore's numbers are the only ones, and arrive. At work (the default):
+    ours count Bedrock's call, botocore's copies are dropped; either way once."""
+    popen, port, log_path = _serve(upstream, receiver, "" if ours_for_bedrock else "otel_llm_metrics_botocore")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             assert client.post("/bedrock").json() == {"answer": "hi"}
@@ -120,7 +123,9 @@ def test_botocore_genai_numbers_arrive_and_openai_v2_copies_do_not(upstream, rec
 
         def both_exported() -> int | None:
             points = _points(receiver)
-            theirs = [p for p in points if p[1] == BOTOCORE and p[2] == "gen_ai.client.token.usage"]
+            bedrock = OURS if ours_for_bedrock else BOTOCORE
+            theirs = [p for p in points if p[1] == bedrock and p[2] == "gen_ai.client.token.usage"
+                      and p[3].get("gen_ai.provider.name", p[3].get("gen_ai.system")) == "aws.bedrock"]
             ours = [p for p in points if p[1] == OURS and p[2] == "gen_ai.client.operation.duration"]
             return max(p[0] for p in theirs + ours) if theirs and ours else None
 
@@ -139,16 +144,23 @@ def test_botocore_genai_numbers_arrive_and_openai_v2_copies_do_not(upstream, rec
     last = max(p[0] for p in points)
     latest = [p for p in points if p[0] == last]  # cumulative: the last export holds every total
 
+    def bedrock(attributes: dict) -> bool:
+        return (attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")) == "aws.bedrock"
+
+    counting = OURS if ours_for_bedrock else BOTOCORE
     tokens = {a.get("gen_ai.token.type"): p.sum for _, s, n, a, p in latest
-              if s == BOTOCORE and n == "gen_ai.client.token.usage"}
+              if s == counting and n == "gen_ai.client.token.usage" and bedrock(a)}
     assert tokens == {"input": 7, "output": 4}, (tokens, log)
-    durations = [p for _, s, n, _, p in latest if s == BOTOCORE and n == "gen_ai.client.operation.duration"]
+    for name in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        sources = {s for _, s, n, a, _ in points if n == name and bedrock(a)}
+        assert sources == {counting}, f"Bedrock's {name} from {sources}: counted once, by {counting}"
+    durations = [p for _, s, n, a, p in latest if s == counting and n == "gen_ai.client.operation.duration"
+                 and bedrock(a)]
     assert [p.count for p in durations] == [1] and durations[0].sum > 0
 
-    ours = [(a, p) for _, s, n, a, p in latest if s == OURS and n == "gen_ai.client.operation.duration"]
+    ours = [(a, p) for _, s, n, a, p in latest if s == OURS and n == "gen_ai.client.operation.duration"
+            and not bedrock(a)]
     assert [(a.get("gen_ai.provider.name"), p.count) for a, p in ours] == [("openai", 1)], ours
-    assert not any(a.get("gen_ai.provider.name") == "aws.bedrock" or a.get("gen_ai.system") == "aws.bedrock"
-                   for a, _ in ours), "we never measured Bedrock: only botocore's numbers count it"
     copies = {(s, n) for _, s, n, a, _ in points if s != OURS and n.startswith("gen_ai.client.")
               and (a.get("gen_ai.provider.name") or a.get("gen_ai.system")) == "openai"}
     assert not copies, f"openai-v2's copies of a call measured at the wire: {copies}"

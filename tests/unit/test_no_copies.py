@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -88,9 +89,14 @@ def _their_points(reader) -> dict[tuple[str, str], dict[str, float]]:
     return found
 
 
-def _assert_only_calls_we_measure_dropped(found: dict[tuple[str, str], dict[str, float]]) -> None:
-    assert found[BOTOCORE, "gen_ai.client.token.usage"] == {"aws.bedrock": 16 + 7}, "Bedrock over botocore: not ours"
-    assert found[BOTOCORE, "gen_ai.client.operation.duration"] == {"aws.bedrock": 0.25}
+def _assert_only_calls_we_measure_dropped(found: dict[tuple[str, str], dict[str, float]],
+                                          bedrock_ours: bool = False) -> None:
+    if bedrock_ours:  # our botocore instrumentor at work: theirs are copies of the calls it measures
+        assert (BOTOCORE, "gen_ai.client.token.usage") not in found
+        assert (BOTOCORE, "gen_ai.client.operation.duration") not in found
+    else:
+        assert found[BOTOCORE, "gen_ai.client.token.usage"] == {"aws.bedrock": 16 + 7}, "Bedrock: not measured by us"
+        assert found[BOTOCORE, "gen_ai.client.operation.duration"] == {"aws.bedrock": 0.25}
     assert (OPENAI_V2, "gen_ai.client.operation.duration") not in found, "openai SDK over httpx: at the wire"
     assert (OPENAI_V2, "gen_ai.client.token.usage") not in found
     assert found[UTIL_GENAI, "gen_ai.client.token.usage"] == {"gcp.vertex_ai": 23}, "httpx providers only"
@@ -98,14 +104,18 @@ def _assert_only_calls_we_measure_dropped(found: dict[tuple[str, str], dict[str,
     assert found["some.model_server", "gen_ai.server.time_to_first_token"] == {"None": 0.2}
 
 
-def test_the_views_keep_genai_numbers_of_calls_we_do_not_measure():
-    """Our own MeterProvider: its views drop openai-v2's copies before aggregation, and no longer botocore's."""
+@pytest.mark.parametrize("bedrock_ours", [True, False], ids=["botocore-ours", "botocore-left-out"])
+def test_the_views_keep_genai_numbers_of_calls_we_do_not_measure(monkeypatch, bedrock_ours):
+    """Our own MeterProvider: its views drop openai-v2's copies before aggregation, and botocore's only while our
+    botocore instrumentor measures the same calls."""
+    if not bedrock_ours:
+        monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "otel_llm_metrics_botocore")
     reader = InMemoryMetricReader()
     telemetry = Telemetry(load_settings(environ={}, metrics_exporters="none", resources="none"), Registry(),
                           [reader])
     try:
         _record_their_calls(telemetry.meter_provider)
-        _assert_only_calls_we_measure_dropped(_their_points(reader))
+        _assert_only_calls_we_measure_dropped(_their_points(reader), bedrock_ours)
     finally:
         telemetry.shutdown()
 
@@ -117,7 +127,7 @@ def test_the_views_alone_drop_whole_scopes_only():
     from otel_llm_metrics.frameworks import duplicate_dropping_views
 
     reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader], views=duplicate_dropping_views(client_numbers_ours=True))
+    provider = MeterProvider(metric_readers=[reader], views=duplicate_dropping_views())
     _record_their_calls(provider)
     found = _their_points(reader)
     provider.shutdown()
@@ -132,18 +142,19 @@ def test_the_bridge_filter_keeps_genai_numbers_of_calls_we_do_not_measure():
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     from otel_llm_metrics.bridge import MetricsBridge
-    from otel_llm_metrics.runtime import owned_names
+    from otel_llm_metrics.runtime import measuring, owned_names
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     settings = load_settings(environ={}, metrics_exporters="none")
     bridge = MetricsBridge(lambda: (), lambda: provider._sdk_config.resource,
-                           InstrumentationScope(catalogue.SCOPE_NAME), owned_names(settings, False))
+                           InstrumentationScope(catalogue.SCOPE_NAME), owned_names(settings, False),
+                           measuring(settings))
     bridge.attach(reader)
     _record_their_calls(provider)
     found = _their_points(reader)
     provider.shutdown()
-    _assert_only_calls_we_measure_dropped(found)
+    _assert_only_calls_we_measure_dropped(found, bedrock_ours=True)
 
 
 def test_without_client_numbers_of_ours_every_genai_client_copy_stays():
