@@ -238,14 +238,24 @@ class ResponseParser:
             match = _MODEL.search(body)
             if match:
                 self.response_model = _text(match.group(1))
-        events = body.count(self._key) - body.count(self._empty)
+        key = self._key
+        events = body.count(key)
+        if events == 1:  # nearly every chunk: is its one content string empty? (a byte, not a second count)
+            if body[body.rfind(key) + len(key)] == 34:  # '"'
+                events = 0
+        elif events:
+            events -= body.count(self._empty)
         single = False
         if not events:
             events = self._uncommon_content(body)
-        elif body.count(b"\n") <= self._one_event_newlines:
-            single = True  # one content event: it carries no usage, finish reason or error
-        else:  # several events: some may be reasoning or tool calls
-            events += self._more_content(body)
+        else:
+            # One event: its line end(s) are its only newlines (found with one memchr, then counted in the tail).
+            newlines = self._one_event_newlines
+            first = body.find(b"\n")
+            if first >= len(body) - newlines - 1 and body.count(b"\n", first) <= newlines:
+                single = True  # one content event: it carries no usage, finish reason or error
+            else:  # several events: some may be reasoning or tool calls
+                events += self._more_content(body)
         if events:
             if not self.content_events:
                 self.first_token_at = arrived or perf_counter()
