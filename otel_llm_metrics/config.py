@@ -58,6 +58,9 @@ class Settings:
     workers_dir: str | None = None
     workers_interval: float = 1.0
     otlp_per_worker: bool = False
+    mcp: bool = True
+    mcp_session_idle_timeout: float = 1800.0
+    mcp_resource_uri: bool = False
     app_metrics_path: str | None = None
     upstream_calls: bool = True
     upstream_hosts: tuple[str, ...] = ()
@@ -342,6 +345,13 @@ OPTIONS: tuple[Option, ...] = (
            "over OTLP, each worker of a multi-worker server pushes its own stream (its own service.instance.id); "
            "by default the worker holding the server's lock pushes all workers' numbers merged, under one id per "
            "server (docs/shipping.md)"),
+    Option("mcp", "OTEL_LLM_METRICS_MCP", flag, "true",
+           "measure MCP (JSON-RPC over streamable HTTP), served and called: tool calls, errors, sessions "
+           "(docs/mcp.md)"),
+    Option("mcp_session_idle_timeout", "OTEL_LLM_METRICS_MCP_SESSION_IDLE_TIMEOUT", seconds, "1800",
+           "an MCP session with no request for this long ends at its last request, seconds; 0: only DELETE ends it"),
+    Option("mcp_resource_uri", "OTEL_LLM_METRICS_MCP_RESOURCE_URI", flag, "false",
+           "opt-in: mcp.resource.uri on resources/read and subscribe (capped like model names)"),
     Option("app_metrics_path", "OTEL_LLM_METRICS_APP_METRICS_PATH", path, "/metrics",
            "also serve the endpoint at this path on the app's own port (off by default: that port "
            "is often public)"),

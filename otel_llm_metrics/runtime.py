@@ -73,6 +73,7 @@ class Telemetry:
         self.registry = registry or DEFAULT_REGISTRY
         self.registry.configure(settings.max_series, settings.max_model_names)
         self.registry.gen_ai.configure_cost(settings.cost, settings.prices_file, settings.max_tenants)
+        self.registry.mcp.apply(settings)
         self._created_in_pid = self._resource_pid = os.getpid()
         their_meters, their_tracers = theirs
         self._resource = their_meters._sdk_config.resource if their_meters is not None else make_resource(settings)

@@ -29,6 +29,7 @@ BAD = {
     "resources": ("cpu", "gpu,cpu"), "loop_lag_interval": ("x", "x"), "prometheus_port_attempts": ("0", 2000),
     "shutdown_timeout_s": ("inf", -1), "workers_dir": ("/dev/null/workers", "/dev/null/workers"),
     "workers_interval": ("0", 600), "otlp_per_worker": ("per-worker", 3),
+    "mcp": ("sometimes", 2), "mcp_session_idle_timeout": ("-1", "forever"), "mcp_resource_uri": ("uris", 5),
     "app_metrics_path": ("metrics", "/my metrics"),
     "upstream_calls": ("sometimes", 1), "upstream_hosts": ("https://api.openai.com", ["api.openai.com:443"]),
     "upstream_providers": ("llm.internal", ["llm.internal:openai"]),

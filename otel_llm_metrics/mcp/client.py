@@ -36,8 +36,6 @@ def call_for(gen_ai: Any, request: Any) -> McpCall | None:
         stats = for_gen_ai(gen_ai)
         if stats is None:
             return None
-        if not stats.settings_applied:
-            _apply_running_settings(stats)
         if not stats.enabled:
             return None
         if request.method == "POST":
@@ -54,15 +52,6 @@ def call_for(gen_ai: Any, request: Any) -> McpCall | None:
     except Exception:
         _log_failure()
         return None
-
-
-def _apply_running_settings(stats: McpStats) -> None:
-    """A process with no middleware (an agent, a script): the settings of the running instrumentation."""
-    from .. import runtime
-
-    telemetry = getattr(runtime, "_current", None)
-    if telemetry is not None:
-        stats.apply(telemetry.settings)
 
 
 class McpCall:

@@ -154,7 +154,6 @@ class McpStats:
         self.hosts = ValueLimiter(max_names)  # server.address of the servers called
         self.enabled = True
         self.resource_uri = False  # mcp.resource.uri is opt-in
-        self.settings_applied = False
 
     # -- configuration ----------------------------------------------------------------------------
     def configure(self, max_series: int, max_names: int) -> None:
@@ -167,7 +166,6 @@ class McpStats:
         self.resource_uri = bool(getattr(settings, "mcp_resource_uri", False))
         idle = getattr(settings, "mcp_session_idle_timeout", DEFAULT_IDLE_TIMEOUT)
         self.server_sessions.idle_timeout = self.client_sessions.idle_timeout = float(idle)
-        self.settings_applied = True
 
     # -- capped values ----------------------------------------------------------------------------
     def method(self, method: str) -> str:
