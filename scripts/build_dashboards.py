@@ -36,6 +36,9 @@ VARIABLES = {
                                'label_values(gen_ai_client_attempts_total{job=~"$job",gen_ai_provider_name=~"$provider"}, gen_ai_request_model)'),
     # For whom (tenant.id): only when tenants are configured; "All" also matches series without the label.
     "tenant": variable("tenant", "tenant", 'label_values(gen_ai_client_cost_USD_total{job=~"$job"}, tenant_id)'),
+    # MCP tools, served or called: "All" also matches the operations that are not tool calls.
+    "tool": variable("tool", "tool", 'label_values({__name__=~"mcp_(server|client)_operation_duration_seconds_count",'
+                                     'job=~"$job"}, gen_ai_tool_name)'),
 }
 
 
@@ -79,6 +82,63 @@ def cost_panels() -> list[dict]:
         panel("Served value per tenant, responses served (USD/h, 1h window)", "currencyUSD",
               (f"sum by (tenant_id) (job_tenant:gen_ai_server_cost_usd_per_hour:rate1h{{{JT}}})", "{{tenant_id}}")),
     ]
+
+
+def mcp_panels() -> list[dict]:
+    """MCP (docs/dashboards-mcp.md): the tools this app serves, then the ones it calls as an agent (per server).
+
+    "Errors" are operations with an error.type other than tool_error; a tool call "fails" with either.
+    """
+    tool = f'{J},gen_ai_tool_name=~"$tool"'
+    served = [
+        panel("Served: MCP operations per second by method", "reqps",
+              (f"sum by (mcp_method_name) (job_method_tool:mcp_server_operations:rate5m{{{J}}})", "{{mcp_method_name}}")),
+        panel("Served: tool calls per second by tool", "reqps",
+              (f'sum by (gen_ai_tool_name) (job_method_tool:mcp_server_operations:rate5m{{{tool},'
+               f'mcp_method_name="tools/call"}})', "{{gen_ai_tool_name}}")),
+        panel("Served: tool call latency per tool (p50, p95; alert above 10s)", "s",
+              *[(f"job_tool:mcp_server_tool_call_duration_seconds:{q}{{{tool}}}", f"{q} {{{{gen_ai_tool_name}}}}")
+                for q in ("p50", "p95")]),
+        panel("Served: tool calls failing by tool (any error; tool_error: isError results; alert above 10%)",
+              "percentunit", (f"job_tool:mcp_server_tool_failure_ratio:rate5m{{{tool}}}", "failing {{gen_ai_tool_name}}"),
+              (f"job_tool:mcp_server_tool_error_ratio:rate5m{{{tool}}}", "tool_error {{gen_ai_tool_name}}")),
+        panel("Served: error ratio by method (JSON-RPC and transport errors, not the caller's mistakes)", "percentunit",
+              (f"job_method:mcp_server_error_ratio:rate5m{{{J}}}", "{{mcp_method_name}}")),
+        panel("Served: failed operations per second by method and error.type", "reqps",
+              (f'sum by (mcp_method_name, error_type) (rate(mcp_server_operation_duration_seconds_count{{{J},'
+               f'error_type!=""}}[$__rate_interval]))', "{{mcp_method_name}} {{error_type}}")),
+        panel("Served: open MCP sessions", "short",
+              (f"sum by (job) (mcp_server_session_active{{{J}}})", "{{job}}")),
+        panel("Served: session duration (p50, p95, 1h window)", "s",
+              *[(f"job:mcp_server_session_duration_seconds:{q}_1h{{{J}}}", f"{q} {{{{job}}}}") for q in ("p50", "p95")]),
+    ]
+    made = [
+        panel("Called: MCP operations per second by server and method", "reqps",
+              (f"sum by (server_address, mcp_method_name) (job_server_method_tool:mcp_client_operations:rate5m{{{J}}})",
+               "{{server_address}} {{mcp_method_name}}")),
+        panel("Called: tool calls per second by server and tool", "reqps",
+              (f'sum by (server_address, gen_ai_tool_name) (job_server_method_tool:mcp_client_operations:rate5m{{{tool},'
+               f'mcp_method_name="tools/call"}})', "{{server_address}} {{gen_ai_tool_name}}")),
+        panel("Called: tool call latency per server and tool (p50, p95; alert above 10s)", "s",
+              *[(f"job_server_tool:mcp_client_tool_call_duration_seconds:{q}{{{tool}}}",
+                 f"{q} {{{{server_address}}}} {{{{gen_ai_tool_name}}}}") for q in ("p50", "p95")]),
+        panel("Called: tool calls failing per server and tool (any error; tool_error; alert above 10%)", "percentunit",
+              (f"job_server_tool:mcp_client_tool_failure_ratio:rate5m{{{tool}}}",
+               "failing {{server_address}} {{gen_ai_tool_name}}"),
+              (f"job_server_tool:mcp_client_tool_error_ratio:rate5m{{{tool}}}",
+               "tool_error {{server_address}} {{gen_ai_tool_name}}")),
+        panel("Called: error ratio per server and method (every JSON-RPC error, HTTP status)", "percentunit",
+              (f"job_server_method:mcp_client_error_ratio:rate5m{{{J}}}", "{{server_address}} {{mcp_method_name}}")),
+        panel("Called: failed operations per second by server, method and error.type", "reqps",
+              (f'sum by (server_address, mcp_method_name, error_type) (rate(mcp_client_operation_duration_seconds_count'
+               f'{{{J},error_type!=""}}[$__rate_interval]))', "{{server_address}} {{mcp_method_name}} {{error_type}}")),
+        panel("Called: open MCP sessions per server", "short",
+              (f"sum by (server_address) (mcp_client_session_active{{{J}}})", "{{server_address}}")),
+        panel("Called: session duration per server (p50, p95, 1h window)", "s",
+              *[(f"job_server:mcp_client_session_duration_seconds:{q}_1h{{{J}}}", f"{q} {{{{server_address}}}}")
+                for q in ("p50", "p95")]),
+    ]
+    return [*served, *made]
 
 
 DASHBOARDS = {
@@ -188,6 +248,7 @@ DASHBOARDS = {
               (f"sum by (cache_name) (rate(cache_misses_total{{{J}}}[$__rate_interval]))", "misses {{cache_name}}")),
     ]),
     "otel-llm-cost": ("LLM cost and tenants", ["job", "provider", "upstream_model", "tenant"], cost_panels()),
+    "otel-llm-mcp": ("MCP: tools served and called (operations, latency, errors, sessions)", ["job", "tool"], mcp_panels()),
 }
 
 

@@ -39,8 +39,8 @@ def test_ids_uids_datasources_and_variables_resolve():
     prometheus = next(d for d in datasources["datasources"] if d["uid"] == "prometheus")
     assert prometheus["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"] == "tempo"
     found = dashboards()
-    assert len(found) == 6
-    assert len({d["uid"] for d in found.values()}) == 6, "dashboard uids are unique"
+    assert len(found) == 7
+    assert len({d["uid"] for d in found.values()}) == 7, "dashboard uids are unique"
     for name, dashboard in found.items():
         panel_ids = [p["id"] for p in dashboard["panels"]]
         assert len(panel_ids) == len(set(panel_ids)), name
@@ -67,6 +67,7 @@ _VALUES = {
     catalogue.POOL_STATE: ("idle", "used"),
     "system.memory.state": ("used",),
     catalogue.RATE_LIMIT_RESOURCE: ("requests", "tokens"),
+    catalogue.MCP_METHOD: ("tools/call", "initialize"),
 }
 
 
@@ -112,3 +113,19 @@ def test_every_panel_and_variable_has_data_from_series_shaped_as_the_catalogue_s
     result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def test_the_mcp_dashboard_shows_every_mcp_instrument_and_rule_on_both_sides():
+    """Every MCP recording rule is read by a panel, and every MCP instrument reaches the MCP dashboard (directly or
+    through a rule); served and called panels come in pairs, so each side fills its own rows."""
+    rules = yaml.safe_load((ROOT / "prometheus" / "rules" / "recording.yml").read_text())["groups"][0]["rules"]
+    mcp_rules = {rule["record"]: rule["expr"] for rule in rules if "mcp_" in rule["record"]}
+    dashboard = dashboards()["otel-llm-mcp.json"]
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert mcp_rules and all(name in exprs for name in mcp_rules), set(mcp_rules) - set(re.findall(r"[\w:]+", exprs))
+    reached = exprs + " ".join(expr for name, expr in mcp_rules.items() if name in exprs)
+    for spec in catalogue.MCP_SPECS:
+        assert spec.prometheus_name in reached, spec.name
+    titles = [p["title"] for p in dashboard["panels"]]
+    served, called = [t for t in titles if t.startswith("Served:")], [t for t in titles if t.startswith("Called:")]
+    assert len(served) == len(called) == len(titles) / 2 and len(served) % 2 == 0, titles
