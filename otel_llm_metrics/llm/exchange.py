@@ -19,10 +19,6 @@ from .stats import (
     CallTokens,
     ClientRecord,
     GenAiStats,
-    cost_key,
-    operation_key,
-    response_key,
-    server_token_key,
 )
 
 
@@ -88,19 +84,20 @@ class LlmExchange:
         answer: it is recorded as served, with its latencies, not as cancelled.
         """
         stats, parser = self.stats, self.parser
+        response_model = None
         if parser is not None:
             parser.finish()
             if cancelled and parser.answer_ended:
                 cancelled = False
-        request_model = stats.models(self.request.model)
-        response_model = stats.models(parser.response_model) if parser is not None else None
+            response_model = parser.response_model
         if error_type is None and status is not None and status >= 400:
             error_type = str(status)
         if error_type is None and parser is not None and parser.error_event:
             error_type = c.OTHER
-        operation, provider = self.endpoint.operation, self.provider
+        record = stats.server_record(self.endpoint.operation, self.provider, self.request.model, response_model,
+                                     error_type, self.tenant)
         if not cancelled:
-            series = stats.server.get(operation_key(operation, provider, request_model, response_model, error_type))
+            series = record.duration_series()
             series.duration.record(end - start)
             if exemplar_ids is not None:
                 series.duration.exemplar(end - start, *exemplar_ids)
@@ -112,22 +109,24 @@ class LlmExchange:
                 if output and output > 1:
                     series.time_per_output_token.record((end - parser.first_token_at) / (output - 1))
             if error_type is None:
-                finish = stats.finish_reasons(parser.finish_reason) if parser is not None else None
-                stats.responses.add(response_key(operation, provider, request_model, response_model, finish))
+                record.count_response(parser.finish_reason if parser is not None else None)
         if parser is None:
             return
-        tenant = self.tenant
-        tokens = call_tokens(parser)
-        if tokens.input is not None:
-            key = server_token_key(operation, provider, request_model, response_model, "input", False, tenant)
-            stats.server_tokens.get(key).tokens.record(tokens.input)
-        if tokens.output is not None:
-            key = server_token_key(operation, provider, request_model, response_model, "output", tokens.estimated,
-                                   tenant)
-            stats.server_tokens.get(key).tokens.record(tokens.output)
+        if parser.input_tokens is not None:
+            record.token_histogram(None).record(parser.input_tokens)
+        output = parser.output_token_count()
+        if output is not None:
+            record.token_histogram(parser.output_estimated).record(output)
         if stats.prices is not None and error_type is None and not cancelled:
-            key = cost_key(operation, provider, request_model, response_model, tenant)
-            self._price(key, stats.server_cost, stats.server_unpriced_calls, stats.server_unpriced_tokens)
+            tokens = _tokens(parser)
+            plan = record.price_plan()
+            if plan is PENDING:  # the table is loading: priced (or counted unpriced) once it has
+                stats.prices.later(self.provider, record.raw_models,
+                                   partial(_book, record.cost_key, tokens, stats.server_cost,  # type: ignore
+                                           stats.server_unpriced_calls, stats.server_unpriced_tokens))
+            else:
+                _book(record.cost_key, tokens, stats.server_cost, stats.server_unpriced_calls,
+                      stats.server_unpriced_tokens, plan)  # type: ignore[arg-type]
 
     def record_call(self, started: float, attempt_started: float, end: float, error_type: str | None,
                     address: str | None, port: int | None, chunk_gaps: Histogram | None,

@@ -213,7 +213,7 @@ class ClientRecord:
             if duration is not None:
                 series = self.series
                 if series is None:
-                    series = self.series = stats.client.get((*self.base, self.error_type))
+                    series = self.series = stats.client.get(client_key(*self.base, self.error_type))
                 series.duration.record(duration)
                 if first_chunk is not None:
                     series.time_to_first_chunk.record(first_chunk)
@@ -241,7 +241,7 @@ class ClientRecord:
 
     def _tokens(self, token_type: str, estimated: bool | None) -> Histogram:
         """A token histogram of these calls, bound on first use (under the lock)."""
-        key = (*self.base, token_type, estimated, self.tenant)
+        key = client_token_key(*self.base, token_type, estimated, self.tenant)
         h = self.tokens["input" if token_type == "input" else estimated] = self.stats.client_tokens.get(key).tokens
         return h
 
@@ -255,6 +255,61 @@ class ClientRecord:
                 bound = gauges[(resource, is_limit)] = (group, rate_limit_key(self.provider, self.address, self.port,
                                                                               self.request_model, resource))
             _set(bound[0], bound[1], value)
+
+
+class ServerRecord:
+    """The series one kind of served LLM request writes to, bound once per (operation, provider, request model,
+    response model, error type, tenant), as ``ClientRecord`` is for calls made. The served side's histograms
+    and response counts are written by the event loop only (no lock); cost takes the shared lock.
+    """
+
+    __slots__ = ("stats", "provider", "key", "raw_models", "series", "error_type", "responses", "tokens", "cost_key",
+                 "plan")
+
+    def __init__(self, stats: GenAiStats, operation: str, provider: str | None, request_model: str | None,
+                 response_model: str | None, error_type: str | None, tenant: str | None) -> None:
+        self.stats = stats
+        self.provider = provider
+        self.raw_models = (response_model, request_model)
+        request_model, response_model = stats.models(request_model), stats.models(response_model)
+        self.key = (operation, provider, request_model, response_model)
+        self.series = None  # the duration series, bound on first use
+        self.error_type = error_type
+        self.responses: dict[str | None, tuple] = {}  # raw finish reason -> the response count's key
+        self.tokens: dict[bool | None, Histogram] = {}  # None: input; else the output's estimated flag
+        self.cost_key = cost_key(operation, provider, request_model, response_model, tenant)
+        self.plan: Priced | None | object = PENDING if stats.prices is not None else None
+
+    def price_plan(self) -> Priced | None | object:
+        """As ``ClientRecord.price_plan``."""
+        plan = self.plan
+        if plan is PENDING and self.stats.prices is not None:
+            plan = self.stats.prices.plan_for(self.provider, self.raw_models)
+            if plan is not PENDING:
+                self.plan = plan
+        return plan
+
+    def duration_series(self):  # noqa: ANN201 - the server group's Series (duration, ttft, tpot)
+        series = self.series
+        if series is None:
+            series = self.series = self.stats.server.get(operation_key(*self.key, self.error_type))
+        return series
+
+    def count_response(self, finish_reason: str | None) -> None:
+        """One served response, by its (raw) finish reason."""
+        key = self.responses.get(finish_reason)
+        if key is None:
+            key = self.responses[finish_reason] = response_key(*self.key, self.stats.finish_reasons(finish_reason))
+        self.stats.responses.add(key)
+
+    def token_histogram(self, estimated: bool | None) -> Histogram:
+        """Input tokens (``estimated`` None) or output tokens, bound on first use."""
+        h = self.tokens.get(estimated)
+        if h is None:
+            token_type = "input" if estimated is None else "output"
+            key = server_token_key(*self.key, token_type, bool(estimated), self.cost_key[-1])
+            h = self.tokens[estimated] = self.stats.server_tokens.get(key).tokens
+        return h
 
 
 class GenAiStats:
@@ -284,6 +339,7 @@ class GenAiStats:
         self.finish_reasons = ValueLimiter(max_model_names)  # upstreams may invent their own
         self.hosts = ValueLimiter(max_model_names)  # upstream server.address values: any host counts
         self.client_records: dict[tuple, ClientRecord] = {}
+        self.server_records: dict[tuple, ServerRecord] = {}
         self.lock = threading.Lock()
         self._share_lock()
 
@@ -300,6 +356,7 @@ class GenAiStats:
         for group in self._shared_groups():
             group.lock = lock
         self.client_records = {}
+        self.server_records = {}
 
     def client_record(self, operation: str, provider: str | None, request_model: str | None,
                       response_model: str | None, address: str | None, port: int | None, error_type: str | None,
@@ -311,6 +368,17 @@ class GenAiStats:
             found = ClientRecord(self, *key)
             if len(self.client_records) < MAX_BOUND:
                 self.client_records[key] = found
+        return found
+
+    def server_record(self, operation: str, provider: str | None, request_model: str | None,
+                      response_model: str | None, error_type: str | None, tenant: str | None) -> ServerRecord:
+        """The bound record of served requests with these raw names (tenant capped): one dict lookup once bound."""
+        key = (operation, provider, request_model, response_model, error_type, tenant)
+        found = self.server_records.get(key)
+        if found is None:
+            found = ServerRecord(self, *key)
+            if len(self.server_records) < MAX_BOUND:
+                self.server_records[key] = found
         return found
 
     def histogram_groups(self) -> tuple[HistogramGroup, ...]:
@@ -333,7 +401,7 @@ class GenAiStats:
         for group in self._counters():
             group.max_series = max_series
         self.models.max_values = self.finish_reasons.max_values = self.hosts.max_values = max_model_names
-        self.client_records = {}
+        self.client_records, self.server_records = {}, {}
 
     def _follow(self, latest_experimental: bool, max_series: int) -> None:
         """The calls made's instruments under the latest released GenAI conventions (v1.41) or the newest ones.
@@ -385,7 +453,7 @@ class GenAiStats:
         """Cost on: a price book over the user's prices (validated at start-up already); the table loads later."""
         self.prices = PriceBook(read_overrides(prices_file) if prices_file else None) if cost else None
         self.tenants.max_values = max_tenants
-        self.client_records = {}
+        self.client_records, self.server_records = {}, {}
 
     def reset(self) -> None:
         if self.prices is not None:
