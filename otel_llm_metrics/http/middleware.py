@@ -28,6 +28,7 @@ from ..llm.link import CURRENT as upstream_link
 from ..llm.link import UpstreamTime
 from ..llm.tenant import TenantSource
 from ..log_format import REQUEST as log_request
+from ..mcp import server as mcp_server
 from ..registry import Registry
 from . import request_id, server_span
 from .lifespan import LifespanRelay, Stopping
@@ -91,6 +92,11 @@ class MetricsMiddleware:
         self.gen_ai = self.telemetry.registry.gen_ai
         self.tenant_source = tenant_source(settings)
         self.log_request = log_request if settings.log_format == "json" else None  # JSON log lines' request
+        # -- MCP hook point (otel_llm_metrics/mcp): JSON-RPC bodies are recognised by what they carry, on any path
+        mcp = getattr(telemetry.registry, "mcp", None)
+        if mcp is not None:
+            mcp.apply(settings)
+        self.mcp = mcp if mcp is not None and mcp.enabled else None
         self._logged_failure = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,6 +171,7 @@ class Exchange:
     upstream: UpstreamTime | None = None  # time in upstream LLM calls, while they are measured at the wire
     upstream_token: object = None
     raw_tenant: str | None = None  # the tenant read at the start, when there is no upstream link to hold it
+    mcp: mcp_server.Served | None = None  # set once a POST body is (or may be) JSON-RPC: an MCP exchange
 
     def __init__(self, mw: MetricsMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.start = perf_counter()
@@ -232,6 +239,10 @@ class Exchange:
         if kind == "http.request":
             body = message.get("body")
             if body:
+                if self.mcp is not None or (not self.request_bytes and body[:1] in mcp_server.LEADS  # MCP hook point:
+                                            and self.method == "POST" and self.llm is None  # a JSON body's 1st chunk
+                                            and self.mw.mcp is not None):
+                    self._mcp_request(body, message.get("more_body", False))
                 self.request_bytes += len(body)
                 if self.llm is not None:
                     self._guarded(self.llm.request.feed, body)
@@ -335,6 +346,30 @@ class Exchange:
             message["headers"] = [*headers, (REQUEST_ID_HEADER, self.request_id)]
         if self.llm is not None:
             self.llm.response_started(headers)
+        if self.method == "DELETE" and self.mw.mcp is not None:  # MCP hook point: the end of a session
+            mcp_server.deleted(self.mw.mcp, self.scope, self.status, perf_counter())
+
+    def _mcp_request(self, body: bytes, more: bool) -> None:
+        """MCP hook point: a request body chunk of a POST that is (or may turn out to be) JSON-RPC. Once it is,
+        the server's send goes through the MCP reader (other requests never pay for it)."""
+        try:
+            served = self.mcp
+            if served is None:
+                verdict = mcp_server.sniff(body, more)
+                if not verdict:
+                    return
+                served = self.mcp = mcp_server.begin(self.mw.mcp, self.scope, self.start, body, more, verdict)
+                if served is None:
+                    return
+            else:
+                served.request(body, more)
+            if served.decided and served.live and not served.send_installed:
+                self.app_send = served.wrap(self.app_send)
+            elif not served.live and not served.send_installed:
+                self.mcp = None
+        except Exception:  # never into the app
+            self.mcp = None
+            self.mw._log_failure()
 
     def finish(self) -> None:
         """Record everything once; called exactly once, whatever happened.
@@ -398,6 +433,8 @@ class Exchange:
             slow_measure = (self.first_byte or end) - self.start
         else:
             slow_measure = duration
+        if self.mcp is not None:  # MCP hook point: operations never answered end with the exchange
+            self.mcp.finish(end, error, self.disconnected)
         if self.llm is not None:
             self.llm.tenant = tenant
             self.llm.record(self.start, end, status, error_type, outcome == CLIENT_CANCELLED, self.streamed,
