@@ -70,6 +70,18 @@ def _spellings(name: bytes) -> tuple[bytes, ...]:
 _KINDS: dict[bytes, tuple[str, bool] | str] = {
     **RATE_LIMIT_HEADERS, **{name.encode(): name for name in (CONTENT_TYPE, CONTENT_ENCODING, RETRY_AFTER)}}
 _WANTED = {spelling: kind for name, kind in _KINDS.items() for spelling in _spellings(name)}
+# Every header name seen so far -> its kind, or "" (not wanted): most answers repeat the same few dozen names,
+# so a header costs one dict lookup. Bounded: past MAX_SEEN names, new ones are judged each time, not kept.
+_SEEN: dict[bytes, tuple[str, bool] | str] = dict(_WANTED)
+MAX_SEEN = 1024
+
+
+def _kind(name: bytes) -> tuple[str, bool] | str:
+    """What a header name not seen before is (its lowercase form decides), remembered while there is room."""
+    kind = _WANTED.get(name.lower(), "")
+    if len(_SEEN) < MAX_SEEN:
+        _SEEN[name] = kind
+    return kind
 
 
 class Answer:
@@ -82,15 +94,13 @@ class Answer:
         self.encoded = False  # a content-encoding other than identity
         self.limits: list[tuple[str, bool, int]] | None = None  # (resource, is_limit, value)
         self.retry_after: float | None = None
-        wanted = _WANTED
+        seen = _SEEN
         for name, value in raw:
-            kind = wanted.get(name)
+            kind = seen.get(name)
             if kind is None:
-                if name.islower() or not name[:1].isalpha():
-                    continue
-                kind = wanted.get(name.lower())
-                if kind is None:
-                    continue
+                kind = _kind(name)
+            if not kind:
+                continue
             if kind.__class__ is tuple:
                 number = _whole(value)
                 if number is not None:

@@ -186,24 +186,6 @@ class LlmExchange:
         return self.stats.client_record(self.endpoint.operation, self.provider, self.request.model, response_model,
                                         address, port, error_type, self.tenant)
 
-    def _price(self, key: tuple, cost: SharedCounterGroup, unpriced_calls: SharedCounterGroup,
-               unpriced_tokens: SharedCounterGroup) -> None:
-        """Add this call's USD to ``cost``, or count it as unpriced (never as a cost of 0).
-
-        The price is looked up by the names the upstream used (response model, else request model),
-        not by their capped attribute values; the last attribute of every cost key is the tenant.
-        """
-        parser = self.parser
-        tokens = _tokens(parser) if parser is not None else None
-        models = (parser.response_model if parser is not None else None, self.request.model)
-        prices = self.stats.prices
-        plan = prices.plan_for(self.provider, models)  # type: ignore[union-attr]
-        if plan is PENDING:
-            prices.later(self.provider, models, partial(_book, key, tokens, cost, unpriced_calls,  # type: ignore
-                                                        unpriced_tokens))
-        else:
-            _book(key, tokens, cost, unpriced_calls, unpriced_tokens, plan)  # type: ignore[arg-type]
-
 
 def _book(key: tuple, tokens: Tokens | None, cost: SharedCounterGroup, unpriced_calls: SharedCounterGroup,
           unpriced_tokens: SharedCounterGroup, plan: Priced | None) -> None:
@@ -220,12 +202,18 @@ def _book(key: tuple, tokens: Tokens | None, cost: SharedCounterGroup, unpriced_
 
 def _tokens(parser: ResponseParser) -> Tokens | None:
     """The usage to price, or None when the upstream reported none (or reported parts above their totals)."""
-    if parser.input_tokens is None:
+    total = parser.input_tokens
+    if total is None:
         return None
-    estimated = parser.output_estimated
-    tokens = Tokens(parser.input_tokens, parser.cache_read_tokens or 0, parser.cache_creation_tokens or 0,
-                    parser.output_token_count() or 0, 0 if estimated else parser.reasoning_tokens or 0)
-    return tokens if tokens.consistent() else None
+    read, write = parser.cache_read_tokens or 0, parser.cache_creation_tokens or 0
+    output = parser.output_token_count() or 0
+    reasoning = 0 if parser.output_estimated else parser.reasoning_tokens or 0
+    if read + write > total or reasoning > output:  # Tokens.consistent(), without building them first
+        return None
+    return _new_tuple(Tokens, (total, read, write, output, reasoning))  # Tokens(...) without its Python __new__
+
+
+_new_tuple = tuple.__new__
 
 
 def call_tokens(parser: ResponseParser) -> CallTokens:
