@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from .. import catalogue as c
 from .cost import COUNTERS as COST_COUNTERS
 from .cost import SideCost, costs
+from .mcp import GAUGES as MCP_GAUGES
+from .mcp import HISTOGRAMS as MCP_HISTOGRAMS
+from .mcp import McpSide, mcp_sides
 from .readings import HistogramData, L, Reading, by_route, label, merged, route_of
 from .upstream import COUNTERS, GAUGES, HISTOGRAMS, OVERHEADS, UpstreamCalls, overheads, upstream_calls
 
@@ -59,6 +62,7 @@ class Interval:
     caches: list[tuple[str, float | None, float | None]] = field(default_factory=list)  # name, lookups/s, hit ratio
     upstream: list[UpstreamCalls] = field(default_factory=list)  # counts over the interval: see per_s()
     cost: dict[str, SideCost] = field(default_factory=dict)  # "made", "served": USD over the interval
+    mcp: dict[str, McpSide] = field(default_factory=dict)  # "served", "called": MCP operations over the interval
 
     def per_s(self, count: float | None) -> float | None:
         """A count over this interval per second; None for the first reading or what was not reported."""
@@ -99,6 +103,9 @@ def between(earlier: Reading | None, later: Reading) -> Interval:
                                   {**{spec.prometheus_name: increase(spec) for spec in COUNTERS},
                                    **{spec.prometheus_name: later.sample(spec) for spec in GAUGES}})
     out.cost = costs({name: increase(name) for name in COST_COUNTERS})
+    out.mcp = mcp_sides({spec.prometheus_name: hist(spec) for spec in MCP_HISTOGRAMS},
+                        {spec.prometheus_name: later.sample(spec) for spec in MCP_GAUGES
+                         if spec.prometheus_name in later.samples})
     out.in_flight = sum(later.sample(c.ACTIVE_REQUESTS).values())
     out.peak = max(later.sample(c.ACTIVE_REQUESTS_PEAK).values(), default=0.0)
 

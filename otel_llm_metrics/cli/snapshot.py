@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from .. import catalogue as c
 from .cost import JSON_KEYS, SIDES, ModelCost, costs
+from .mcp import CALLED, SERVED, McpOperations, McpSide, mcp_sides
+from .mcp import SIDES as MCP_SIDES
 from .readings import HistogramData, L, by_route, label, merged, models, parse
 from .upstream import UpstreamCalls, overheads, upstream_calls
 
@@ -37,13 +39,15 @@ def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: floa
     found = models(histograms)
     calls = upstream_calls(histograms, samples)
     overhead, first_token = overheads(histograms)
+    mcp = mcp_sides(histograms, samples)
     totals = {"requests": sum(d.count for d in routes.values()), "errors": sum(errors.values()),
               "input_tokens": sum(m["input"].total for m in found),
               "output_tokens": sum(m["output"].total for m in found),
               "upstream_calls": sum(u.calls for u in calls), "upstream_attempts": sum(u.attempts or 0 for u in calls),
               "upstream_errors": sum(sum(u.errors.values()) for u in calls),
               "upstream_input_tokens": sum(u.input_tokens or 0 for u in calls),
-              "upstream_output_tokens": sum(u.output_tokens or 0 for u in calls)}
+              "upstream_output_tokens": sum(u.output_tokens or 0 for u in calls),
+              **_mcp_totals(mcp)}
     outcomes: dict[str, float] = defaultdict(float)
     for key, value in samples.get(c.STREAMS.prometheus_name, {}).items():
         outcomes[label(key, L[c.STREAM_OUTCOME])] += value
@@ -72,6 +76,8 @@ def snapshot(texts: str | Sequence[str], previous: dict | None = None, now: floa
                            for u in calls],
         "cost": _cost(samples, previous.get("cost") if previous else None,
                       elapsed if previous and "cost" in previous else None),
+        "mcp": {side: _mcp(mcp.get(side), ((previous or {}).get("mcp") or {}).get(side),
+                           elapsed if previous and "mcp" in previous else None) for side in MCP_SIDES},
     }
 
 
@@ -99,6 +105,40 @@ def _upstream(calls: UpstreamCalls, earlier: dict[tuple, dict], elapsed: float |
                        for n in ("calls", "failed_calls", "attempts", "input_tokens", "output_tokens")}
         rates["errors_per_s"] = {kind: max(0.0, n - before.get("errors", {}).get(kind, 0.0)) / elapsed
                                  for kind, n in calls.errors.items()}
+        out["rates"] = rates
+    return out
+
+
+def _mcp_totals(found: dict[str, McpSide]) -> dict[str, float]:
+    """MCP operations and failed ones since start, per side (0 for a side that reported none)."""
+    out = {}
+    for side in (SERVED, CALLED):
+        mine = found.get(side)
+        out[f"mcp_{side}_operations"] = mine.total if mine else 0.0
+        out[f"mcp_{side}_failed"] = mine.failed if mine else 0.0
+    return out
+
+
+def _mcp(found: McpSide | None, earlier: dict | None, elapsed: float | None) -> dict | None:
+    """One side's MCP operations and sessions (null: nothing reported); ``rates`` since the earlier snapshot."""
+    if found is None:
+        return None
+    before = {(o["server"] or "", o["method"] or "", o["tool"] or "", o["prompt"] or ""): o
+              for o in (earlier or {}).get("operations", [])}
+    return {"operations": [_mcp_operation(o, before.get(o.key, {}), elapsed) for o in found.operations],
+            "open_sessions": found.open_sessions, "sessions_ended": found.sessions.count,
+            "session_duration_s": _percentiles(found.sessions)}
+
+
+def _mcp_operation(o: McpOperations, before: dict, elapsed: float | None) -> dict:
+    out = {"server": o.server or None, "method": o.method or None, "tool": o.tool or None, "prompt": o.prompt or None,
+           "operations": o.operations, "failed": o.failed, "tool_errors": o.tool_errors, "errors": o.errors,
+           "duration_s": _percentiles(o.duration), "rates": None}
+    if elapsed:
+        rates: dict = {f"{n}_per_s": max(0.0, out[n] - (before.get(n) or 0.0)) / elapsed
+                       for n in ("operations", "failed", "tool_errors")}
+        rates["errors_per_s"] = {kind: max(0.0, n - before.get("errors", {}).get(kind, 0.0)) / elapsed
+                                 for kind, n in o.errors.items()}
         out["rates"] = rates
     return out
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from .. import catalogue as c
 from .cost import NO_PRICE, TITLES, ModelCost, calls, costs, usd
+from .mcp import CALLED, mcp_sides, named
+from .mcp import TITLES as MCP_TITLES
 from .readings import HistogramData, L, by_route, label, merged, models, ms, parse
 
 
@@ -35,6 +37,7 @@ def summary(texts: str | Sequence[str]) -> str:
                      f"(mean {ms(ttfb.mean)}); "
                      f"{chunks:.0f} chunks, {sent / 1024:.1f} KiB sent")
     lines.extend(_llm_lines(histograms))
+    lines.extend(mcp_lines(histograms, samples))
     lines.extend(cost_lines(samples))
     lines.extend(_resource_lines(samples, histograms))
     waiting = samples.get(c.LIMITER_WAITING.prometheus_name, {})
@@ -64,6 +67,23 @@ def _llm_lines(histograms: dict) -> list[str]:
                      + (f" ({m['estimated']:.0f} estimated)" if m["estimated"] else "")
                      + f"  ttft {first.describe(0.5)}/{first.describe(0.95)} (mean {ms(first.mean)})"
                      + f"  tpot {per_token.describe(0.5)} (mean {ms(per_token.mean)})")
+    return lines
+
+
+def mcp_lines(histograms: dict, samples: dict) -> list[str]:
+    """MCP operations since start per side, method and tool (count, failed, tool_error, p50/p95), then sessions."""
+    lines = []
+    for side, found in mcp_sides(histograms, samples).items():
+        lines.append(f"{MCP_TITLES[side]} (count, failed, of which tool_error, p50/p95):")
+        for o in found.operations:
+            where = f"{o.server or '-'}  " if side == CALLED else ""
+            errors = ", ".join(f"{kind}: {n:.0f}" for kind, n in o.errors.items())
+            lines.append(f"  {where}{o.method or '-':26} {named(o):20} {o.operations:6.0f}  failed {o.failed:.0f}"
+                         f"{f' ({errors})' if errors else ''}  tool_error {o.tool_errors:.0f}  "
+                         f"p50/p95 {o.duration.describe(0.5)}/{o.duration.describe(0.95)}")
+        open_now = "-" if found.open_sessions is None else f"{found.open_sessions:.0f}"
+        lines.append(f"  sessions: open {open_now}, ended {found.sessions.count:.0f}, duration p50 "
+                     f"{found.sessions.describe(0.5)}, p95 {found.sessions.describe(0.95)}")
     return lines
 
 

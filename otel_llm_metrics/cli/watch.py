@@ -12,6 +12,8 @@ from typing import Any
 
 from .cost import NO_PRICE, TITLES, ModelCost, calls, usd
 from .interval import Interval, between
+from .mcp import CALLED, McpOperations, named
+from .mcp import TITLES as MCP_TITLES
 from .readings import HistogramData, Reading, ms, read_all
 from .upstream import UpstreamCalls
 
@@ -44,10 +46,10 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
     parts: list[Any] = [Text(f"{time.strftime('%H:%M:%S', time.localtime(interval.time))}  {' '.join(urls)}  "
                              f"[{span}]  {status}")]
 
-    def table(title: str, *columns: str) -> Any:
+    def table(title: str, *columns: str, left: int = 2) -> Any:
         made = Table(title=title, box=box.SIMPLE, title_justify="left", pad_edge=False)
         for i, column in enumerate(columns):
-            made.add_column(column, justify="left" if i < 2 else "right", no_wrap=i >= 2, overflow="fold")
+            made.add_column(column, justify="left" if i < left else "right", no_wrap=i >= left, overflow="fold")
         return made
 
     routes = table(f"Requests (in flight {interval.in_flight:.0f}, busiest worker's peak {interval.peak:.0f})",
@@ -70,6 +72,7 @@ def screen(interval: Interval, urls: list[str], status: str) -> Any:
                            _rate(m.output_tokens_per_s), *_pair(m.time_to_first_token),
                            m.time_per_output_token.describe(0.5), ms(m.time_per_output_token.mean))
         parts.append(models)
+    parts.extend(_mcp(interval, table))
     parts.extend(_upstream(interval, table, Text))
     parts.extend(_cost(interval, table))
     for name, waiting, wait in interval.limiters:
@@ -109,6 +112,33 @@ def _upstream(interval: Interval, table: Any, text: Any) -> list[Any]:
                         *_pair(r.first_token_overhead or HistogramData()))
         parts.append(own)
     return parts
+
+
+def _mcp(interval: Interval, table: Any) -> list[Any]:
+    """Per side that reported MCP (served, called): operations per method and tool, then its sessions."""
+    parts = []
+    for side, found in interval.mcp.items():
+        server = ("server",) if side == CALLED else ()
+        view = table(MCP_TITLES[side], *server, "method", "tool", "ops/s", "failed/s", "tool_error/s",
+                     "errors/s by type", "p50", "p95", left=len(server) + 2)
+        for o in found.operations:
+            view.add_row(*mcp_row(interval, o, side == CALLED))
+        ended = interval.per_s(found.sessions.count) if interval.seconds else found.sessions.count
+        view.caption = (f"sessions open {'-' if found.open_sessions is None else f'{found.open_sessions:.0f}'}, "
+                        f"ended {_rate(ended)}{'/s' if interval.seconds else ''}, "
+                        f"duration p50 {found.sessions.describe(0.5)}, p95 {found.sessions.describe(0.95)}")
+        view.caption_justify = "left"
+        parts.append(view)
+    return parts
+
+
+def mcp_row(interval: Interval, o: McpOperations, called: bool) -> tuple[str, ...]:
+    """One method and tool: rates over the interval (none on the first screen)."""
+    errors = "-"
+    if interval.seconds:
+        errors = ", ".join(f"{kind} {_rate(interval.per_s(n))}" for kind, n in o.errors.items()) or "0.0"
+    return (*((o.server or "-",) if called else ()), o.method or "-", named(o), _rate(interval.per_s(o.operations)),
+            _rate(interval.per_s(o.failed)), _rate(interval.per_s(o.tool_errors)), errors, *_pair(o.duration))
 
 
 def upstream_row(interval: Interval, u: UpstreamCalls) -> tuple[str, ...]:

@@ -43,7 +43,9 @@ def test_two_servers_merge_exactly_and_rates_come_from_the_state_file(tmp_path):
         assert routes[("GET", "(unmatched)")]["requests"] == 2
         assert first["totals"] == {"requests": 14, "errors": 0, "input_tokens": 0, "output_tokens": 0,
                                    "upstream_calls": 0, "upstream_attempts": 0, "upstream_errors": 0,
-                                   "upstream_input_tokens": 0, "upstream_output_tokens": 0}
+                                   "upstream_input_tokens": 0, "upstream_output_tokens": 0,
+                                   "mcp_served_operations": 0, "mcp_served_failed": 0, "mcp_called_operations": 0,
+                                   "mcp_called_failed": 0}
         assert first["in_flight"] == 0 and first["peak"] == 1 and first["models"] == []
         duration = routes[("GET", "/hello/{name}")]["duration_s"]
         assert duration["count"] == 12 and duration["mean"] > 0
