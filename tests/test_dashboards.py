@@ -71,11 +71,12 @@ _VALUES = {
 }
 
 
-def _catalogue_series() -> list[dict]:
+def _catalogue_series(chosen: dict | None = None, specs: tuple = catalogue.ALL) -> list[dict]:
     """Series for every catalogue instrument, named and labelled as its Prometheus name and attributes say."""
+    chosen = _VALUES if chosen is None else chosen
     series = []
-    for spec in catalogue.ALL:
-        choices = [[(catalogue.prometheus_label(a), v) for v in _VALUES.get(a, ("x",))] for a in spec.attributes]
+    for spec in specs:
+        choices = [[(catalogue.prometheus_label(a), v) for v in chosen.get(a, ("x",))] for a in spec.attributes]
         for combination in itertools.product(*choices):
             labels = ",".join(['job="app"', 'instance="i1"', *(f'{k}="{v}"' for k, v in combination if v)])
             name = spec.prometheus_name
@@ -129,3 +130,48 @@ def test_the_mcp_dashboard_shows_every_mcp_instrument_and_rule_on_both_sides():
     titles = [p["title"] for p in dashboard["panels"]]
     served, called = [t for t in titles if t.startswith("Served:")], [t for t in titles if t.startswith("Called:")]
     assert len(served) == len(called) == len(titles) / 2 and len(served) % 2 == 0, titles
+
+
+BEDROCK_MODEL = "us.anthropic.claude-3-5-haiku-20241022-v1:0"  # a cross-region inference profile, as Bedrock names it
+
+
+def _selected(value: str) -> str:
+    """A variable's value as Grafana puts one selection into a Prometheus regex, inside a PromQL string."""
+    return re.escape(value).replace("\\", "\\\\")
+
+
+def test_bedrock_shows_in_the_upstream_and_cost_dashboards_like_any_provider(tmp_path):
+    """Offline: with Bedrock's calls only (provider aws.bedrock, a model id with dots and a colon), each variable
+    lists it, and every panel drawn per provider and model has a Bedrock series, selected by the variables."""
+    values = {**_VALUES, catalogue.GEN_AI_PROVIDER: ("aws.bedrock",), catalogue.GEN_AI_REQUEST_MODEL: (BEDROCK_MODEL,),
+              catalogue.TENANT: ("acme",)}
+    chosen = {"provider": _selected("aws.bedrock"), "upstream_model": _selected(BEDROCK_MODEL)}
+    tests = []
+    for name in ("otel-llm-upstream.json", "otel-llm-cost.json"):
+        dashboard = dashboards()[name]
+        for variable in dashboard["templating"]["list"]:
+            if variable["name"] in chosen:
+                selector, label = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["query"]).groups()
+                expected = "aws.bedrock" if label == "gen_ai_provider_name" else BEDROCK_MODEL
+                tests.append((f"group by ({label}) ({_offline(selector)})", f'{{{label}="{expected}"}}'))
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                if "gen_ai_provider_name" not in target["legendFormat"]:
+                    continue
+                expr = target["expr"]
+                for variable, value in chosen.items():
+                    expr = expr.replace(f"${variable}", value)
+                tests.append((f"group by (gen_ai_provider_name, gen_ai_request_model) ({_offline(expr)})",
+                              f'{{gen_ai_provider_name="aws.bedrock",gen_ai_request_model="{BEDROCK_MODEL}"}}'))
+    assert len(tests) > 12
+    spec = {"rule_files": [str(ROOT / "prometheus" / "rules" / "recording.yml")], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": _catalogue_series(values, (*catalogue.CALLS_MADE_SPECS,
+                                                                                   *catalogue.COST_SPECS)),
+                       "promql_expr_test": [{"expr": expr, "eval_time": "14m",
+                                             "exp_samples": [{"labels": labels, "value": 1}]}
+                                            for expr, labels in tests]}]}
+    test_file = tmp_path / "bedrock.test.yml"
+    test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(test_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

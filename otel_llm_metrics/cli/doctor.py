@@ -2,8 +2,8 @@
 
 Settings (the same OTEL_* variables the app reads), the metrics endpoints (answering, and ours
 rather than another program's on the port), the OTLP endpoint (an empty export it accepts, over
-gRPC or HTTP as configured) and a Prometheus (our target listed, up, and with recent samples). Last, the price
-table: advice (INFO or WARN), which never fails the pipeline's check.
+gRPC or HTTP as configured) and a Prometheus (our target listed, up, and with recent samples). Last, advice (INFO or
+WARN), which never fails the pipeline's check: the price table, and Bedrock where boto3/botocore is installed.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import metadata
 
+from ..client.instrumentors import BOTOCORE, disabled
 from ..config import ConfigError, Settings, load_settings
+from ..llm.endpoints import BEDROCK as BEDROCK_PROVIDER
 from .cost import has_cost_series, price_coverage, who
 from .readings import parse, read_metrics
+from .upstream import upstream_calls
 
 OUR_SCOPE = 'otel_scope_name="otel_llm_metrics"'
 _MARKS = {True: "OK  ", False: "FAIL", None: "SKIP"}
@@ -57,6 +60,9 @@ def doctor(urls: list[str], otlp: str | None, prometheus: str | None) -> int:
     checks.append(_check_otlp(otlp, settings))
     checks.append(_check_prometheus(prometheus, urls))
     checks.append(check_prices(texts or None, settings))
+    bedrock = check_bedrock(texts or None, settings)
+    if bedrock is not None:
+        checks.append(bedrock)
     for check in checks:
         print(check.line(), flush=True)
     return 1 if any(check.ok is False and not check.advisory for check in checks) else 0
@@ -156,6 +162,53 @@ def check_prices(texts: list[str] | None, settings: Settings | None = None) -> C
                  f"add their prices to {where} (docs/cost.md), in USD per million tokens, e.g. "
                  f'{{"models": [{entry}, "input": USD, "output": USD}}]}}, and restart the app; until then their '
                  "calls are counted as unpriced, never as $0", advisory=True)
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_bedrock(texts: list[str] | None, settings: Settings | None = None) -> Check | None:
+    """Where botocore is installed (boto3's transport): whether its Bedrock calls are measured here, and why not.
+
+    None where it is not installed. Not measured is advice (WARN): leaving our instrumentor out may be deliberate.
+    """
+    botocore = _installed("botocore")
+    if botocore is None:
+        return None
+    boto3 = _installed("boto3")
+    name = "Bedrock"
+    found = f"boto3 {boto3} (botocore {botocore})" if boto3 else f"botocore {botocore}"
+    theirs = _installed("opentelemetry-instrumentation-botocore")
+    kept = (f"; opentelemetry-instrumentation-botocore {theirs}'s gen_ai.client.* numbers are the only ones kept"
+            if theirs else "")
+    if disabled(BOTOCORE):
+        return Check(name, False, f"{found} installed, but its Bedrock calls are not measured: "
+                     f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS leaves out {BOTOCORE}{kept}",
+                     f"remove {BOTOCORE} (or *) from OTEL_PYTHON_DISABLED_INSTRUMENTATIONS where the app runs, "
+                     "and restart it", advisory=True)
+    if settings is not None and not settings.upstream_calls:
+        return Check(name, False, f"{found} installed, but no call the app makes is measured "
+                     f"(OTEL_LLM_METRICS_UPSTREAM_CALLS=false), Bedrock's included{kept}",
+                     "OTEL_LLM_METRICS_UPSTREAM_CALLS=true where the app runs, and restart it", advisory=True)
+    if settings is not None and settings.upstream_hosts \
+            and not any("bedrock-runtime" in host for host in settings.upstream_hosts):
+        return Check(name, False, f"{found} installed, but OTEL_LLM_METRICS_UPSTREAM_HOSTS "
+                     f"({','.join(settings.upstream_hosts)}) names no bedrock-runtime host: its calls are not measured",
+                     "add the Bedrock endpoint's host, e.g. bedrock-runtime.us-east-1.amazonaws.com, to "
+                     "OTEL_LLM_METRICS_UPSTREAM_HOSTS (or unset it to measure any LLM API), and restart the app",
+                     advisory=True)
+    detail = f"{found}: Bedrock calls measured ({BOTOCORE})"
+    if texts is not None:
+        samples, histograms = parse(texts)
+        calls = [u for u in upstream_calls(histograms, samples) if u.provider == BEDROCK_PROVIDER]
+        models = ", ".join(u.model or "-" for u in calls)
+        detail += f"; {sum(u.calls for u in calls):.0f} Bedrock call(s) seen ({models})" if calls \
+            else "; no Bedrock call seen yet"
+    return Check(name, True, detail, advisory=True)
 
 
 def _cost_on(settings: Settings | None) -> bool:
