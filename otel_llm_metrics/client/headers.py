@@ -102,7 +102,8 @@ class Answer:
             if not kind:
                 continue
             if kind.__class__ is tuple:
-                number = _whole(value)
+                value = value.strip()  # a whole number, and a sane one
+                number = int(value) if value.isdigit() and len(value) < 19 else None
                 if number is not None:
                     if self.limits is None:
                         self.limits = []
@@ -113,11 +114,6 @@ class Answer:
                 self.encoded = value.strip().lower() not in (b"", b"identity")
             else:
                 self.retry_after = retry_after_seconds(value)
-
-
-def _whole(value: bytes) -> int | None:
-    value = value.strip()
-    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 def retry_after_seconds(value: bytes) -> float | None:

@@ -156,10 +156,12 @@ class LlmExchange:
         input_tokens = output_tokens = cost = tokens = None
         estimated = unpriced = False
         if parser is not None:
-            input_tokens, output_tokens = parser.input_tokens, parser.output_token_count()
-            estimated = parser.output_estimated
+            input_tokens, output_tokens = parser.input_tokens, parser.output_tokens
+            if output_tokens is None:
+                estimated = parser.output_estimated
+                output_tokens = parser.content_events if estimated else None
             if stats.prices is not None and error_type is None:
-                tokens = _tokens(parser)
+                tokens = _tokens(parser, output_tokens, estimated)
                 plan = record.price_plan()
                 if plan is PENDING:  # the table is loading: priced (or counted unpriced) once it has
                     stats.prices.later(self.provider, record.raw_models,
@@ -200,14 +202,17 @@ def _book(key: tuple, tokens: Tokens | None, cost: SharedCounterGroup, unpriced_
             unpriced_tokens.add((*head, "output", tenant), tokens.output)
 
 
-def _tokens(parser: ResponseParser) -> Tokens | None:
-    """The usage to price, or None when the upstream reported none (or reported parts above their totals)."""
+def _tokens(parser: ResponseParser, output: int | None = None, estimated: bool | None = None) -> Tokens | None:
+    """The usage to price, or None when the upstream reported none (or reported parts above their totals);
+    ``output`` and ``estimated``: the parser's, when the caller has them already."""
     total = parser.input_tokens
     if total is None:
         return None
+    if estimated is None:
+        estimated, output = parser.output_estimated, parser.output_token_count()
     read, write = parser.cache_read_tokens or 0, parser.cache_creation_tokens or 0
-    output = parser.output_token_count() or 0
-    reasoning = 0 if parser.output_estimated else parser.reasoning_tokens or 0
+    output = output or 0
+    reasoning = 0 if estimated else parser.reasoning_tokens or 0
     if read + write > total or reasoning > output:  # Tokens.consistent(), without building them first
         return None
     return _new_tuple(Tokens, (total, read, write, output, reasoning))  # Tokens(...) without its Python __new__

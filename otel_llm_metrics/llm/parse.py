@@ -488,11 +488,17 @@ class ResponseParser:
 
     def _openai(self, document: dict) -> None:
         usage = document.get("usage")
-        if isinstance(usage, dict):
-            self.input_tokens = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
-            self.output_tokens = _count(usage.get("completion_tokens", usage.get("output_tokens")))
-            self.cache_read_tokens = _count(_get(usage, "prompt_tokens_details", "cached_tokens"))
-            self.reasoning_tokens = _count(_get(usage, "completion_tokens_details", "reasoning_tokens"))
+        if usage.__class__ is dict:  # _count and _get inline: this runs once per call, on the request path
+            value = usage.get("prompt_tokens", usage.get("input_tokens"))
+            self.input_tokens = value if value.__class__ is int and 0 <= value <= MAX_TOKENS else None
+            value = usage.get("completion_tokens", usage.get("output_tokens"))
+            self.output_tokens = value if value.__class__ is int and 0 <= value <= MAX_TOKENS else None
+            details = usage.get("prompt_tokens_details")
+            value = details.get("cached_tokens") if details.__class__ is dict else None
+            self.cache_read_tokens = value if value.__class__ is int and 0 <= value <= MAX_TOKENS else None
+            details = usage.get("completion_tokens_details")
+            value = details.get("reasoning_tokens") if details.__class__ is dict else None
+            self.reasoning_tokens = value if value.__class__ is int and 0 <= value <= MAX_TOKENS else None
         choices = document.get("choices")
         if isinstance(choices, list):
             for choice in choices:

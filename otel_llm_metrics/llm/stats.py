@@ -5,6 +5,7 @@ client or derived from spans, from whatever thread makes them), and a cap on dis
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -214,20 +215,29 @@ class ClientRecord:
                 series = self.series
                 if series is None:
                     series = self.series = stats.client.get(client_key(*self.base, self.error_type))
-                series.duration.record(duration)
+                h = series.duration  # Histogram.record inline (a call each costs more than the update)
+                h.counts[bisect_left(h.bounds, duration)] += 1
+                h.total += duration
+                if duration < h.min:
+                    h.min = duration
+                if duration > h.max:
+                    h.max = duration
                 if first_chunk is not None:
                     series.time_to_first_chunk.record(first_chunk)
                     if gaps is not None:
                         series.time_per_output_chunk.merge(gaps)
             if not stats.latest_experimental:
                 tokens = self.tokens
-                if input_tokens is not None:
-                    h = tokens.get("input") or self._tokens("input", None)
-                    h.record(input_tokens)
-                if output_tokens is not None:
-                    flag = estimated or None
-                    h = tokens.get(flag) or self._tokens("output", flag)
-                    h.record(output_tokens)
+                for value, flag, token_type in ((input_tokens, "input", "input"),
+                                                (output_tokens, estimated or None, "output")):
+                    if value is not None:
+                        h = tokens.get(flag) or self._tokens(token_type, flag)  # type: ignore[arg-type]
+                        h.counts[bisect_left(h.bounds, value)] += 1
+                        h.total += value
+                        if value < h.min:
+                            h.min = value
+                        if value > h.max:
+                            h.max = value
             if cost is not None:
                 _add(stats.client_cost, self.cost_key, cost)
             elif unpriced:
@@ -254,7 +264,12 @@ class ClientRecord:
                 group = self.stats.rate_limit if is_limit else self.stats.rate_limit_remaining
                 bound = gauges[(resource, is_limit)] = (group, rate_limit_key(self.provider, self.address, self.port,
                                                                               self.request_model, resource))
-            _set(bound[0], bound[1], value)
+            group, key = bound
+            counts = group.counts
+            if key in counts:
+                counts[key] = value
+            else:
+                _set(group, key, value)
 
 
 class ServerRecord:
