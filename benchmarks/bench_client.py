@@ -47,7 +47,7 @@ import httpx2  # noqa: E402
 TRANSCRIPTS = ROOT / "tests" / "llm" / "transcripts"
 BASE = "https://api.openai.com/v1"
 CHUNKS = 100  # content chunks in the long stream; the short one has 1
-TARGET_CALL_US, TARGET_CHUNK_US = 5.0, 1.0
+TARGET_CALL_US, TARGET_CHUNK_US = 25.0, 1.0  # issue 27
 PROMPT = "Answer from the context below.\n\n" + "word " * 150
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": PROMPT}]
 CHAT_REQUEST = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES}).encode()
@@ -200,11 +200,15 @@ def _ours(name: str, group: str) -> Variant:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from otel_llm_metrics import Registry, Telemetry, load_settings
-    from otel_llm_metrics.client import hook
+
+    try:  # the instrumentors put the libraries' own methods back (issue 26); before them, the hook did
+        from otel_llm_metrics.client.instrumentors import uninstall
+    except ImportError:
+        from otel_llm_metrics.client.hook import uninstall  # type: ignore[attr-defined,no-redef]
 
     reader = InMemoryMetricReader()
     telemetry = Telemetry(load_settings(environ={}, metrics_exporters=("none",)), Registry(), [reader])
-    return Variant(name, group, telemetry.measure_upstream_calls, hook.uninstall,
+    return Variant(name, group, telemetry.measure_upstream_calls, uninstall,
                    lambda: _recorded(reader, GEN_AI_DURATION), LLM_CASES)
 
 
@@ -344,13 +348,14 @@ def _verdict(raw: Results | None, sdk: Results | None) -> None:
     for label, results in (("", raw), ("openai SDK, ", sdk)):
         for i, v in enumerate(results.variants if results else ()):
             if v.name == "otel_llm_metrics":
-                call, chunk = results.added(i, "chat"), results.per_chunk(i)
-                checks.append((f"{label}{v.group}" if label else v.group, call, chunk))
-    print(f"\nTargets for otel_llm_metrics: at most {TARGET_CALL_US:g} us added per LLM call, at most "
-          f"{TARGET_CHUNK_US:g} us per streamed chunk.")
-    for where, call, chunk in checks:
-        met = call <= TARGET_CALL_US and chunk <= TARGET_CHUNK_US
-        print(f"- {where}: {call:+.1f} us per call, {chunk:+.3f} us per chunk: {'met' if met else 'NOT met'}")
+                call, short, chunk = results.added(i, "chat"), results.added(i, "stream1"), results.per_chunk(i)
+                checks.append((f"{label}{v.group}" if label else v.group, call, short, chunk))
+    print(f"\nTargets for otel_llm_metrics: at most {TARGET_CALL_US:g} us added per LLM call (plain and 1-chunk "
+          f"stream), at most {TARGET_CHUNK_US:g} us per streamed chunk.")
+    for where, call, short, chunk in checks:
+        met = call <= TARGET_CALL_US and short <= TARGET_CALL_US and chunk <= TARGET_CHUNK_US
+        print(f"- {where}: {call:+.1f} us per call, {short:+.1f} us per 1-chunk stream, {chunk:+.3f} us per chunk: "
+              f"{'met' if met else 'NOT met'}")
     if sdk is not None:
         print("  (the SDK's own cost, milliseconds per call and tens of them per 100-chunk stream, makes its rows "
               "far noisier; the HTTP-client rows are the measure)")
