@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -74,6 +74,29 @@ class Histogram:
             self.min = value
         if value > self.max:
             self.max = value
+
+    def record_many(self, values: list[float]) -> None:
+        """Record every value of ``values`` (sorted in place): one bisect per bucket bound instead of one per
+        value, which is what a stream's chunk gaps, gathered as a list, cost at its end."""
+        if not values:
+            return
+        values.sort()
+        counts, previous = self.counts, 0
+        for i, bound in enumerate(self.bounds):
+            at = bisect_right(values, bound, previous)  # values <= bound: bucket i holds (bounds[i-1], bounds[i]]
+            counts[i] += at - previous
+            previous = at
+        counts[-1] += len(values) - previous
+        total = self.total
+        if isinstance(total, float):
+            self.total = total + sum(values)
+        else:  # an ExponentialSum: each value fills its exponential bucket
+            for value in values:
+                total += value
+        if values[0] < self.min:
+            self.min = values[0]
+        if values[-1] > self.max:
+            self.max = values[-1]
 
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s observations (same bounds): gathered off the series, recorded in one step."""

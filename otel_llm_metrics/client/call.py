@@ -216,9 +216,7 @@ class Attempt:
         if gaps:
             if histogram is None:
                 histogram = self.gap_histogram = Histogram(c.GEN_AI_CLIENT_TPOC.buckets)
-            record = histogram.record
-            for gap in gaps:
-                record(gap)
+            histogram.record_many(gaps)
         return histogram
 
     # -- the end --------------------------------------------------------------------------------

@@ -230,6 +230,25 @@ class ResponseParser:
         if self._partial:
             body = self._partial + body
             self._partial = b""
+        elif self.response_model is not None:
+            # Nearly every chunk: one whole event on one line, its line end its only newline(s) (one memchr says
+            # so), holding one content string (found from the end, where it sits, then looked for before it).
+            size, first = len(body), body.find(b"\n")
+            if (first == size - 2 and body[size - 1] == 10 or first == size - 3 and body[size - 2] == 13
+                    and body[size - 1] == 10) if self.sse else first == size - 1:
+                key = self._key
+                last = body.rfind(key)
+                if last != -1:
+                    if body.find(key, 0, last) == -1:
+                        events = 0 if body[last + len(key)] == 34 else 1  # '"': the empty string
+                    else:
+                        events = body.count(key) - body.count(self._empty)
+                    if events:
+                        if not self.content_events:
+                            self.first_token_at = arrived or perf_counter()
+                        self.content_events += events
+                        self._last_single = body  # one content event: no usage, finish reason or error
+                        return
         if not (body.endswith(b"\n\n") or body.endswith(b"\n\r\n") if self.sse else body.endswith(b"\n")):
             body = self._complete(body)
             if not body:
