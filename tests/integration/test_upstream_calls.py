@@ -39,7 +39,7 @@ def upstream():
 def wire(make_telemetry):
     """A Telemetry measuring the calls this process makes (as setup() and zero code do)."""
     telemetry = make_telemetry()
-    assert set(telemetry.measure_upstream_calls()) == {"httpx", "httpx2", "aiohttp"}
+    assert set(telemetry.measure_upstream_calls()) == {"httpx", "httpx2", "aiohttp", "botocore"}
     yield telemetry
     instrumentors.uninstall()
 
