@@ -21,10 +21,11 @@ demo: $(VENV)/.installed-demo
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py).
+# The whole suite on the newest Python present, the unit suite on every other claimed one at the same time
+# (noxfile.py's sessions, run by scripts/run_suites.py).
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
-	$(PY) -m nox
+	$(PY) scripts/run_suites.py
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
