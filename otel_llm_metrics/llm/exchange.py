@@ -12,7 +12,8 @@ from functools import partial
 
 from .. import catalogue as c
 from ..series import Histogram, SharedCounterGroup
-from .endpoints import Endpoint
+from .bedrock import reader_for
+from .endpoints import BEDROCK, Endpoint
 from .parse import RequestModel, ResponseParser
 from .prices import PENDING, Priced, Tokens
 from .stats import (
@@ -42,10 +43,16 @@ class LlmExchange:
                 content_type = value.lower()
             elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 return
+        if self.endpoint.dialect == BEDROCK:  # JSON or AWS event-stream frames, and Bedrock's token headers
+            self.parser = reader_for(self.endpoint, list(headers), self.estimate)
+            return
         self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 
     def start_parser(self, content_type: bytes) -> None:
         """The answer's body is readable (not content-encoded, or shown decoded): parse it as it passes."""
+        if self.endpoint.dialect == BEDROCK:
+            self.parser = reader_for(self.endpoint, [(b"content-type", content_type)], self.estimate)
+            return
         self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 
     def annotate(self, span) -> None:  # noqa: ANN001 - an OTel Span
@@ -93,7 +100,7 @@ class LlmExchange:
         if error_type is None and status is not None and status >= 400:
             error_type = str(status)
         if error_type is None and parser is not None and parser.error_event:
-            error_type = c.OTHER
+            error_type = getattr(parser, "error_type", None) or c.OTHER  # Bedrock names its stream's exceptions
         record = stats.server_record(self.endpoint.operation, self.provider, self.request.model, response_model,
                                      error_type, self.tenant)
         if not cancelled:
@@ -145,7 +152,7 @@ class LlmExchange:
         if parser is not None:
             parser.finish()
             if error_type is None and parser.error_event:
-                error_type = c.OTHER
+                error_type = getattr(parser, "error_type", None) or c.OTHER  # Bedrock names its stream's exceptions
             response_model = parser.response_model
         record = stats.client_record(self.endpoint.operation, self.provider, self.request.model, response_model,
                                      address, port, error_type, self.tenant)
@@ -183,7 +190,7 @@ class LlmExchange:
         if parser is not None:
             parser.finish()
             if error_type is None and parser.error_event:
-                error_type = c.OTHER
+                error_type = getattr(parser, "error_type", None) or c.OTHER  # Bedrock names its stream's exceptions
             response_model = parser.response_model
         return self.stats.client_record(self.endpoint.operation, self.provider, self.request.model, response_model,
                                         address, port, error_type, self.tenant)
