@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .call import SENDING, Attempt
-from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
 _OURS = "_self_otel_llm_metrics"  # on our wrapt wrappers
@@ -129,10 +128,8 @@ def _attempt(current: CurrentHook, enabled: Callable[[], bool], session: Any, me
         body = kwargs.get("data")
         payload = kwargs.get("json")
         model = payload.get("model") if isinstance(payload, dict) else None
-        headers = kwargs.get("headers") or {}
-        retries = next((str(v) for k, v in dict(headers).items() if str(k).lower() == RETRY_COUNT), None)
         return hook.attempt("POST", url.scheme, url.host or "", url.port, url.path,
-                            body if isinstance(body, bytes) else None, retries, model)
+                            body if isinstance(body, bytes) else None, None, model)  # retries: the SDK call says
     except Exception:
         return None
 

@@ -32,7 +32,6 @@ except ImportError:  # an API that moved them: ask it
 from ..mcp import client as mcp_client
 from . import operation
 from .call import SENDING, Attempt
-from .headers import RETRY_COUNT
 
 logger = logging.getLogger(__name__)
 MODULES = ("httpx", "httpx2")
@@ -107,7 +106,7 @@ def _attempt(request: Any) -> Attempt | None:
             body = request.content
         except Exception:  # a streamed upload: its model stays unknown
             body = None
-        return hook.attempt("POST", url.scheme, url.host, url.port, url.path, body, request.headers.get(RETRY_COUNT))
+        return hook.attempt("POST", url.scheme, url.host, url.port, url.path, body, None)  # retries: the SDK call says
     except Exception:
         return None
 
