@@ -21,11 +21,11 @@ demo: $(VENV)/.installed-demo
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The whole suite on the newest Python present, the unit suite on every other claimed one at the same time
-# (noxfile.py's sessions, run by scripts/run_suites.py).
+# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py). One after
+# the other: beside the whole suite, even niced, they made its timing-bound tests fail (a fresh clone, once in four).
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
-	$(PY) scripts/run_suites.py
+	$(PY) -m nox
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
