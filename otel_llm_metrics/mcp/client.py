@@ -16,7 +16,7 @@ from typing import Any
 
 from ..catalogue import OTHER
 from ..client.call import ABANDONED, error_type_of
-from .jsonrpc import YES, Answer, Body, EventStream, Message, outcome, read_answers, read_messages, sniff
+from .jsonrpc import YES, Answer, Body, EventStream, Message, matched, outcome, read_answers, read_messages, sniff
 from .stats import McpStats, for_gen_ai, operation_key
 
 logger = logging.getLogger(__name__)
@@ -184,13 +184,7 @@ class McpCall:
             _log_failure()
 
     def _answered_with(self, answers: list[Answer], at: float) -> None:
-        requests = self.requests
-        for answer in answers:
-            request = requests.pop(answer.id, None)
-            if request is None and answer.id is None and answer.code is not None and len(requests) == 1:
-                request = requests.popitem()[1]
-            if request is None:
-                continue
+        for request, answer in matched(self.requests, answers):
             error_type, status = outcome(answer.code, answer.tool_error, served=False)
             version = None
             if request is self.initialize and answer.version is not None:

@@ -11,6 +11,7 @@ for any input.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes held for one request body or one answer (JSON body, or one SSE event)
@@ -140,6 +141,17 @@ def read_answers(raw: bytes) -> list[Answer]:
             version = result.get("protocolVersion")
         out.append(Answer(ident, code, bool(tool_error), version if isinstance(version, str) else None))
     return out
+
+
+def matched(requests: dict[Any, Message], answers: Iterable[Answer]) -> Iterator[tuple[Message, Answer]]:
+    """Each answer with the request it answers, taken out of ``requests`` (by id): an error the peer could not tie
+    to an id (``id: null``) answers the one request still open. Answers to nothing asked are left out."""
+    for answer in answers:
+        request = requests.pop(answer.id, None)
+        if request is None and answer.id is None and answer.code is not None and len(requests) == 1:
+            request = requests.popitem()[1]
+        if request is not None:
+            yield request, answer
 
 
 def outcome(code: int | None, tool_error: bool, served: bool) -> tuple[str | None, str | None]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..catalogue import CLIENT_CANCELLED, OTHER
 from . import jsonrpc
-from .jsonrpc import Body, EventStream, Message, outcome, read_answers, read_messages
+from .jsonrpc import Body, EventStream, Message, matched, outcome, read_answers, read_messages
 from .stats import McpStats, operation_key
 
 logger = logging.getLogger(__name__)
@@ -198,13 +198,7 @@ class Served:
             self.reader = EventStream() if content_type and content_type.startswith(b"text/event-stream") else Body()
 
     def _answered(self, answers: Any, at: float) -> None:
-        requests = self.requests
-        for answer in answers:
-            request = requests.pop(answer.id, None)
-            if request is None and answer.id is None and answer.code is not None and len(requests) == 1:
-                request = requests.popitem()[1]  # an error the server could not tie to an id (id null)
-            if request is None:
-                continue
+        for request, answer in matched(self.requests, answers):
             error_type, status = outcome(answer.code, answer.tool_error, served=True)
             version = None
             if request is self.initialize and answer.version is not None:
