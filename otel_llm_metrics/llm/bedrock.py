@@ -33,6 +33,7 @@ from time import perf_counter
 from .. import catalogue as c
 from .endpoints import BEDROCK_STREAMS, Endpoint
 from .eventstream import FrameDecoder, Kind
+from .parse import AnswerEnd
 
 MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
 MAX_WHOLE = 64 * 1024  # a JSON answer up to this is decoded whole
@@ -77,7 +78,7 @@ def _reason(value: object) -> str | None:
     return value[:64] if isinstance(value, str) and value else None
 
 
-class BedrockReader:
+class BedrockReader(AnswerEnd):
     """Everything one Bedrock answer tells, gathered as its bytes pass (see the module's docstring)."""
 
     __slots__ = ("feed", "endpoint", "estimate", "streamed_format", "_first_at", "_events",
@@ -331,21 +332,6 @@ class BedrockReader:
         if decoder is None or not decoder.counted:
             return self._first_at
         return min(self._first_at, decoder.first_counted_at) if self._first_at else decoder.first_counted_at
-
-    @property
-    def answer_ended(self) -> bool:
-        """Whether Bedrock said the answer is over: a finish reason, the stream's last event, or an error."""
-        return self.finish_reason is not None or self.done or self.error_event
-
-    @property
-    def output_estimated(self) -> bool:
-        """No usage reported: the output count is the number of content events."""
-        return self.output_tokens is None and self.estimate and self.streamed_format and self.content_events > 0
-
-    def output_token_count(self) -> int | None:
-        if self.output_tokens is not None:
-            return self.output_tokens
-        return self.content_events if self.output_estimated else None
 
 
 def _value_after(data: bytes, key: str) -> object:

@@ -125,7 +125,40 @@ class RequestModel:
         self._tail = data[-300:]
 
 
-class ResponseParser:
+class AnswerEnd:
+    """What every reader of an answer (``ResponseParser``, ``bedrock.BedrockReader``) says alike from its fields."""
+
+    __slots__ = ()
+    finish_reason: str | None
+    done: bool
+    error_event: bool
+    output_tokens: int | None
+    estimate: bool
+    streamed_format: bool
+    content_events: int
+
+    @property
+    def answer_ended(self) -> bool:
+        """Whether the upstream said the answer is over: a finish reason, its last line or event, or an error event.
+
+        SDKs stop reading at a stream's last event (``[DONE]``) and close the connection, so a client
+        may leave before the server's last (empty) body message: that answer was served whole, not cut
+        short. Read after ``finish()`` (Gemini's finish reason is read there).
+        """
+        return self.finish_reason is not None or self.done or self.error_event
+
+    @property
+    def output_estimated(self) -> bool:
+        """No usage reported: the output count is the number of content events (one per token)."""
+        return self.output_tokens is None and self.estimate and self.streamed_format and self.content_events > 0
+
+    def output_token_count(self) -> int | None:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return self.content_events if self.output_estimated else None
+
+
+class ResponseParser(AnswerEnd):
     """Everything an LLM response tells us, gathered as its body messages pass."""
 
     __slots__ = ("feed", "endpoint", "_key", "_empty", "_other_key", "_one_event_newlines", "streamed_format", "sse",
@@ -633,26 +666,6 @@ class ResponseParser:
             if document.get(key):
                 self.content_events = 1
                 return
-
-    @property
-    def answer_ended(self) -> bool:
-        """Whether the upstream said the answer is over: a finish reason, Ollama's last line or an error event.
-
-        SDKs stop reading at a stream's last event (``[DONE]``) and close the connection, so a client
-        may leave before the server's last (empty) body message: that answer was served whole, not cut
-        short. Read after ``finish()`` (Gemini's finish reason is read there).
-        """
-        return self.finish_reason is not None or self.done or self.error_event
-
-    @property
-    def output_estimated(self) -> bool:
-        """No usage reported: the output count is the number of content events (one per token)."""
-        return self.output_tokens is None and self.estimate and self.streamed_format and self.content_events > 0
-
-    def output_token_count(self) -> int | None:
-        if self.output_tokens is not None:
-            return self.output_tokens
-        return self.content_events if self.output_estimated else None
 
 
 _READERS = {"openai": ResponseParser._openai, OLLAMA: ResponseParser._ollama, ANTHROPIC: ResponseParser._anthropic,
