@@ -129,7 +129,7 @@ def _attempt(current: CurrentHook, enabled: Callable[[], bool], session: Any, me
         payload = kwargs.get("json")
         model = payload.get("model") if isinstance(payload, dict) else None
         return hook.attempt("POST", url.scheme, url.host or "", url.port, url.path,
-                            body if isinstance(body, bytes) else None, None, model)  # retries: the SDK call says
+                            body if isinstance(body, bytes) else None, model)
     except Exception:
         return None
 

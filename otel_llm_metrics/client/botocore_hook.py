@@ -135,7 +135,7 @@ def _attempt(endpoint: Any, request: Any) -> Attempt | None:
             return None
         url = urlsplit(request.url)
         body = request.body if isinstance(request.body, bytes) else None  # a file-like body: the model is in the path
-        attempt = hook.attempt("POST", url.scheme, url.hostname or "", url.port, url.path, body, None)
+        attempt = hook.attempt("POST", url.scheme, url.hostname or "", url.port, url.path, body)
         if attempt is not None and attempt.exchange.endpoint.dialect != BEDROCK:
             return None  # another shape under bedrock-runtime: not ours to read
         return attempt

@@ -123,8 +123,7 @@ class Attempt:
                  "last_content_at", "gaps", "gap_histogram", "encoded_type", "limits", "retry_after", "__weakref__")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, address: str,
-                 port: int, body: bytes | None, retries_header: str | None, estimate: bool) -> None:
-        """``retries_header``: the SDK's retry count, no longer needed (its call says which attempts are retries)."""
+                 port: int, body: bytes | None, estimate: bool) -> None:
         exchange = self.exchange = LlmExchange(endpoint, stats, provider, estimate)
         self.stats = stats
         self.address = address  # capped (stats.hosts) when the call's record is bound

@@ -1,10 +1,10 @@
-"""What a provider's answer headers and an SDK's request headers say about one call.
+"""What a provider's answer headers say about one call.
 
 - ``gen_ai.provider.name`` from the host (``api.openai.com`` is openai), else from the API shape;
 - rate-limit headroom: OpenAI's ``x-ratelimit-{limit,remaining}-{requests,tokens}`` (and the many
   compatible providers'), Anthropic's ``anthropic-ratelimit-{requests,tokens,input-tokens,
   output-tokens}-{limit,remaining}``; a 0 is a value like any other;
-- ``retry-after`` (seconds or an HTTP date) and the ``openai``/``anthropic`` SDKs' retry count.
+- ``retry-after`` (seconds or an HTTP date).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ for _resource in RESOURCES:
     if _resource in ("requests", "tokens"):
         RATE_LIMIT_HEADERS[b"x-ratelimit-limit-" + _dashed] = (_resource, True)
         RATE_LIMIT_HEADERS[b"x-ratelimit-remaining-" + _dashed] = (_resource, False)
-RETRY_COUNT = "x-stainless-retry-count"
 _MAX_RETRY_AFTER = 24 * 3600.0
 
 
@@ -127,11 +126,3 @@ def retry_after_seconds(value: bytes) -> float | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if seconds == seconds else None
-
-
-def retry_count(value: str | None) -> int | None:
-    """The SDK's own count of earlier attempts of this operation (``x-stainless-retry-count``)."""
-    if value is None:
-        return None
-    value = value.strip()
-    return int(value) if value.isdigit() and len(value) < 6 else None

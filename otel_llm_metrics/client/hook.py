@@ -31,7 +31,7 @@ class Hook:
         self.estimate = settings.estimate_output_tokens
 
     def attempt(self, method: str, scheme: str, host: str, port: int | None, path: str, body: bytes | None,
-                retries: str | None, model: str | None = None) -> Attempt | None:
+                model: str | None = None) -> Attempt | None:
         """An Attempt for an LLM call, else None; never raises."""
         try:
             if method != "POST":
@@ -41,7 +41,7 @@ class Hook:
                 return None
             provider = provider_for(host, self.providers) or self.provider_setting
             attempt = Attempt(endpoint, self.stats, provider, host, port or (443 if scheme == "https" else 80), body,
-                              retries, self.estimate)
+                              self.estimate)
             if model is not None and attempt.exchange.request.model is None:
                 attempt.exchange.request.model = str(model)
             return attempt

@@ -106,7 +106,7 @@ def _attempt(request: Any) -> Attempt | None:
             body = request.content
         except Exception:  # a streamed upload: its model stays unknown
             body = None
-        return hook.attempt("POST", url.scheme, url.host, url.port, url.path, body, None)  # retries: the SDK call says
+        return hook.attempt("POST", url.scheme, url.host, url.port, url.path, body)
     except Exception:
         return None
 
