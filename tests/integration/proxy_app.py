@@ -3,6 +3,9 @@
 Like many real gateways it translates on the fly: each upstream NDJSON line becomes an OpenAI
 SSE chunk, and Ollama's final counts become the usage chunk when the client asked for it. It has
 no instrumentation code; the tests run it under ``opentelemetry-instrument``.
+
+``PROXY_DONE_EARLY=1``: as many relays do, it writes ``data: [DONE]`` as soon as Ollama's last line arrives and
+then reads its upstream to the end (``held_upstream.py`` keeps that body open, so the client always leaves first).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fastapi.responses import StreamingResponse
 UPSTREAM = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:11434")
 # Many hand-written proxies stream SSE as text/plain, or with no media type at all ("none").
 MEDIA_TYPE = os.environ.get("PROXY_MEDIA_TYPE", "text/event-stream")
+DONE_EARLY = bool(os.environ.get("PROXY_DONE_EARLY"))
 app = FastAPI()
 
 
@@ -51,7 +55,10 @@ async def chat(request: Request) -> StreamingResponse:
                     yield _sse({**base, "choices": [], "usage": {"prompt_tokens": prompt,
                                                                  "completion_tokens": completion,
                                                                  "total_tokens": prompt + completion}})
-        yield "data: [DONE]\n\n"
+                if DONE_EARLY:
+                    yield "data: [DONE]\n\n"  # the answer is over; the upstream's body is read on to its end
+        if not DONE_EARLY:
+            yield "data: [DONE]\n\n"
 
     return StreamingResponse(translate(), media_type=None if MEDIA_TYPE == "none" else MEDIA_TYPE)
 

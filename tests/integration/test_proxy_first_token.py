@@ -21,8 +21,9 @@ PROMPT = [{"role": "user", "content": "one two three four"}]
 
 
 def test_a_text_plain_sse_proxy_never_misses_a_first_token():
-    upstream = AppServer("tests.integration.relay_proxy_app:upstream", zero_code=False).wait_ready()
-    proxy = AppServer("tests.integration.relay_proxy_app:app", env={"UPSTREAM_URL": upstream.url}).wait_ready()
+    upstream = AppServer("tests.integration.held_upstream:app", zero_code=False).wait_ready()
+    proxy = AppServer("tests.integration.proxy_app:app", env={"UPSTREAM_URL": upstream.url, "PROXY_DONE_EARLY": "1",
+                                                            "PROXY_MEDIA_TYPE": "text/plain"}).wait_ready()
     model = "relayed-text-plain"
     try:
         client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0)
