@@ -1,13 +1,15 @@
 """Bedrock through real boto3, against a local HTTP endpoint (``endpoint_url``) answering with AWS's published
-formats: Converse, ConverseStream, InvokeModel and InvokeModelWithResponseStream (Anthropic bodies), a 429 with
-botocore's own retries, a throttling exception inside a stream; what boto3 returns is the same with and without
-the tap, and nothing of botocore's is left patched after uninstall."""
+formats: Converse, ConverseStream, InvokeModel and InvokeModelWithResponseStream (Anthropic and Amazon Nova
+bodies, the streams also split at every byte on the wire), a 429 with botocore's own retries, a throttling
+exception inside a stream; what boto3 returns is the same with and without the tap, and nothing of botocore's is
+left patched after uninstall."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
@@ -20,28 +22,37 @@ import wrapt
 from botocore.config import Config
 
 from otel_llm_metrics.client import botocore_hook, hook, instrumentors
+from otel_llm_metrics.llm.exchange import LlmExchange
 from tests.llm.bedrock_frames import (
     ANTHROPIC_MESSAGE,
+    ANTHROPIC_STREAM_EVENTS,
     CONVERSE_ANSWER,
+    NOVA_MESSAGE,
+    NOVA_STREAM_EVENTS,
     anthropic_invoke_stream,
     converse_stream,
     event,
     exception,
+    nova_invoke_stream,
 )
 
 DURATION, TOKENS, ATTEMPTS = "gen_ai.client.operation.duration", "gen_ai.client.token.usage", "gen_ai.client.attempts"
 TTFC = "gen_ai.client.operation.time_to_first_chunk"
 HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+NOVA = "us.amazon.nova-lite-v1:0"
 STREAM = "application/vnd.amazon.eventstream"
 
 
 class Bedrock(BaseHTTPRequestHandler):
-    """Answers by the path's action and model; ``throttled`` counts down the 429s still to give."""
+    """Answers by the path's action and model (an Amazon Nova model gets Nova's InvokeModel bodies, any other
+    Anthropic's); ``throttled`` counts down the 429s still to give; ``cut`` (with ``chunked``) sends the body as
+    two HTTP chunks split at that byte."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
     throttled = 0
     chunked = False
+    cut: int | None = None
     seen: list[str] = []
 
     def log_message(self, *args):  # quiet
@@ -58,6 +69,9 @@ class Bedrock(BaseHTTPRequestHandler):
                                 "application/json", [("x-amzn-ErrorType", "ThrottlingException:http://internal/")])
         if action == "converse":
             return self._answer(200, json.dumps(CONVERSE_ANSWER).encode(), "application/json")
+        nova = "amazon.nova" in model
+        if action == "invoke" and nova:  # no token headers: the body alone says the usage
+            return self._answer(200, json.dumps(NOVA_MESSAGE).encode(), "application/json")
         if action == "invoke":
             return self._answer(200, json.dumps(ANTHROPIC_MESSAGE).encode(), "application/json", [
                 ("X-Amzn-Bedrock-Input-Token-Count", "15"), ("X-Amzn-Bedrock-Output-Token-Count", "5")])
@@ -69,7 +83,7 @@ class Bedrock(BaseHTTPRequestHandler):
                     "throttlingException")
             return self._answer(200, body, STREAM)
         if action == "invoke-with-response-stream":
-            return self._answer(200, anthropic_invoke_stream(), STREAM)
+            return self._answer(200, nova_invoke_stream() if nova else anthropic_invoke_stream(), STREAM)
         return self._answer(200, b"{}", "application/json")
 
     def _answer(self, status, body, content_type, headers=()):
@@ -81,8 +95,10 @@ class Bedrock(BaseHTTPRequestHandler):
         if type(self).chunked:
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            for at in range(0, len(body), 37):  # odd pieces: frames split across chunks
-                piece = body[at:at + 37]
+            cut = type(self).cut
+            # odd pieces, frames split across chunks; or two pieces split at ``cut`` (an empty one is left out)
+            pieces = [body[at:at + 37] for at in range(0, len(body), 37)] if cut is None else [body[:cut], body[cut:]]
+            for piece in filter(None, pieces):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
         else:
@@ -107,7 +123,7 @@ def client(server, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda seconds: None)  # botocore's retry back-off
-    Bedrock.throttled, Bedrock.chunked, Bedrock.seen = 0, False, []
+    Bedrock.throttled, Bedrock.chunked, Bedrock.cut, Bedrock.seen = 0, False, None, []
     return boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=server,
                         config=Config(retries={"max_attempts": 3, "mode": "standard"}))
 
@@ -126,6 +142,31 @@ def tap(make_telemetry):
 MESSAGES = [{"role": "user", "content": [{"text": "Hello"}]}]
 ANTHROPIC_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [
     {"role": "user", "content": "Hello"}]})
+NOVA_BODY = json.dumps({"schemaVersion": "messages-v1", "messages": MESSAGES, "inferenceConfig": {"maxTokens": 64}})
+# InvokeModelWithResponseStream by family: model, request body, the family's events the chunks carry, the answer's
+# bytes, and what the reader the tap used must read (see ``read_by_the_tap``).
+STREAM_FACTS = {
+    "anthropic": (HAIKU, ANTHROPIC_BODY, ANTHROPIC_STREAM_EVENTS, anthropic_invoke_stream,
+                  (16, 6, 5, None, "end_turn", 2, True)),
+    "nova": (NOVA, NOVA_BODY, NOVA_STREAM_EVENTS, nova_invoke_stream, (20, 4, 6, 2, "end_turn", 3, True)),
+}
+
+
+def read_by_the_tap(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Per recorded call, what the reader the tap used read: (input, output, cache read, cache write, finish
+    reason, content events, first content timed). The client side has no finish-reason metric to look at."""
+    facts: list[tuple] = []
+    record_call: Callable[..., None] = LlmExchange.record_call
+
+    def spy(self: LlmExchange, *args: object, **kwargs: object) -> None:
+        record_call(self, *args, **kwargs)  # it finishes the reader: a JSON answer is read at its end
+        reader = self.parser
+        facts.append((reader.input_tokens, reader.output_token_count(), reader.cache_read_tokens,
+                      reader.cache_creation_tokens, reader.finish_reason, reader.content_events,
+                      reader.first_token_at > 0) if reader is not None else None)
+
+    monkeypatch.setattr(LlmExchange, "record_call", spy)
+    return facts
 
 
 def _tokens(view) -> dict[str, int]:
@@ -224,6 +265,57 @@ def test_invoke_model_anthropic(client, tap):
     view = tap.collect()
     assert _tokens(view) == {"input": 15, "output": 5}
     assert view.one(DURATION).attributes["gen_ai.operation.name"] == "chat"
+
+
+def test_invoke_model_nova(client, tap, monkeypatch):
+    facts = read_by_the_tap(monkeypatch)
+    answer = client.invoke_model(modelId=NOVA, body=NOVA_BODY)
+    assert json.loads(answer["body"].read()) == NOVA_MESSAGE
+    view = tap.collect()
+    point = view.one(DURATION)
+    assert point.attributes["gen_ai.operation.name"] == "chat" and point.attributes["gen_ai.request.model"] == NOVA
+    assert "error.type" not in point.attributes
+    assert _tokens(view) == {"input": 31, "output": 8}  # 21 uncached + 10 read from the cache
+    assert facts == [(31, 8, 10, 0, "max_tokens", 1, False)]
+    assert view.total_count(TTFC) == 0, "a JSON answer has no first chunk"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("family", sorted(STREAM_FACTS))
+def test_invoke_model_with_response_stream(client, tap, monkeypatch, family, chunked):
+    model, body, events, _, truth = STREAM_FACTS[family]
+    facts = read_by_the_tap(monkeypatch)
+    Bedrock.chunked = chunked
+    answer = client.invoke_model_with_response_stream(modelId=model, body=body)
+    assert [json.loads(e["chunk"]["bytes"]) for e in answer["body"]] == events, "boto3 hands out every event"
+    view = tap.collect()
+    point = view.one(DURATION)
+    assert "error.type" not in point.attributes and point.attributes["gen_ai.request.model"] == model
+    assert point.attributes["gen_ai.provider.name"] == "aws.bedrock"
+    assert _tokens(view) == {"input": truth[0], "output": truth[1]}
+    assert facts == [truth]
+    (first,) = view.points(TTFC)
+    assert first.count == 1 and 0 < first.sum <= point.sum
+
+
+@pytest.mark.parametrize("family", sorted(STREAM_FACTS))
+def test_invoke_model_with_response_stream_split_at_every_byte_on_the_wire(client, tap, monkeypatch, family):
+    """Each answer comes as two HTTP chunks split at one byte, every byte in turn: botocore reads them as they come
+    (urllib3's ``read_chunked``), so the tap sees each split; every call reads the same."""
+    model, body, _, stream, truth = STREAM_FACTS[family]
+    facts = read_by_the_tap(monkeypatch)
+    Bedrock.chunked = True
+    size = len(stream())
+    for cut in range(size + 1):
+        Bedrock.cut = cut
+        answer = client.invoke_model_with_response_stream(modelId=model, body=body)
+        for _ in answer["body"]:
+            pass
+    misread = [(cut, found) for cut, found in enumerate(facts) if found != truth]
+    assert not misread and len(facts) == size + 1, misread[:3]
+    view = tap.collect()
+    assert view.one(DURATION).count == size + 1 and view.one(TTFC).count == size + 1
+    assert _tokens(view) == {"input": truth[0] * (size + 1), "output": truth[1] * (size + 1)}
 
 
 def test_invoke_model_body_read_in_small_pieces(client, tap):

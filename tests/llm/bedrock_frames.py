@@ -81,3 +81,27 @@ ANTHROPIC_MESSAGE = {"id": "msg_2", "type": "message", "role": "assistant", "mod
 CONVERSE_ANSWER = {"output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
                    "stopReason": "end_turn", "usage": {"inputTokens": 7, "outputTokens": 4, "totalTokens": 11},
                    "metrics": {"latencyMs": 42}}
+
+# Amazon Nova through InvokeModel: its own body (Converse's shape, with cache counts named ...TokenCount), and
+# InvokeModelWithResponseStream's chunks carrying Converse-like events, the last with Bedrock's invocation metrics.
+NOVA_MESSAGE = {"output": {"message": {"role": "assistant", "content": [{"text": "Hi there!"}]}},
+                "stopReason": "max_tokens",
+                "usage": {"inputTokens": 21, "outputTokens": 8, "totalTokens": 39, "cacheReadInputTokenCount": 10,
+                          "cacheWriteInputTokenCount": 0}}
+NOVA_STREAM_EVENTS = [
+    {"messageStart": {"role": "assistant"}},
+    {"contentBlockDelta": {"delta": {"text": "Hel"}, "contentBlockIndex": 0}},
+    {"contentBlockDelta": {"delta": {"text": "lo"}, "contentBlockIndex": 0}},
+    {"contentBlockDelta": {"delta": {"text": " you"}, "contentBlockIndex": 0}},
+    {"contentBlockStop": {"contentBlockIndex": 0}},
+    {"messageStop": {"stopReason": "end_turn"}},
+    {"metadata": {"usage": {"inputTokens": 12, "outputTokens": 4, "cacheReadInputTokenCount": 6,
+                            "cacheWriteInputTokenCount": 2}, "metrics": {}, "trace": {}},
+     "amazon-bedrock-invocationMetrics": {"inputTokenCount": 12, "outputTokenCount": 4, "invocationLatency": 210,
+                                          "firstByteLatency": 70, "cacheReadInputTokenCount": 6,
+                                          "cacheWriteInputTokenCount": 2}},
+]
+
+
+def nova_invoke_stream() -> bytes:
+    return b"".join(chunk(document) for document in NOVA_STREAM_EVENTS)

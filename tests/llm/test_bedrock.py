@@ -15,12 +15,14 @@ from otel_llm_metrics.llm.endpoints import endpoint_for
 from tests.llm.bedrock_frames import (
     ANTHROPIC_MESSAGE,
     CONVERSE_ANSWER,
+    NOVA_MESSAGE,
     anthropic_invoke_stream,
     chunk,
     converse_stream,
     event,
     exception,
     frame,
+    nova_invoke_stream,
 )
 
 STREAM = [(b"content-type", b"application/vnd.amazon.eventstream")]
@@ -292,6 +294,27 @@ def test_invoke_stream_anthropic_at_every_byte_split():
     assert _facts(_read("invoke-with-response-stream", body)) == ANTHROPIC_TRUTH
     for cut in range(len(body) + 1):
         assert _facts(_read("invoke-with-response-stream", body, pieces=[body[:cut], body[cut:]])) == ANTHROPIC_TRUTH
+
+
+NOVA_TRUTH = (20, 4, 6, 2, "end_turn", 3, None, True, None)  # 12 uncached + 6 read + 2 written
+
+
+def test_invoke_stream_nova_at_every_byte_split():
+    body = nova_invoke_stream()
+    model = "us.amazon.nova-lite-v1:0"
+    assert _facts(_read("invoke-with-response-stream", body, model=model)) == NOVA_TRUTH
+    for cut in range(len(body) + 1):
+        reader = _read("invoke-with-response-stream", body, pieces=[body[:cut], body[cut:]], model=model)
+        assert _facts(reader) == NOVA_TRUTH, cut
+    reader = _read("invoke-with-response-stream", body, pieces=[body[i:i + 1] for i in range(len(body))], model=model)
+    assert _facts(reader) == NOVA_TRUTH and reader.first_token_at > 0
+
+
+def test_invoke_nova_message_at_every_byte_split():
+    body = json.dumps(NOVA_MESSAGE).encode()
+    truth = (31, 8, 10, 0, "max_tokens", 1, None, True, None)
+    for cut in range(len(body) + 1):
+        assert _facts(_read("invoke", body, JSON, [body[:cut], body[cut:]], model="amazon.nova-pro-v1:0")) == truth
 
 
 def test_invoke_stream_nova_llama_titan():
