@@ -237,6 +237,32 @@ def test_cost_in_usd_exact_with_a_cross_region_profile(client, tap):
     assert cost.attributes["gen_ai.provider.name"] == "aws.bedrock"
 
 
+SONNET = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="genai-prices needs Python 3.11 (only the prices file "
+                                                          "prices on 3.10)")
+def test_cost_in_usd_exact_with_global_and_regional_profiles(client, tap):
+    """A ``global.`` cross-region profile has its own price (lower than a geography's ``us.``/``eu.``/``apac.``),
+    also when named by its ARN: each call is priced at its own profile's price, exactly."""
+    from genai_prices import Usage, calc_price
+    arn = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.{SONNET}"
+    models = (f"global.{SONNET}", f"us.{SONNET}", f"eu.{SONNET}", arn)
+    for model in models:
+        client.converse(modelId=model, messages=MESSAGES)
+        list(client.converse_stream(modelId=model, messages=MESSAGES)["stream"])
+    tap.registry.gen_ai.prices.wait_loaded()
+    view = tap.collect()
+    wants = {model: sum(float(calc_price(Usage(input_tokens=i, output_tokens=o), model, provider_id="aws").total_price)
+                        for i, o in ((7, 4), (9, 3))) for model in models}
+    assert wants[f"global.{SONNET}"] == wants[arn] < wants[f"us.{SONNET}"] == wants[f"eu.{SONNET}"], wants
+    for model, want in wants.items():
+        cost = view.one("gen_ai.client.cost", gen_ai__request__model=model)
+        assert want > 0 and abs(cost.value - want) <= 1e-12, (model, cost.value, want)
+        assert cost.attributes["gen_ai.provider.name"] == "aws.bedrock"
+    assert view.total_count(DURATION) == 2 * len(models)
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_converse_stream(client, tap, chunked):
     Bedrock.chunked = chunked
