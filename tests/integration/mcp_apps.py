@@ -3,7 +3,10 @@
 - ``fastmcp_app``: FastMCP's ``http_app()`` (Starlette, streamable HTTP, answers as SSE), mounted at /mcp.
 - ``lowlevel_app``: the ``mcp`` SDK's low-level ``Server`` with ``json_response=True`` (answers as JSON), at
   /tools/rpc (any path: the middleware recognises MCP by the body, not by a path).
-Both answer ``GET /health`` for the readiness probe. The ``*_setup`` variants are the same apps with
+- ``fastmcp_stateless_app`` and ``lowlevel_stateless_app``: the same tools served stateless (FastMCP's
+  ``stateless_http=True``, the SDK's ``StreamableHTTPSessionManager(stateless=True)``): a fresh transport per request,
+  no ``Mcp-Session-Id``, so no session to open, keep or end.
+All answer ``GET /health`` for the readiness probe. The ``*_setup`` variants are the same apps with
 ``otel_llm_metrics.setup()`` instead of zero code.
 """
 
@@ -14,6 +17,7 @@ import contextlib
 import mcp_types as types
 from fastmcp import FastMCP
 from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -57,12 +61,13 @@ async def health(_request: object) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def _fastmcp_app() -> Starlette:
-    inner = fast.http_app(path="/")
+def _fastmcp_app(stateless: bool = False) -> Starlette:
+    inner = fast.http_app(path="/", stateless_http=stateless)
     return Starlette(routes=[Route("/health", health), Mount("/mcp", app=inner)], lifespan=inner.lifespan)
 
 
 fastmcp_app = _fastmcp_app()
+fastmcp_stateless_app = _fastmcp_app(stateless=True)  # its session manager starts with the app served, not here
 
 
 # -- the mcp SDK's low-level server ----------------------------------------------------------------
@@ -116,3 +121,22 @@ def _lowlevel_app() -> Starlette:
 
 
 lowlevel_app = _lowlevel_app()
+
+
+def _lowlevel_stateless_app() -> Starlette:
+    """The SDK's session manager built directly, stateless and answering JSON (``low.session_manager`` stays the
+    stateful app's)."""
+    manager = StreamableHTTPSessionManager(app=low, stateless=True, json_response=True)
+
+    async def rpc(scope: dict, receive: object, send: object) -> None:
+        await manager.handle_request(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette):  # noqa: ANN202 - the session manager runs for the app's life
+        async with manager.run():
+            yield
+
+    return Starlette(routes=[Route("/health", health), Mount("/stateless/rpc", app=rpc)], lifespan=lifespan)
+
+
+lowlevel_stateless_app = _lowlevel_stateless_app()
