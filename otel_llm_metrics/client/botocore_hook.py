@@ -172,9 +172,9 @@ def _answered(attempt: Attempt, response: Any) -> None:
         raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
         attempt.answered(response.status_code, raw_headers)
         exchange = attempt.exchange
-        if exchange.parser is not None and not isinstance(exchange.parser, BedrockReader):
-            lowered = [(name.lower(), value) for name, value in raw_headers]
-            exchange.parser = BedrockReader(exchange.endpoint, lowered, exchange.estimate)  # type: ignore[assignment]
+        if exchange.parser is not None:  # a reader given the content type alone: this one reads Bedrock's token
+            # headers too (the usage of an InvokeModel body without any, Mistral's or Cohere's)
+            exchange.parser = BedrockReader(exchange.endpoint, raw_headers, exchange.estimate)  # type: ignore[assignment]
         content = response.__dict__.get("_content")
         if content is not None:  # read inside the send (an operation that does not stream)
             attempt.chunk(content)

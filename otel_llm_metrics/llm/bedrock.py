@@ -87,12 +87,14 @@ class BedrockReader(AnswerEnd):
                  "_decoder", "_head", "_tail", "_size", "_headers", "_metrics")
 
     def __init__(self, endpoint: Endpoint, headers: Iterable[tuple[bytes, bytes]] = (), estimate: bool = True) -> None:
-        """``headers``: the answer's, names lowercased (the content type and Bedrock's token counts are read)."""
+        """``headers``: the answer's, names in any case (an HTTP/1.1 server sends ``X-Amzn-Bedrock-...``); the
+        content type and Bedrock's token counts are read."""
         self.endpoint = endpoint
         self.estimate = estimate
         content_type = b""
         self._headers: dict[str, int] = {}
         for name, value in headers:
+            name = name.lower()  # a Bedrock answer has a dozen headers, read once
             if name == b"content-type":
                 content_type = value.lower()
             elif name in _HEADERS:
@@ -316,7 +318,8 @@ class BedrockReader(AnswerEnd):
         if isinstance(document, dict):
             self._take(document)
             if document.get("output") or document.get("content") or document.get("results") \
-                    or document.get("generation") or document.get("embedding"):
+                    or document.get("generation") or document.get("embedding") or document.get("outputs") \
+                    or document.get("generations"):  # Nova, Anthropic, Titan, Llama, embeddings, Mistral, Cohere
                 self._events = 1
 
     @property
@@ -350,5 +353,5 @@ def _value_after(data: bytes, key: str) -> object:
 
 
 def reader_for(endpoint: Endpoint, headers: Iterable[tuple[bytes, bytes]], estimate: bool = True) -> BedrockReader:
-    """The reader of a Bedrock answer (``headers`` lowercased), for ``LlmExchange.response_started``."""
+    """The reader of a Bedrock answer (``headers`` in any case), for ``LlmExchange.response_started``."""
     return BedrockReader(endpoint, headers, estimate)

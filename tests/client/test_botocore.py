@@ -40,6 +40,8 @@ DURATION, TOKENS, ATTEMPTS = "gen_ai.client.operation.duration", "gen_ai.client.
 TTFC = "gen_ai.client.operation.time_to_first_chunk"
 HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"
+MISTRAL = "mistral.mistral-7b-instruct-v0:2"
+MISTRAL_ANSWER = {"outputs": [{"text": "Hi", "stop_reason": "length"}]}
 STREAM = "application/vnd.amazon.eventstream"
 
 
@@ -70,6 +72,10 @@ class Bedrock(BaseHTTPRequestHandler):
         if action == "converse":
             return self._answer(200, json.dumps(CONVERSE_ANSWER).encode(), "application/json")
         nova = "amazon.nova" in model
+        if action == "invoke" and model.startswith("mistral."):  # no usage in the body: Bedrock's headers alone
+            return self._answer(200, json.dumps(MISTRAL_ANSWER).encode(), "application/json", [
+                ("X-Amzn-Bedrock-Input-Token-Count", "30"), ("X-Amzn-Bedrock-Output-Token-Count", "7"),
+                ("X-Amzn-Bedrock-Invocation-Latency", "250")])
         if action == "invoke" and nova:  # no token headers: the body alone says the usage
             return self._answer(200, json.dumps(NOVA_MESSAGE).encode(), "application/json")
         if action == "invoke":
@@ -342,6 +348,14 @@ def test_invoke_model_with_response_stream_split_at_every_byte_on_the_wire(clien
     view = tap.collect()
     assert view.one(DURATION).count == size + 1 and view.one(TTFC).count == size + 1
     assert _tokens(view) == {"input": truth[0] * (size + 1), "output": truth[1] * (size + 1)}
+
+
+def test_invoke_model_without_usage_in_the_body_is_counted_by_bedrock_headers(client, tap, monkeypatch):
+    facts = read_by_the_tap(monkeypatch)
+    answer = client.invoke_model(modelId=MISTRAL, body=json.dumps({"prompt": "<s>[INST] Hello [/INST]"}))
+    assert json.loads(answer["body"].read()) == MISTRAL_ANSWER
+    assert _tokens(tap.collect()) == {"input": 30, "output": 7}
+    assert facts == [(30, 7, None, None, "length", 1, False)]
 
 
 def test_invoke_model_body_read_in_small_pieces(client, tap):

@@ -268,6 +268,22 @@ def test_invoke_without_usage_in_the_body_reads_bedrock_headers():
     assert (reader.input_tokens, reader.output_tokens) == (15, 5)
 
 
+def test_bedrock_headers_in_any_case_are_the_last_source_of_tokens():
+    """An HTTP/1.1 server sends ``X-Amzn-Bedrock-...`` as spelled, and the clients hand the names on as they came."""
+    mistral = json.dumps({"outputs": [{"text": "hi", "stop_reason": "length"}]}).encode()
+    headers = [(b"Content-Type", b"application/json"), (b"X-Amzn-Bedrock-Input-Token-Count", b"30"),
+               (b"X-AMZN-BEDROCK-OUTPUT-TOKEN-COUNT", b" 7 "), (b"X-Amzn-Bedrock-Cache-Read-Input-Token-Count", b"4")]
+    reader = _read("invoke", mistral, headers, model="mistral.mistral-7b-instruct-v0:2")
+    assert (reader.input_tokens, reader.output_tokens, reader.cache_read_tokens, reader.content_events,
+            reader.output_estimated, reader.streamed_format) == (34, 7, 4, 1, False, False)
+    # without them the usage is unknown (a whole answer is one piece of content, no estimate of its tokens)
+    reader = _read("invoke", mistral, JSON, model="mistral.mistral-7b-instruct-v0:2")
+    assert (reader.input_tokens, reader.output_token_count(), reader.content_events) == (None, None, 1)
+    # nonsense values are not counts
+    bad = JSON + [(b"X-Amzn-Bedrock-Input-Token-Count", b"-3"), (b"X-Amzn-Bedrock-Output-Token-Count", b"9" * 12)]
+    assert _read("invoke", mistral, bad, model="mistral.mistral-7b-instruct-v0:2").input_tokens is None
+
+
 def test_a_large_invoke_answer_is_read_from_its_ends():
     large = {"embedding": [0.123456789] * 20000, "inputTextTokenCount": 8}
     body = json.dumps(large).encode()

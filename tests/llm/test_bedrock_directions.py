@@ -86,14 +86,14 @@ def test_a_bedrock_compatible_gateway_is_measured_as_served(make_telemetry, acti
     assert responses.attributes.get("gen_ai.response.finish_reason") == finish
 
 
-def _transport(body: bytes, content_type: str) -> httpx.MockTransport:
+def _transport(body: bytes, content_type: str, headers: dict[str, str] | None = None) -> httpx.MockTransport:
     class Stream(httpx.SyncByteStream):
         def __iter__(self):
             for start in range(0, len(body), 13):
                 yield body[start:start + 13]
 
-    return httpx.MockTransport(lambda request: httpx.Response(200, headers={"content-type": content_type},
-                                                              stream=Stream()))
+    return httpx.MockTransport(lambda request: httpx.Response(
+        200, headers={"content-type": content_type, **(headers or {})}, stream=Stream()))
 
 
 @pytest.mark.parametrize(("action", "body", "content_type", "tokens", "error"), [
@@ -117,3 +117,41 @@ def test_bedrock_called_over_httpx_as_litellm_does(make_telemetry, action, body,
     assert duration.attributes["gen_ai.provider.name"] == "aws.bedrock"
     assert duration.attributes["gen_ai.request.model"] == MODEL
     assert duration.attributes.get("error.type") == error
+
+
+MISTRAL = "mistral.mistral-7b-instruct-v0:2"
+TOKEN_HEADERS = {"X-Amzn-Bedrock-Input-Token-Count": "30", "X-Amzn-Bedrock-Output-Token-Count": "7",
+                 "X-Amzn-Bedrock-Invocation-Latency": "250"}
+
+
+# The httpx and aiohttp hooks hand the reader the content type alone (client.call.Attempt.answered calls
+# LlmExchange.start_parser(content_type)), so Bedrock's token headers do not reach it; botocore's hook hands them
+# on itself. Strict: once they are handed on, this passes and the mark must go.
+HEADERS_NOT_HANDED_ON = pytest.mark.xfail(strict=True, reason="Attempt.answered does not pass the answer's headers "
+                                                              "to LlmExchange.start_parser")
+
+
+@pytest.mark.parametrize(("body", "tokens"), [
+    # Mistral's InvokeModel body has no usage: Bedrock's headers are the only count
+    pytest.param(json.dumps({"outputs": [{"text": "hi", "stop_reason": "length"}]}).encode(),
+                 {"input": 30, "output": 7}, marks=HEADERS_NOT_HANDED_ON, id="headers-only"),
+    # a body with usage is believed over the headers
+    pytest.param(json.dumps({"id": "m", "type": "message", "role": "assistant", "stop_reason": "end_turn",
+                             "content": [{"type": "text", "text": "hi"}],
+                             "usage": {"input_tokens": 13, "output_tokens": 5}}).encode(),
+                 {"input": 13, "output": 5}, id="body-usage")])
+def test_bedrock_token_headers_over_httpx_where_the_body_has_no_usage(make_telemetry, body, tokens):
+    telemetry = make_telemetry()
+    telemetry.measure_upstream_calls()
+    try:
+        url = f"https://bedrock-runtime.us-east-1.amazonaws.com/model/{MISTRAL}/invoke"
+        with httpx.Client(transport=_transport(body, "application/json", TOKEN_HEADERS)) as client:
+            answer = client.post(url, content=b'{"prompt": "hi"}')
+    finally:
+        telemetry.registry.gen_ai.prices.wait_loaded()  # its loader imports httpx2 while uninstall looks at it
+        instrumentors.uninstall()
+    assert answer.content == body
+    view = telemetry.collect()
+    assert _tokens(view, "gen_ai.client.token.usage") == tokens
+    (duration,) = view.points("gen_ai.client.operation.duration")
+    assert duration.attributes["gen_ai.request.model"] == MISTRAL and "error.type" not in duration.attributes
