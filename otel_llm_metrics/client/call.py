@@ -17,7 +17,6 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from time import perf_counter
 from typing import Any
@@ -30,7 +29,7 @@ from ..llm.stats import GenAiStats
 from ..llm.tenant import OUTSIDE
 from ..series import Histogram
 from . import operation as operations
-from .headers import Answer
+from .headers import Answer, HeaderItems
 
 logger = logging.getLogger(__name__)
 TIMEOUT, CONNECTION_ERROR, ABANDONED = "timeout", "connection_error", "abandoned"
@@ -156,7 +155,7 @@ class Attempt:
             exchange.tenant = stats.tenants(tenant)
 
     # -- the answer -----------------------------------------------------------------------------
-    def answered(self, status: int, raw_headers: Iterable[tuple[bytes, bytes]], decoded: bool = False) -> bool:
+    def answered(self, status: int, raw_headers: HeaderItems, decoded: bool = False) -> bool:
         """The status line and headers arrived; ``decoded``: the library hands out the body decompressed.
 
         True when the body is content-encoded and not ``decoded``: it is read only if the caller's library

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from time import time
 
@@ -83,23 +83,32 @@ def _kind(name: bytes) -> tuple[str, bool] | str:
     return kind
 
 
+HeaderItems = Iterable[Sequence[bytes]]  # (name, value) pairs, or httpx's own (name, lowercased name, value)
+
+
 class Answer:
-    """What one answer's headers say, read in one pass: nothing is copied, only the wanted names are kept."""
+    """What one answer's headers say, read in one pass: nothing is copied, only the wanted names are kept.
+
+    Each item's first element is the name as sent and its last the value, so httpx's header triples are read
+    as they are kept (building ``Headers.raw``'s pairs cost about 3.5 us an answer) and other clients' pairs alike.
+    """
 
     __slots__ = ("content_type", "encoded", "limits", "retry_after")
 
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: HeaderItems) -> None:
         self.content_type = b""  # lowercased
         self.encoded = False  # a content-encoding other than identity
         self.limits: list[tuple[str, bool, int]] | None = None  # (resource, is_limit, value)
         self.retry_after: float | None = None
         seen = _SEEN
-        for name, value in raw:
+        for item in raw:
+            name = item[0]
             kind = seen.get(name)
             if kind is None:
                 kind = _kind(name)
             if not kind:
                 continue
+            value = item[-1]
             if kind.__class__ is tuple:
                 value = value.strip()  # a whole number, and a sane one
                 number = int(value) if value.isdigit() and len(value) < 19 else None

@@ -195,7 +195,8 @@ def _answering(module: Any) -> Answer:
     tap = _BytesTap if isinstance(identity().decode(b"x"), bytes) else _PiecesTap  # httpx; httpx2 yields pieces
 
     def answer(response: Any, attempt: Attempt, is_async: bool) -> None:
-        status, headers = response.status_code, response.headers.raw
+        status, headers = response.status_code, response.headers
+        headers = getattr(headers, "_list", None) or headers.raw  # its own triples, not a new list of pairs
         content = response.__dict__.get("_content")
         if content is not None:  # built with content=: read (and decoded) already, its stream never iterated
             attempt.answered(status, headers, decoded=True)
