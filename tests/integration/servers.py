@@ -1,10 +1,12 @@
 """Real servers for integration tests: started on free loopback ports, stopped by their own PID.
 
-A missing binary is a failure, never a skip: ``make test`` installs them on a fresh machine.
+A missing binary is a failure, never a skip: ``make test`` installs them on a fresh machine. Their logs and data
+live in one scratch directory per test process, removed when it exits (a suite used to leave a thousand logs).
 """
 
 from __future__ import annotations
 
+import atexit
 import glob
 import json
 import os
@@ -24,6 +26,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+SCRATCH = Path(tempfile.mkdtemp(prefix="otel-llm-tests-"))
+SCRATCH.chmod(0o755)  # PostgreSQL runs as its own user when we are root: it must reach its data below
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -58,7 +63,7 @@ class Process:
     """A child process with its output in a log file, stopped by PID (SIGINT, then SIGKILL)."""
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
-        self.log_path = Path(tempfile.mkstemp(prefix="proc-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix="proc-", suffix=".log", dir=SCRATCH)[1])
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.command = command
         self.popen = subprocess.Popen(command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=self._log,
@@ -109,7 +114,7 @@ class Prometheus(Process):
     def __init__(self, targets: list[str], rules: list[Path] | None = None, alertmanager: str | None = None,
                  flags: tuple[str, ...] = ()) -> None:
         binary = require_binary("prometheus")
-        self.dir = Path(tempfile.mkdtemp(prefix="prom-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="prom-", dir=SCRATCH))
         self.port = free_port()
         rule_lines = "".join(f"  - {p}\n" for p in rules or [])
         self.targets = list(targets)
@@ -166,7 +171,7 @@ class Rotel(Process):
 
         binary = Path(rotel.__file__).parent / "rotel-agent"
         self.grpc_port, self.http_port = free_port(), free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="rotel-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="rotel-", dir=SCRATCH))
         super().__init__([str(binary), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
                           "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}", "--exporter", "blackhole",
                           "--debug-log", "traces", "--debug-log", "metrics", "--debug-log-verbosity", "detailed",
@@ -209,7 +214,7 @@ class Postgres(Process):
         if not bindirs:
             pytest.fail("PostgreSQL is not installed: run `make test` (scripts/install-system-deps.sh installs it)")
         bindir = Path(bindirs[-1])
-        self.dir = Path(tempfile.mkdtemp(prefix="pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-", dir=SCRATCH))
         self.port = free_port()
         as_user: list[str] = []
         if os.getuid() == 0:
@@ -236,7 +241,7 @@ class Postgres(Process):
 class Alertmanager(Process):
     def __init__(self, config: str) -> None:
         binary = require_binary("prometheus-alertmanager")
-        self.dir = Path(tempfile.mkdtemp(prefix="am-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="am-", dir=SCRATCH))
         self.port = free_port()
         (self.dir / "alertmanager.yml").write_text(config)
         super().__init__([binary, f"--config.file={self.dir / 'alertmanager.yml'}",
