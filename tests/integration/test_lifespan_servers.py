@@ -111,6 +111,9 @@ class BlackHole:
 
 
 BOUND_S = 3.0
+# What the server and the interpreter take to stop besides our bounded flush: under 1 s on a quiet machine, up to
+# 1.1 s measured while other suites ran. The bound spent twice (6 s) or the exporters' own timeouts (10 s) still fail.
+TEARDOWN_MARGIN_S = 2.0
 
 
 @pytest.mark.parametrize(("app", "protocol", "stop_with"), [
@@ -138,7 +141,7 @@ def test_the_whole_exit_takes_the_bound_once_when_the_collector_never_answers(ap
         took = time.monotonic() - signalled
         print(f"exit after {stop_with.name} with a black-holed {protocol} collector: {took:.2f}s")
         assert status in (0, -stop_with), process.log()
-        assert took <= BOUND_S + 1.0, f"exit took {took:.2f}s, bound {BOUND_S}s:\n{process.log()}"
+        assert took <= BOUND_S + TEARDOWN_MARGIN_S, f"exit took {took:.2f}s, bound {BOUND_S}s:\n{process.log()}"
     finally:
         process.stop()
         hole.close()
