@@ -14,15 +14,25 @@ usual headers (rate limits included). Every recording variant gets one in-memory
 run with an SDK MeterProvider and an SDK TracerProvider without processors (spans made, not exported), as
 in bench_asgi.py's peer variants. Ours makes no spans for these calls.
 
+AWS Bedrock through boto3 (``bedrock-runtime``): a real client whose HTTP session (botocore's
+``URLLib3Session``, the one object below ``Endpoint._send``) is replaced by one that answers at once with
+a real urllib3 response read from bytes in memory: Converse's JSON (Content-Length), and ConverseStream's
+AWS event-stream frames (tests/llm/bedrock_frames.py) with 100 content frames and with 1, each frame its
+own HTTP chunk, as Bedrock sends them. Everything above the socket runs as in production: signing, retries,
+botocore's parsing and its event-stream decoder, and what the instrumentations patch (ours
+``Endpoint._send``/``_send_request``, opentelemetry-instrumentation-botocore ``BaseClient._make_api_call``).
+A ``before-send`` hook would answer above ``Endpoint._send``, where no wire is, and ours (rightly) measures
+nothing there.
+
 Every variant is switched on just before its batch and off after it; the variants take turns (in an
 order rotated each repeat) so that machine noise hits all alike. "added" is the median over repeats of
 (variant - bare of the same client in the same repeat), in microseconds per call; "added per chunk" is
 (added to the 100-chunk stream - added to the 1-chunk stream) / 99, the fixed cost of a stream taken out.
 
     .venv/bin/python benchmarks/bench_client.py [--calls 2000] [--streams 400] [--sdk-calls 1000]
-        [--sdk-streams 100] [--repeats 10] [--only raw sdk]
+        [--sdk-streams 100] [--boto-calls 1000] [--boto-streams 200] [--repeats 10] [--only raw sdk botocore]
 
-About a minute on 2 cores with the defaults. The last lines check that each instrumentation recorded one
+About two minutes on 2 cores with the defaults. The last lines check that each instrumentation recorded one
 duration per call it should measure (ours: the LLM calls only), so no row measures a no-op.
 """
 
@@ -30,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import http.client
+import io
 import json
 import statistics
 import sys
@@ -78,6 +90,12 @@ MODELS = (json.dumps({"object": "list", "data": [{"id": f"model-{i}", "object": 
                                                   "owned_by": "system"} for i in range(20)]}).encode(),)
 FILE = (json.dumps({"id": "file-abc123", "object": "file", "bytes": len(FILE_UPLOAD), "created_at": 1,
                     "filename": "batch.jsonl", "purpose": "batch"}).encode(),)
+BEDROCK_MODEL = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+BEDROCK_MESSAGES = [{"role": "user", "content": [{"text": PROMPT}]}]
+BEDROCK_HEADERS = [(b"Date", b"Mon, 30 Nov 2026 10:00:00 GMT"), (b"Content-Type", b"application/json"),
+                   (b"x-amzn-RequestId", b"0d1e2f3a-4b5c-4d6e-8f70-123456789abc"), (b"Connection", b"keep-alive")]
+BEDROCK_STREAM_HEADERS = [(name, b"application/vnd.amazon.eventstream" if name == b"Content-Type" else value)
+                          for name, value in BEDROCK_HEADERS]
 
 
 # -- the in-process wire ----------------------------------------------------------------------------
@@ -114,6 +132,92 @@ def _client(module: Any, headers: list[tuple[bytes, bytes]], chunks: tuple[bytes
     transport._pool.close()
     transport._pool = _Pool(headers, chunks)
     return module.Client(transport=transport)
+
+
+# -- botocore's in-process wire ----------------------------------------------------------------------
+class _Socket:
+    """What ``http.client.HTTPResponse`` reads an answer from: its bytes, in memory."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _http_bytes(headers: list[tuple[bytes, bytes]], pieces: list[bytes], chunked: bool) -> bytes:
+    """An HTTP/1.1 200 answer: ``pieces`` as one HTTP chunk each, or as one Content-Length body."""
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % header for header in headers)
+    if chunked:
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+            b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    body = b"".join(pieces)
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class _Session:
+    """botocore's ``URLLib3Session`` answering every request at once: a real urllib3 response over the same bytes,
+    handed back as its ``send`` does (a body that does not stream read at once)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    def send(self, request: Any) -> Any:
+        import urllib3
+        from botocore.awsrequest import AWSResponse
+
+        answer = http.client.HTTPResponse(_Socket(self.answer), method="POST")  # type: ignore[arg-type]
+        answer.begin()
+        raw = urllib3.HTTPResponse(body=answer, headers=urllib3.HTTPHeaderDict(answer.msg.items()),
+                                   status=answer.status, version=answer.version, reason=answer.reason,
+                                   preload_content=False, decode_content=True, original_response=answer,
+                                   request_method="POST", request_url=request.url)
+        response = AWSResponse(request.url, raw.status, raw.headers, raw)
+        if not request.stream_output:
+            response.content  # noqa: B018 - as botocore's session: the whole body read now
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def _boto_client(answer: bytes) -> Any:
+    import boto3
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDBENCH",
+                          aws_secret_access_key="bench-secret")
+    client._endpoint.http_session = _Session(answer)
+    return client
+
+
+def _converse_stream_frames(contents: int) -> list[bytes]:
+    """ConverseStream's frames: messageStart, ``contents`` contentBlockDelta, contentBlockStop, messageStop, and
+    metadata with the usage."""
+    from tests.llm.bedrock_frames import converse_stream_frames
+
+    return converse_stream_frames(contents, {"inputTokens": 180, "outputTokens": contents,
+                                             "totalTokens": 180 + contents})
+
+
+def _botocore_cases(calls: int, streams: int) -> dict[str, tuple[Callable[[], None], int]]:
+    from tests.llm.bedrock_frames import CONVERSE_ANSWER
+
+    chat = _boto_client(_http_bytes(BEDROCK_HEADERS, [json.dumps(CONVERSE_ANSWER).encode()], chunked=False))
+    long, short = (_boto_client(_http_bytes(BEDROCK_STREAM_HEADERS, _converse_stream_frames(n), chunked=True))
+                   for n in (CHUNKS, 1))
+
+    def converse() -> None:
+        chat.converse(modelId=BEDROCK_MODEL, messages=BEDROCK_MESSAGES)
+
+    def stream(client: Any) -> Callable[[], None]:
+        def run() -> None:
+            for _ in client.converse_stream(modelId=BEDROCK_MODEL, messages=BEDROCK_MESSAGES)["stream"]:
+                pass
+        return run
+
+    return {"chat": (converse, calls), "stream": (stream(long), streams), "stream1": (stream(short), calls)}
 
 
 # -- the cases: (name, make(module) -> call) --------------------------------------------------------
@@ -238,6 +342,17 @@ def _raw_variants() -> list[Variant]:
             _instrumented("otel-httpx(metrics+tracer)", "httpx", HTTPXClientInstrumentor(), http, every)]
 
 
+def _botocore_variants() -> list[Variant]:
+    try:
+        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+    except ImportError:
+        print("\n(opentelemetry-instrumentation-botocore is not installed: its row is left out)")
+        return [Variant("bare", "botocore"), _ours("otel_llm_metrics", "botocore")]
+    return [Variant("bare", "botocore"), _ours("otel_llm_metrics", "botocore"),
+            _instrumented("otel-botocore(metrics+tracer)", "botocore", BotocoreInstrumentor(), GEN_AI_DURATION,
+                          LLM_CASES)]
+
+
 def _sdk_variants() -> list[Variant]:
     try:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
@@ -332,6 +447,18 @@ def _sdk_table(results: Results, calls: int, streams: int, repeats: int) -> None
               f"{results.added(i, 'stream1'):+.1f} | {results.per_chunk(i):+.3f} |")
 
 
+def _botocore_table(results: Results, calls: int, streams: int, repeats: int) -> None:
+    print(f"\n## AWS Bedrock through boto3 (bedrock-runtime, sync), medians of {repeats} interleaved repeats "
+          f"({calls} calls and {streams} {CHUNKS}-frame streams per variant and case)\n")
+    print(f"| variant | converse (us) | added | {CHUNKS}-frame converse_stream (us) | added "
+          "| 1-frame converse_stream added | added per frame |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for i, v in enumerate(results.variants):
+        print(f"| {v.name} | {results.us(i, 'chat'):.0f} | {results.added(i, 'chat'):+.1f} | "
+              f"{results.us(i, 'stream'):.0f} | {results.added(i, 'stream'):+.1f} | "
+              f"{results.added(i, 'stream1'):+.1f} | {results.per_chunk(i):+.3f} |")
+
+
 def _check(variants: list[Variant]) -> None:
     """Each variant recorded one duration per call it is meant to measure, and none for the others."""
     parts = []
@@ -343,15 +470,15 @@ def _check(variants: list[Variant]) -> None:
     print("\nDurations recorded / calls each variant should measure: " + "; ".join(parts))
 
 
-def _verdict(raw: Results | None, sdk: Results | None) -> None:
+def _verdict(raw: Results | None, sdk: Results | None, boto: Results | None = None) -> None:
     checks = []
-    for label, results in (("", raw), ("openai SDK, ", sdk)):
+    for label, results in (("", raw), ("openai SDK, ", sdk), ("boto3, ", boto)):
         for i, v in enumerate(results.variants if results else ()):
             if v.name == "otel_llm_metrics":
                 call, short, chunk = results.added(i, "chat"), results.added(i, "stream1"), results.per_chunk(i)
                 checks.append((f"{label}{v.group}" if label else v.group, call, short, chunk))
     print(f"\nTargets for otel_llm_metrics: at most {TARGET_CALL_US:g} us added per LLM call (plain and 1-chunk "
-          f"stream), at most {TARGET_CHUNK_US:g} us per streamed chunk.")
+          f"stream), at most {TARGET_CHUNK_US:g} us per streamed chunk (an event-stream frame for boto3).")
     for where, call, short, chunk in checks:
         met = call <= TARGET_CALL_US and short <= TARGET_CALL_US and chunk <= TARGET_CHUNK_US
         print(f"- {where}: {call:+.1f} us per call, {short:+.1f} us per 1-chunk stream, {chunk:+.3f} us per chunk: "
@@ -367,8 +494,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=400, help=f"HTTP client: {CHUNKS}-chunk streams per variant")
     parser.add_argument("--sdk-calls", type=int, default=1000, help="openai SDK: calls per variant and case")
     parser.add_argument("--sdk-streams", type=int, default=100, help=f"openai SDK: {CHUNKS}-chunk streams per variant")
+    parser.add_argument("--boto-calls", type=int, default=1000, help="boto3: calls per variant and case")
+    parser.add_argument("--boto-streams", type=int, default=200, help=f"boto3: {CHUNKS}-frame streams per variant")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--only", nargs="*", choices=("raw", "sdk"), default=("raw", "sdk"))
+    parser.add_argument("--only", nargs="*", choices=("raw", "sdk", "botocore"), default=("raw", "sdk", "botocore"))
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: this process's CPU time (time.process_time), which other jobs on a shared machine "
                              "disturb less than wall time")
@@ -376,7 +505,7 @@ def main() -> None:
     if args.clock == "cpu":
         global perf_counter  # noqa: PLW0603 - the clock _batch reads
         perf_counter = process_time
-    raw = sdk = None
+    raw = sdk = boto = None
     started = perf_counter()
     if "raw" in args.only:
         variants = _raw_variants()
@@ -391,7 +520,13 @@ def main() -> None:
                                          args.repeats))
         _sdk_table(sdk, args.sdk_calls, args.sdk_streams, args.repeats)
         _check(variants)
-    _verdict(raw, sdk)
+    if "botocore" in args.only:
+        variants = _botocore_variants()
+        boto = Results(variants, _measure(variants, {"botocore": _botocore_cases(args.boto_calls, args.boto_streams)},
+                                          args.repeats))
+        _botocore_table(boto, args.boto_calls, args.boto_streams, args.repeats)
+        _check(variants)
+    _verdict(raw, sdk, boto)
     print(f"\n(measured in {perf_counter() - started:.0f} s)")
 
 

@@ -44,7 +44,7 @@ def chunk(document: object) -> bytes:
     return event("chunk", {"bytes": inner, "p": PADDING[:len(inner) % 40]})
 
 
-def converse_stream(deltas: int = 3, usage: dict | None = None, stop: str = "end_turn") -> bytes:
+def converse_stream_frames(deltas: int = 3, usage: dict | None = None, stop: str = "end_turn") -> list[bytes]:
     """messageStart, ``deltas`` contentBlockDelta, contentBlockStop, messageStop, metadata (usage 9 in / 3 out)."""
     frames = [event("messageStart", {"role": "assistant"})]
     frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": f"word{i} "}})
@@ -52,7 +52,12 @@ def converse_stream(deltas: int = 3, usage: dict | None = None, stop: str = "end
     frames += [event("contentBlockStop", {"contentBlockIndex": 0}), event("messageStop", {"stopReason": stop}),
                event("metadata", {"usage": usage or {"inputTokens": 9, "outputTokens": 3, "totalTokens": 12},
                                   "metrics": {"latencyMs": 120}})]
-    return b"".join(frames)
+    return frames
+
+
+def converse_stream(deltas: int = 3, usage: dict | None = None, stop: str = "end_turn") -> bytes:
+    """The frames of ``converse_stream_frames``, one stream."""
+    return b"".join(converse_stream_frames(deltas, usage, stop))
 
 
 ANTHROPIC_STREAM_EVENTS = [
