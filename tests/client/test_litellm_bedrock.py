@@ -126,6 +126,7 @@ def wire(make_telemetry, monkeypatch):
     assert {"httpx", "aiohttp"} <= set(telemetry.measure_upstream_calls())
     telemetry.finish_reasons = finish_reasons  # type: ignore[attr-defined]
     yield telemetry
+    telemetry.registry.gen_ai.prices.wait_loaded()  # its loader imports httpx2 while uninstall looks at it
     instrumentors.uninstall()
 
 
