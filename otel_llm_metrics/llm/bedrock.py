@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from binascii import Error as Base64Error
 from binascii import a2b_base64, b2a_base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from time import perf_counter
 
 from .. import catalogue as c
@@ -86,15 +86,16 @@ class BedrockReader(AnswerEnd):
                  "response_model", "finish_reason", "error_event", "error_type", "done", "finished", "frames",
                  "_decoder", "_head", "_tail", "_size", "_headers", "_metrics")
 
-    def __init__(self, endpoint: Endpoint, headers: Iterable[tuple[bytes, bytes]] = (), estimate: bool = True) -> None:
-        """``headers``: the answer's, names in any case (an HTTP/1.1 server sends ``X-Amzn-Bedrock-...``); the
-        content type and Bedrock's token counts are read."""
+    def __init__(self, endpoint: Endpoint, headers: Iterable[Sequence[bytes]] = (), estimate: bool = True) -> None:
+        """``headers``: the answer's, names in any case (an HTTP/1.1 server sends ``X-Amzn-Bedrock-...``), as
+        (name, value) pairs or httpx's own (name, lowercased name, value) triples (``client.headers.HeaderItems``);
+        the content type and Bedrock's token counts are read."""
         self.endpoint = endpoint
         self.estimate = estimate
         content_type = b""
         self._headers: dict[str, int] = {}
-        for name, value in headers:
-            name = name.lower()  # a Bedrock answer has a dozen headers, read once
+        for item in headers:
+            name, value = item[0].lower(), item[-1]  # a Bedrock answer has a dozen headers, read once
             if name == b"content-type":
                 content_type = value.lower()
             elif name in _HEADERS:
@@ -352,6 +353,6 @@ def _value_after(data: bytes, key: str) -> object:
         return None
 
 
-def reader_for(endpoint: Endpoint, headers: Iterable[tuple[bytes, bytes]], estimate: bool = True) -> BedrockReader:
-    """The reader of a Bedrock answer (``headers`` in any case), for ``LlmExchange.response_started``."""
+def reader_for(endpoint: Endpoint, headers: Iterable[Sequence[bytes]], estimate: bool = True) -> BedrockReader:
+    """The reader of a Bedrock answer (``headers`` in any case, pairs or triples), for ``LlmExchange``."""
     return BedrockReader(endpoint, headers, estimate)

@@ -279,6 +279,11 @@ def test_bedrock_headers_in_any_case_are_the_last_source_of_tokens():
     # without them the usage is unknown (a whole answer is one piece of content, no estimate of its tokens)
     reader = _read("invoke", mistral, JSON, model="mistral.mistral-7b-instruct-v0:2")
     assert (reader.input_tokens, reader.output_token_count(), reader.content_events) == (None, None, 1)
+    # httpx keeps (name, lowercased name, value) triples, handed on as they are
+    triples = [(name, name.lower(), value) for name, value in headers]
+    reader = _read("invoke", mistral, triples, model="mistral.mistral-7b-instruct-v0:2")
+    assert (reader.input_tokens, reader.output_tokens, reader.cache_read_tokens, reader.finish_reason) == (
+        34, 7, 4, "length")
     # nonsense values are not counts
     bad = JSON + [(b"X-Amzn-Bedrock-Input-Token-Count", b"-3"), (b"X-Amzn-Bedrock-Output-Token-Count", b"9" * 12)]
     assert _read("invoke", mistral, bad, model="mistral.mistral-7b-instruct-v0:2").input_tokens is None
