@@ -228,10 +228,10 @@ class ClientRecord:
                         series.time_per_output_chunk.merge(gaps)
             if not stats.latest_experimental:
                 tokens = self.tokens
-                for value, flag, token_type in ((input_tokens, "input", "input"),
-                                                (output_tokens, estimated or None, "output")):
+                for value, slot, flag, token_type in ((input_tokens, "input", None, "input"),
+                                                      (output_tokens, estimated or None, estimated or None, "output")):
                     if value is not None:
-                        h = tokens.get(flag) or self._tokens(token_type, flag)  # type: ignore[arg-type]
+                        h = tokens.get(slot) or self._tokens(token_type, slot, flag)
                         h.counts[bisect_left(h.bounds, value)] += 1
                         h.total += value
                         if value < h.min:
@@ -249,10 +249,11 @@ class ClientRecord:
                     if unpriced_tokens.output:
                         _add(stats.client_unpriced_tokens, (*head, "output", tenant), unpriced_tokens.output)
 
-    def _tokens(self, token_type: str, estimated: bool | None) -> Histogram:
-        """A token histogram of these calls, bound on first use (under the lock)."""
+    def _tokens(self, token_type: str, slot: str | bool | None, estimated: bool | None) -> Histogram:
+        """A token histogram of these calls, bound on first use (under the lock) in ``self.tokens[slot]``; input
+        counts are never estimated (the attribute is left off them)."""
         key = client_token_key(*self.base, token_type, estimated, self.tenant)
-        h = self.tokens["input" if token_type == "input" else estimated] = self.stats.client_tokens.get(key).tokens
+        h = self.tokens[slot] = self.stats.client_tokens.get(key).tokens
         return h
 
     def _limits(self, limits: list[tuple[str, bool, int]]) -> None:
