@@ -170,11 +170,7 @@ def _answered(attempt: Attempt, response: Any) -> None:
     """The status and headers arrived: read the body now (botocore read it) or as botocore reads it."""
     try:
         raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
-        attempt.answered(response.status_code, raw_headers)
-        exchange = attempt.exchange
-        if exchange.parser is not None:  # a reader given the content type alone: this one reads Bedrock's token
-            # headers too (the usage of an InvokeModel body without any, Mistral's or Cohere's)
-            exchange.parser = BedrockReader(exchange.endpoint, raw_headers, exchange.estimate)  # type: ignore[assignment]
+        attempt.answered(response.status_code, raw_headers)  # Bedrock's reader reads its token headers too
         content = response.__dict__.get("_content")
         if content is not None:  # read inside the send (an operation that does not stream)
             attempt.chunk(content)

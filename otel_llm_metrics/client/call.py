@@ -119,7 +119,7 @@ class Attempt:
 
     __slots__ = ("exchange", "stats", "address", "port", "started", "attempt_started", "attempt_ended", "link",
                  "operation", "error_type", "ended", "recorded", "held", "counted", "content_seen",
-                 "last_content_at", "gaps", "gap_histogram", "encoded_type", "limits", "retry_after", "__weakref__")
+                 "last_content_at", "gaps", "gap_histogram", "encoded", "limits", "retry_after", "__weakref__")
 
     def __init__(self, endpoint: Endpoint, stats: GenAiStats, provider: str | None, address: str,
                  port: int, body: bytes | None, estimate: bool) -> None:
@@ -135,7 +135,7 @@ class Attempt:
         self.last_content_at = 0.0
         self.gaps: list[float] | None = None  # seconds between content chunks, not yet in gap_histogram
         self.gap_histogram: Histogram | None = None
-        self.encoded_type: bytes | None = None  # the content type of a content-encoded answer
+        self.encoded: tuple[bytes, HeaderItems] | None = None  # a content-encoded answer's content type, headers
         self.limits: list[tuple[str, bool, int]] | None = None  # rate-limit headers: (resource, is_limit, value)
         self.retry_after: float | None = None
         if body:
@@ -168,9 +168,9 @@ class Attempt:
                 self.error_type = str(status)
             self.limits, self.retry_after = answer.limits, answer.retry_after
             if answer.encoded and not decoded:
-                self.encoded_type = answer.content_type
+                self.encoded = (answer.content_type, raw_headers)
                 return True
-            self.exchange.start_parser(answer.content_type)
+            self.exchange.start_parser(answer.content_type, raw_headers)
         except Exception:
             self._log()
         return False
@@ -178,7 +178,7 @@ class Attempt:
     def decoding(self) -> None:
         """The body of an encoded answer will be shown to ``chunk`` as the caller's library decodes it."""
         try:
-            self.exchange.start_parser(self.encoded_type or b"")
+            self.exchange.start_parser(*(self.encoded or (b"", ())))
         except Exception:
             self._log()
 

@@ -7,7 +7,7 @@ record it with ``record_call``. Both read the same bytes the same way, with the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
 
 from .. import catalogue as c
@@ -48,10 +48,11 @@ class LlmExchange:
             return
         self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 
-    def start_parser(self, content_type: bytes) -> None:
-        """The answer's body is readable (not content-encoded, or shown decoded): parse it as it passes."""
+    def start_parser(self, content_type: bytes, headers: Iterable[Sequence[bytes]] = ()) -> None:
+        """The answer's body is readable (not content-encoded, or shown decoded): parse it as it passes.
+        ``headers``: the answer's (pairs or httpx's triples), read by Bedrock's reader for its token counts."""
         if self.endpoint.dialect == BEDROCK:
-            self.parser = reader_for(self.endpoint, [(b"content-type", content_type)], self.estimate)
+            self.parser = reader_for(self.endpoint, headers or [(b"content-type", content_type)], self.estimate)
             return
         self.parser = ResponseParser(self.endpoint, content_type, self.estimate)
 

@@ -124,17 +124,10 @@ TOKEN_HEADERS = {"X-Amzn-Bedrock-Input-Token-Count": "30", "X-Amzn-Bedrock-Outpu
                  "X-Amzn-Bedrock-Invocation-Latency": "250"}
 
 
-# The httpx and aiohttp hooks hand the reader the content type alone (client.call.Attempt.answered calls
-# LlmExchange.start_parser(content_type)), so Bedrock's token headers do not reach it; botocore's hook hands them
-# on itself. Strict: once they are handed on, this passes and the mark must go.
-HEADERS_NOT_HANDED_ON = pytest.mark.xfail(strict=True, reason="Attempt.answered does not pass the answer's headers "
-                                                              "to LlmExchange.start_parser")
-
-
 @pytest.mark.parametrize(("body", "tokens"), [
     # Mistral's InvokeModel body has no usage: Bedrock's headers are the only count
     pytest.param(json.dumps({"outputs": [{"text": "hi", "stop_reason": "length"}]}).encode(),
-                 {"input": 30, "output": 7}, marks=HEADERS_NOT_HANDED_ON, id="headers-only"),
+                 {"input": 30, "output": 7}, id="headers-only"),
     # a body with usage is believed over the headers
     pytest.param(json.dumps({"id": "m", "type": "message", "role": "assistant", "stop_reason": "end_turn",
                              "content": [{"type": "text", "text": "hi"}],
