@@ -56,8 +56,11 @@ def patch(current: CurrentHook) -> list[str]:
             wrapt.register_post_import_hook(_patch_module, name)
     else:
         for name in MODULES:
-            if name in sys.modules:
-                _patch_module(sys.modules[name])
+            module = sys.modules.get(name)
+            # one another thread is still importing (the price table's loader imports httpx2) is patched by the
+            # post-import hook when its import ends; patched now, it has no Client yet
+            if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+                _patch_module(module)
     if installed:
         operation.patch()
     return installed
