@@ -10,7 +10,7 @@ the stream after it changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -88,8 +88,10 @@ class McpCall:
             self.http_version = version[5:] if version.startswith("HTTP/") else version
 
     # -- the Attempt reading surface --------------------------------------------------------------
-    def answered(self, status: int, raw_headers: Iterable[tuple[bytes, bytes]], decoded: bool = False) -> bool:
-        """Status and headers arrived; True when the body is content-encoded (read through the library's decoder)."""
+    def answered(self, status: int, raw_headers: Iterable[Sequence[bytes]], decoded: bool = False) -> bool:
+        """Status and headers arrived, as (name, value) pairs or httpx's own (name, lowercased name, value) triples
+        (what the hook hands on, ``client.headers``); True when the body is content-encoded (read through the
+        library's decoder)."""
         try:
             return self._answered(status, raw_headers, decoded)
         except Exception:
@@ -97,13 +99,13 @@ class McpCall:
             _log_failure()
             return False
 
-    def _answered(self, status: int, raw_headers: Iterable[tuple[bytes, bytes]], decoded: bool) -> bool:
+    def _answered(self, status: int, raw_headers: Iterable[Sequence[bytes]], decoded: bool) -> bool:
         now = perf_counter()
         self.status = status
         content_type = session_id = None
         encoded = False
-        for name, value in raw_headers:
-            name = name.lower()
+        for item in raw_headers:
+            name, value = item[0].lower(), item[-1]
             if name == b"content-type":
                 content_type = value.lower()
             elif name == b"mcp-session-id":
