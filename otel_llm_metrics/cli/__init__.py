@@ -39,8 +39,9 @@ _HELP = {
     "summary": "the key numbers since start, once",
     "snapshot": f"one snapshot; --json for the schema {SNAPSHOT_SCHEMA} (docs/cli.md)",
     "watch": "a live dashboard: rates and percentiles over each interval, retries an endpoint that is down",
-    "record": "one CSV row per interval during a load test (stops at --duration or Ctrl-C)",
-    "report": "PNG plots of a recorded CSV and a report.md with the headline figures",
+    "record": "one CSV row per interval during a load test, MCP operations beside it in FILE.mcp.csv "
+              "(stops at --duration or Ctrl-C)",
+    "report": "PNG plots of a recorded CSV and a report.md with the headline figures (and the MCP table's)",
     "doctor": "check settings, metrics endpoints, OTLP and Prometheus, then the price table (advice); "
               "exit 1 if a check fails",
 }
