@@ -21,8 +21,8 @@ demo: $(VENV)/.installed-demo
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py). One after
-# the other: beside the whole suite, even niced, they made its timing-bound tests fail (a fresh clone, once in four).
+# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py): the
+# sessions one after the other, each on two pytest processes.
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m nox

@@ -3,6 +3,11 @@
 - ``full``: the whole suite (unit and integration) on the newest claimed version that is present;
 - ``unit``: the unit suite on every other claimed version that is present.
 
+Each session runs its tests on two processes (pytest-xdist; this is a 2-core machine): most integration tests
+wait on real servers, scrapes and export intervals more than they compute, so two at once take about 0.6 of
+the time of one after the other. The tests are independent (free ports, their own servers and directories);
+pass ``-- -n 0`` to run one at a time.
+
 Interpreters are found the ordinary way, on PATH and in pyenv's versions folder (where pyenv's shims
 name a version that is installed but not active, the version's own ``bin`` comes first). A version
 that is not there is named and left out; one that is there and fails, fails the run.
@@ -39,6 +44,7 @@ PRESENT = [version for version in CLAIMED if shutil.which(f"python{version}")]
 MISSING = [version for version in CLAIMED if version not in PRESENT]
 if MISSING:
     print(f"nox: Python {', '.join(MISSING)} not found on PATH or under pyenv's versions: not tested here")
+PARALLEL = ("-n", "2")
 NEWEST = PRESENT[-1:]  # empty only where no claimed version is present: then nothing runs, and nox says so
 
 
@@ -46,11 +52,11 @@ NEWEST = PRESENT[-1:]  # empty only where no claimed version is present: then no
 def full(session: nox.Session) -> None:
     """Every test, unit and integration, against real servers."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *PARALLEL, *session.posargs)
 
 
 @nox.session(python=[version for version in PRESENT if version not in NEWEST])
 def unit(session: nox.Session) -> None:
     """The unit tests: everything but the integration tests."""
     session.install("-e", ".[test]")
-    session.run("pytest", "--ignore=tests/integration", "-m", "not integration", *session.posargs)
+    session.run("pytest", *PARALLEL, "--ignore=tests/integration", "-m", "not integration", *session.posargs)

@@ -37,8 +37,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 30.0, interval: float = 0.05):
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the deadline."""
+def wait_for(condition: Callable[[], object], what: str | Callable[[], str], deadline_s: float = 30.0,
+             interval: float = 0.05):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the deadline (a callable:
+    asked then, so that it can say what was last seen)."""
     deadline = time.monotonic() + deadline_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -49,7 +51,7 @@ def wait_for(condition: Callable[[], object], what: str, deadline_s: float = 30.
         except (httpx.HTTPError, OSError, ValueError, KeyError, IndexError) as exc:
             last_error = exc
         time.sleep(interval)
-    pytest.fail(f"{what}: not reached within {deadline_s}s (last error: {last_error})")
+    pytest.fail(f"{what() if callable(what) else what}: not reached within {deadline_s}s (last error: {last_error})")
 
 
 def require_binary(name: str) -> str:
@@ -152,8 +154,8 @@ class Prometheus(Process):
         return float(result[0]["value"][1]) if result else None
 
     def wait_value(self, promql: str, expected: float, deadline_s: float = 30.0) -> float:
-        wait_for(lambda: self.value(promql) == expected, f"PromQL {promql} == {expected} "
-                 f"(last: {self._safe_value(promql)})", deadline_s)
+        wait_for(lambda: self.value(promql) == expected,
+                 lambda: f"PromQL {promql} == {expected} (last: {self._safe_value(promql)})", deadline_s)
         return expected
 
     def _safe_value(self, promql: str) -> float | None:

@@ -67,7 +67,8 @@ def test_record_writes_one_row_per_interval_and_the_rates_add_up(app, tmp_path):
     assert recorder.wait(30) == 0, recorder.stderr.read()
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == 6, rows
-    assert all(0.7 < float(r["seconds"]) < 1.6 for r in rows), [r["seconds"] for r in rows]
+    # about a second each: a scrape late under load makes its row long and the next one short
+    assert all(0.25 < float(r["seconds"]) < 2.0 for r in rows), [r["seconds"] for r in rows]
     total = sum(float(r["requests_per_s"]) * float(r["seconds"]) for r in rows)
     assert round(total) == sent
     busy = [r for r in rows if float(r["requests_per_s"]) > 0]

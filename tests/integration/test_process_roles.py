@@ -67,7 +67,7 @@ def _job(tmp_path: Path, env: dict[str, str], *, zero_code: bool = True, wait: b
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     python_path = os.pathsep.join(p for p in (env.pop("PYTHONPATH", ""), str(ROOT)) if p)
     full_env = {**base, "PYTHONPATH": python_path, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "OTEL_METRIC_EXPORT_INTERVAL": "2000",
                 "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai", **({"JOB_WAIT": "1"} if wait else {}), **env}
     return subprocess.Popen(command, env=full_env, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 from otel_llm_metrics.providers import default_service_name
 from tests.otlp_receiver import Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_named_after_the_app_spec_or_the_script():
@@ -15,19 +19,31 @@ def test_named_after_the_app_spec_or_the_script():
     assert default_service_name(["-c"]) is None
 
 
-def _name_at_spawn_start(queue) -> None:
-    # What a spawned worker's sys.argv is when zero code starts, before multiprocessing restores it.
+MASTER = """
+import multiprocessing
+from otel_llm_metrics.providers import default_service_name
+
+def name_at_spawn_start(queue):
+    # what a spawned worker's sys.argv is when zero code starts, before multiprocessing restores it
     queue.put(default_service_name(["-c", "--multiprocessing-fork", "tracker_fd=5", "pipe_handle=7"]))
 
-
-def test_a_spawned_worker_takes_its_masters_name():
+if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_name_at_spawn_start, args=(queue,))
+    child = context.Process(target=name_at_spawn_start, args=(queue,))
     child.start()
-    name = queue.get(timeout=30)
+    print(queue.get(timeout=30), default_service_name())
     child.join(30)
-    assert name is not None and name == default_service_name(sys.argv)
+"""
+
+
+def test_a_spawned_worker_takes_its_masters_name(tmp_path):
+    # The master is a script of its own: under pytest-xdist this process's command line is `python -c ...`.
+    (tmp_path / "serve.py").write_text(MASTER)
+    done = subprocess.run([sys.executable, str(tmp_path / "serve.py")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["serve", "serve"], done.stdout
 
 
 def test_a_signals_own_endpoint_and_protocol_take_precedence_over_the_general_ones(monkeypatch):
