@@ -14,6 +14,24 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# Longest first: with pytest-xdist (noxfile.py) the last tests handed out decide when the run ends, so the modules
+# whose tests take 10 to 40 s each (multi-worker servers killed and replaced, dead collectors, Prometheus and
+# Grafana) go first, then the rest of the integration tests, and the many short unit tests fill the tail.
+SLOWEST_FIRST = ("test_workers", "test_otlp_merged", "test_tracing", "test_shutdown", "test_zero_code_servers",
+                 "test_alert_end_to_end", "test_grafana", "test_cli_snapshot", "test_cli_live", "test_llm",
+                 "test_upstream_calls", "test_pools", "test_mcp")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.stem
+        if module in SLOWEST_FIRST:
+            return SLOWEST_FIRST.index(module)
+        return len(SLOWEST_FIRST) + (0 if "integration" in item.path.parts else 1)
+
+    items.sort(key=rank)  # stable: each module's own order is kept
+
+
 class MetricsView:
     """The points an in-memory reader collected, by instrument name."""
 
