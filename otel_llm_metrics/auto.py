@@ -129,9 +129,9 @@ class AsgiServerInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         try:
-            from .resources.pools import discover_sqlalchemy_engines
+            from .resources.pools import discover_sqlalchemy_engines_once_imported
 
-            discover_sqlalchemy_engines()
+            discover_sqlalchemy_engines_once_imported()
         except Exception:  # discovery is a convenience; the app must start regardless
             logger.debug("otel_llm_metrics: SQLAlchemy engine discovery is off", exc_info=True)
         from . import server_loaders

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 from sqlalchemy.pool import QueuePool
 
 from otel_llm_metrics import observe_pool
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _counts(view) -> dict[str, int]:
@@ -62,3 +68,29 @@ def test_a_disposed_engine_keeps_reporting_its_new_pool_and_a_dropped_one_stops(
 def test_an_unsupported_pool_is_refused_with_what_is_supported():
     with pytest.raises(TypeError, match="SQLAlchemy engine, an asyncpg pool"):
         observe_pool(object(), "x")
+
+
+DISCOVERY = """
+import sys
+from otel_llm_metrics.registry import DEFAULT_REGISTRY
+from otel_llm_metrics.resources.pools import discover_sqlalchemy_engines_once_imported
+
+assert discover_sqlalchemy_engines_once_imported()
+print("imported before the app:", "sqlalchemy" in sys.modules)
+import sqlalchemy
+
+engine = sqlalchemy.create_engine("sqlite:///" + sys.argv[1])
+with engine.connect():
+    pass
+print("pools:", [pool.name for pool in DEFAULT_REGISTRY.pools.pools])
+"""
+
+
+def test_zero_code_discovery_waits_for_the_app_to_import_sqlalchemy(tmp_path):
+    # A fresh interpreter: this one has imported SQLAlchemy already.
+    script = tmp_path / "app.py"
+    script.write_text(DISCOVERY)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "app.sqlite")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["imported before the app: False", "pools: ['sqlite/app.sqlite']"], done.stdout
