@@ -9,10 +9,11 @@ included). A length or a CRC that does not hold means the stream cannot be trust
 decoder records why in ``error`` and reads nothing more, and never raises into whoever feeds it (the caller's
 own library raises, or not, as it would bare).
 
-Per frame the cost is two ``zlib.crc32`` calls, two unpacks and a dict lookup: the headers of a stream repeat
-byte for byte (every ``contentBlockDelta`` frame carries the same three), so each distinct header block is
-parsed once and looked up afterwards. Events the caller only counts never leave the loop; the others' payloads
-are handed on undecoded, and the caller decides whether they are worth reading.
+Per frame the cost is one ``zlib.crc32`` call (the message CRC covers the prelude and the prelude's CRC, so the
+prelude's own is computed only when it fails, to name the damage), two unpacks and a dict lookup: the headers
+of a stream repeat byte for byte (every ``contentBlockDelta`` frame carries the same three), so each distinct
+header block is parsed once and looked up afterwards. Events the caller only counts never leave the loop; the
+others' payloads are handed on undecoded, and the caller decides whether they are worth reading.
 """
 
 from __future__ import annotations
@@ -154,12 +155,9 @@ class FrameDecoder:
                             or headers_length > MAX_HEADERS:
                         self.error = BAD_LENGTH
                     break
-                running = crc32(data[pos:pos + 8])
-                if running != prelude_crc:
-                    self.error = BAD_PRELUDE_CRC
-                    break
-                if crc32(data[pos + 8:end - 4], running) != _unpack_u32(data, end - 4)[0]:
-                    self.error = BAD_MESSAGE_CRC
+                if crc32(data[pos:end - 4]) != _unpack_u32(data, end - 4)[0]:
+                    # the message CRC covers the prelude and its CRC: the prelude's own is checked only to say which
+                    self.error = BAD_PRELUDE_CRC if crc32(data[pos:pos + 8]) != prelude_crc else BAD_MESSAGE_CRC
                     break
                 start = pos + PRELUDE + headers_length
                 block = data[pos + PRELUDE:start]
