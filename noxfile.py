@@ -52,7 +52,7 @@ NEWEST = PRESENT[-1:]  # empty only where no claimed version is present: then no
 def full(session: nox.Session) -> None:
     """Every test, unit and integration, against real servers."""
     session.install("-e", ".[test]")
-    session.run("pytest", *PARALLEL, *session.posargs)
+    session.run("pytest", *PARALLEL, "--durations=20", *session.posargs)  # the slowest named in CI's output
 
 
 @nox.session(python=[version for version in PRESENT if version not in NEWEST])
