@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote
 
 import boto3
@@ -35,6 +34,7 @@ from tests.llm.bedrock_frames import (
     exception,
     nova_invoke_stream,
 )
+from tests.stand_in import serving
 
 DURATION, TOKENS, ATTEMPTS = "gen_ai.client.operation.duration", "gen_ai.client.token.usage", "gen_ai.client.attempts"
 TTFC = "gen_ai.client.operation.time_to_first_chunk"
@@ -115,12 +115,8 @@ class Bedrock(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Bedrock)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Bedrock) as url:
+        yield url
 
 
 @pytest.fixture

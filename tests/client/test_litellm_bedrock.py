@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,6 +20,7 @@ import pytest
 from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.llm.exchange import LlmExchange
 from tests.llm.bedrock_frames import CONVERSE_ANSWER, converse_stream
+from tests.stand_in import serving
 
 DURATION, TOKENS, ATTEMPTS = "gen_ai.client.operation.duration", "gen_ai.client.token.usage", "gen_ai.client.attempts"
 TTFC = "gen_ai.client.operation.time_to_first_chunk"
@@ -71,13 +71,8 @@ class Bedrock(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
     """The stand-in Bedrock runtime endpoint, on a port the system picks; stopped after the module."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Bedrock)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serving(Bedrock) as url:
+        yield url
 
 
 @pytest.fixture(params=["aiohttp", "httpx"])
