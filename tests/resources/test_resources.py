@@ -76,8 +76,9 @@ def test_forked_child_reports_its_own_process(make_telemetry):
     telemetry = make_telemetry(resources=("process",))
     telemetry.collect()
     # a child forked while the price table still loads restarts its loader thread (prices.after_fork): a second
-    # thread of its own, counted rightly; loaded first, the child has one thread
-    assert telemetry.registry.gen_ai.prices.wait_loaded()
+    # thread of its own, counted rightly; loaded (or failed to load, where genai-prices is missing) first, the
+    # child has one thread
+    telemetry.registry.gen_ai.prices.wait_loaded()
     ballast = bytearray(64 * 2**20)  # the parent is 64 MB bigger than a fresh child will make itself
     read_end, write_end = os.pipe()
     pid = os.fork()
