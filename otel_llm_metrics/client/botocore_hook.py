@@ -29,10 +29,11 @@ from urllib.parse import urlsplit
 
 from opentelemetry.context import get_current
 
+from ..error_types import CONNECTION_ERROR
 from ..llm.bedrock import BedrockReader
 from ..llm.endpoints import BEDROCK
 from . import operation as operations
-from .call import CONNECTION_ERROR, SENDING, Attempt
+from .call import SENDING, Attempt
 
 try:  # the key is_instrumentation_enabled() reads, read straight from the context
     from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _ALL

@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import Any
 
 from .. import catalogue as c
+from ..error_types import ABANDONED, CONNECTION_ERROR, TIMEOUT, error_type_of
 from ..llm.endpoints import Endpoint
 from ..llm.exchange import LlmExchange
 from ..llm.link import CURRENT
@@ -32,13 +33,6 @@ from . import operation as operations
 from .headers import Answer, HeaderItems
 
 logger = logging.getLogger(__name__)
-TIMEOUT, CONNECTION_ERROR, ABANDONED = "timeout", "connection_error", "abandoned"
-_CONNECTION_ERRORS = frozenset(("ConnectError", "ReadError", "WriteError", "CloseError", "NetworkError",
-                                "RemoteProtocolError", "LocalProtocolError", "ProtocolError", "ProxyError",
-                                "ConnectionError", "ConnectionResetError", "ConnectionRefusedError",
-                                "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
-                                "ClientPayloadError"))
-_CANCELLED = frozenset(("CancelledError", "Cancelled", "GeneratorExit"))
 _RETRYABLE_STATUSES = frozenset((408, 409, 429))
 _FOLD = 1024  # gaps between chunks kept as a list up to this, then folded into the attempt's histogram
 _RECORDING = threading.Lock()  # claims an operation's one recording (its end, the call's end, the last push)
@@ -90,18 +84,6 @@ def _owner() -> object:
 
 
 SENDING = Sending()
-
-
-def error_type_of(error: BaseException) -> str:
-    """A bounded error.type for an exception raised while calling upstream."""
-    name = type(error).__name__
-    if name in _CANCELLED:
-        return ABANDONED
-    if "Timeout" in name or isinstance(error, TimeoutError):
-        return TIMEOUT
-    if name in _CONNECTION_ERRORS or isinstance(error, ConnectionError):
-        return CONNECTION_ERROR
-    return c.OTHER
 
 
 def flush_pending() -> None:

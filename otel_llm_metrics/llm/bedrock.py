@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from time import perf_counter
 
 from .. import catalogue as c
+from ..error_types import CONNECTION_ERROR  # a stream cut inside a frame, named as a cut connection
 from .endpoints import BEDROCK_STREAMS, Endpoint
 from .eventstream import FrameDecoder, Kind
 from .parse import AnswerEnd
@@ -38,7 +39,6 @@ from .parse import AnswerEnd
 MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
 MAX_WHOLE = 64 * 1024  # a JSON answer up to this is decoded whole
 WINDOW = 16 * 1024  # past it, its head and tail are kept and its fields found by key
-CONNECTION_ERROR = "connection_error"  # a stream cut inside a frame (the value client.call uses)
 # The exceptions Bedrock's streams declare; any other name is c.OTHER (error.type stays bounded).
 STREAM_EXCEPTIONS = frozenset(("internalServerException", "modelStreamErrorException", "validationException",
                                "throttlingException", "serviceUnavailableException", "modelTimeoutException",

@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from ..catalogue import OTHER
-from ..client.call import ABANDONED, error_type_of
+from ..error_types import ABANDONED, error_type_of
 from .jsonrpc import YES, Answer, Body, EventStream, Message, matched, outcome, read_answers, read_messages, sniff
 from .stats import McpStats, for_gen_ai, operation_key
 
