@@ -29,7 +29,7 @@ from time import perf_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.variants import CHUNKS, VARIANTS  # noqa: E402
+from benchmarks.variants import CHUNKS, VARIANTS, ours  # noqa: E402
 
 
 def _scope(path: str) -> dict:
@@ -151,14 +151,11 @@ def exchange_app() -> object:
 
 
 def ours_exchanges() -> tuple[object, object]:
-    """The exchange app with ours, as variants.ours() sets it up; and its reader, to check what was recorded."""
+    """The exchange app with ours, set up as every other ours row; and its reader, to check what was recorded."""
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from otel_llm_metrics import Registry, Telemetry, load_settings
-
     reader = InMemoryMetricReader()
-    settings = load_settings(environ={}, metrics_exporters=("none",), traces_exporter="none")
-    return Telemetry(settings, Registry(), [reader]).instrument(exchange_app()), reader
+    return ours(app=exchange_app(), reader=reader), reader
 
 
 async def _drive_exchange(app, case: str, n: int) -> float:
@@ -214,9 +211,9 @@ def _recorded(reader) -> dict[str, int]:
 
 
 def exchanges(total: int, repeats: int) -> None:
-    ours, reader = ours_exchanges()
+    measured, reader = ours_exchanges()
     per_batch = max(total // repeats, 50)
-    medians = asyncio.run(_measure_exchanges({"bare": exchange_app(), "ours": ours}, per_batch, repeats))
+    medians = asyncio.run(_measure_exchanges({"bare": exchange_app(), "ours": measured}, per_batch, repeats))
     recorded = _recorded(reader)
     each = WARM_UP + repeats * per_batch  # exchanges of one case driven through ours
     assert recorded == {"mcp.server.operation.duration": 2 * each, "gen_ai.server.request.duration": 2 * each}, \

@@ -342,25 +342,30 @@ def _raw_variants() -> list[Variant]:
             _instrumented("otel-httpx(metrics+tracer)", "httpx", HTTPXClientInstrumentor(), http, every)]
 
 
-def _botocore_variants() -> list[Variant]:
+def _with_peer(library: str, label: str, package: str, instrumentor: Callable[[], Any]) -> list[Variant]:
+    """Bare, ours, and the peer ``package`` (its GenAI metrics and the SDK tracer) where it is installed."""
+    variants = [Variant("bare", library), _ours("otel_llm_metrics", library)]
     try:
-        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+        peer = instrumentor()
     except ImportError:
-        print("\n(opentelemetry-instrumentation-botocore is not installed: its row is left out)")
-        return [Variant("bare", "botocore"), _ours("otel_llm_metrics", "botocore")]
-    return [Variant("bare", "botocore"), _ours("otel_llm_metrics", "botocore"),
-            _instrumented("otel-botocore(metrics+tracer)", "botocore", BotocoreInstrumentor(), GEN_AI_DURATION,
-                          LLM_CASES)]
+        print(f"\n({package} is not installed: its row is left out)")
+        return variants
+    return [*variants, _instrumented(label, library, peer, GEN_AI_DURATION, LLM_CASES)]
+
+
+def _botocore_variants() -> list[Variant]:
+    def instrumentor() -> Any:
+        from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+        return BotocoreInstrumentor()
+    return _with_peer("botocore", "otel-botocore(metrics+tracer)", "opentelemetry-instrumentation-botocore",
+                      instrumentor)
 
 
 def _sdk_variants() -> list[Variant]:
-    try:
+    def instrumentor() -> Any:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-    except ImportError:
-        print("\n(opentelemetry-instrumentation-openai-v2 is not installed: its row is left out)")
-        return [Variant("bare", "openai"), _ours("otel_llm_metrics", "openai")]
-    return [Variant("bare", "openai"), _ours("otel_llm_metrics", "openai"),
-            _instrumented("openai-v2(metrics+tracer)", "openai", OpenAIInstrumentor(), GEN_AI_DURATION, LLM_CASES)]
+        return OpenAIInstrumentor()
+    return _with_peer("openai", "openai-v2(metrics+tracer)", "opentelemetry-instrumentation-openai-v2", instrumentor)
 
 
 # -- measuring --------------------------------------------------------------------------------------

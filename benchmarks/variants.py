@@ -49,7 +49,9 @@ def _sdk_meter_provider():
     return MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
 
 
-def ours(tracing: bool = False) -> Any:
+def ours(tracing: bool = False, app: Any = None, reader: Any = None) -> Any:
+    """``app`` (the bare one by default) with ours; ``reader``: the in-memory reader to collect with, given by a
+    caller that checks what was recorded."""
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from otel_llm_metrics import Registry, Telemetry, load_settings
@@ -57,10 +59,10 @@ def ours(tracing: bool = False) -> Any:
     exporters = ("prometheus",) if os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") else ("none",)
     settings = load_settings(environ={}, metrics_exporters=exporters, traces_exporter="console" if tracing else "none",
                              prometheus_port=int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")))
-    telemetry = Telemetry(settings, Registry(), [InMemoryMetricReader()])
+    telemetry = Telemetry(settings, Registry(), [reader or InMemoryMetricReader()])
     if tracing:  # spans are made and ended; only the exporter is left out of the measurement
         telemetry.tracer_provider._active_span_processor._span_processors = ()  # type: ignore[union-attr]
-    return telemetry.instrument(bare())
+    return telemetry.instrument(app or bare())
 
 
 def _sink() -> str:
