@@ -24,11 +24,14 @@ system-deps:
 # The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py), each on
 # two pytest processes. The unit sessions run beside the whole suite at the lowest priority: its integration tests
 # mostly wait (two cores 59% busy), and the unit tests take what they leave. Their output follows the suite's.
+# Where no other claimed Python is present there is no unit session, and none is started.
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
-	@nice -n 19 $(PY) -m nox -s unit > .nox-unit.log 2>&1 & unit=$$!; \
+	@unit=; units=0; \
+	if $(PY) -m nox -l 2>/dev/null | grep -Eq '^\* unit(-|$$)'; then \
+		nice -n 19 $(PY) -m nox -s unit > .nox-unit.log 2>&1 & unit=$$!; fi; \
 	$(PY) -m nox -s full; full=$$?; \
-	wait $$unit; units=$$?; cat .nox-unit.log; \
+	if [ -n "$$unit" ]; then wait $$unit; units=$$?; cat .nox-unit.log; fi; \
 	echo "make test: whole suite exit $$full, unit sessions exit $$units"; \
 	test $$full -eq 0 -a $$units -eq 0
 

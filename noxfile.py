@@ -1,4 +1,4 @@
-"""The suite on every Python the package claims (3.10 to 3.13); ``make test`` runs ``nox``.
+"""The suite on every Python the package claims (3.10 to 3.13); ``make test`` runs ``full`` and, beside it, ``unit``.
 
 - ``full``: the whole suite (unit and integration) on the newest claimed version that is present;
 - ``unit``: the unit suite on every other claimed version that is present.
