@@ -29,6 +29,11 @@ nox.options.reuse_venv = "yes"
 # (measured here, Python 3.12, a cold uv cache); nox falls back to virtualenv where uv is not installed.
 nox.options.default_venv_backend = "uv|virtualenv"
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")  # the interpreters found below, never one fetched
+# uv installs no bytecode, and where the environment sets PYTHONDONTWRITEBYTECODE (this machine's does) no Python
+# writes any either: every test process and every server a test starts then compiled each module it imported,
+# again and again (zero code's start-up: 2.3 s of CPU against 1.0 s with bytecode; `import litellm`: 8.2 s against
+# 4.4 s; measured here). The sessions' own venvs and the checkout's ignored __pycache__ folders keep it instead.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def _pyenv_bins() -> list[str]:
