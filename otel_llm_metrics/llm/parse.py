@@ -65,6 +65,29 @@ def _rare(data: bytes) -> int:
 _REASON_ONLY = len(_RARE)
 
 
+def _rare_lines(body: bytes) -> list[bytes]:
+    """The lines of a many-event ``body`` that ``_rare`` finds an event in, in order. Each pattern is searched once
+    over the whole body and only the lines it matches in are looked at: a relayed batch of a hundred events, each
+    with ``"usage":null`` and ``"finish_reason":null``, has one or two such lines, not a hundred."""
+    starts = set()
+    for _, pattern in _RARE:
+        match = pattern.search(body)
+        while match is not None:
+            at = match.start()
+            starts.add(body.rfind(b"\n", 0, at) + 1)
+            end = body.find(b"\n", at)
+            if end == -1:
+                break
+            match = pattern.search(body, end)
+    lines = []
+    for start in sorted(starts):
+        end = body.find(b"\n", start)
+        line = body[start:] if end == -1 else body[start:end]
+        if _rare(line):  # a match that ran on past its line end is no event of that line
+            lines.append(line)
+    return lines
+
+
 def _count(value: object) -> int | None:
     """A token count if it is a sane whole number, else None (JSON's ints are exactly ``int``; True is not one)."""
     if value.__class__ is int and 0 <= value <= MAX_TOKENS:  # type: ignore[operator]
@@ -417,17 +440,16 @@ class ResponseParser(AnswerEnd):
             if isinstance(document, dict):
                 self._take(document)
                 return
-        for line in body.split(b"\n"):
-            if _rare(line):
-                document = _json_line(line)
-                if isinstance(document, dict):
-                    self._take(document)
-                elif self.sse:  # an SSE data payload spread over several lines: read whole events
-                    for event in _sse_events(body):
-                        document = _json_line(event)
-                        if isinstance(document, dict):
-                            self._take(document)
-                    return
+        for line in _rare_lines(body):
+            document = _json_line(line)
+            if isinstance(document, dict):
+                self._take(document)
+            elif self.sse:  # an SSE data payload spread over several lines: read whole events
+                for event in _sse_events(body):
+                    document = _json_line(event)
+                    if isinstance(document, dict):
+                        self._take(document)
+                return
 
     def _keep_windows(self, body: bytes) -> None:
         self._size += len(body)

@@ -79,6 +79,31 @@ def test_whole_stream_in_one_message():
     assert (parser.input_tokens, parser.output_tokens, parser.finish_reason) == (11, 4, "stop")
 
 
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_relayed_batch_of_many_events_in_one_message_reads_the_rare_ones_in_order(compact):
+    """A proxy that relays a hundred events per write: only the events that carry a finish reason or usage are
+    read (every event here names both keys, as null), and a later one has the last word."""
+    events = chat_stream(100, compact=compact)
+    more = sse({"model": "served-model", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 101}},
+               compact)
+    for batches in ([b"".join(events)], [b"".join(events[:60]), b"".join(events[60:-1]) + more + events[-1]]):
+        parser = parse(batches)
+        assert (parser.input_tokens, parser.output_tokens, parser.content_events) == (11, 101 if len(batches) > 1
+                                                                                        else 100, 100)
+        assert parser.finish_reason == "stop" and not parser.output_estimated
+
+
+def test_usage_spread_over_the_data_lines_of_one_sse_event_is_read_whole():
+    """SSE lets one event's data run over several ``data:`` lines: a usage object that goes on in the next
+    line is read from the whole event, not from its lines."""
+    events = chat_stream(3, usage=False)
+    spread = (b'data: {"model":"served-model","choices":[],"usage":{"prompt_tokens":11,\ndata: '
+              b'"completion_tokens":3}}\n\n')
+    for chunks in ([*events[:-1], spread, events[-1]], [b"".join([*events[:-1], spread, events[-1]])]):
+        parser = parse(chunks)
+        assert (parser.input_tokens, parser.output_tokens, parser.finish_reason) == (11, 3, "stop"), chunks
+
+
 @pytest.mark.parametrize("content_type", [SSE, b"text/plain"])
 @pytest.mark.parametrize("compact", [True, False])
 def test_a_last_content_event_that_also_ends_the_answer(content_type, compact):
