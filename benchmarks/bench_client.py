@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import httpx2  # noqa: E402
 
+from benchmarks.variants import steady  # noqa: E402
+
 TRANSCRIPTS = ROOT / "tests" / "llm" / "transcripts"
 BASE = "https://api.openai.com/v1"
 CHUNKS = 100  # content chunks in the long stream; the short one has 1
@@ -312,6 +314,7 @@ def _ours(name: str, group: str) -> Variant:
 
     reader = InMemoryMetricReader()
     telemetry = Telemetry(load_settings(environ={}, metrics_exporters=("none",)), Registry(), [reader])
+    steady(telemetry)
     return Variant(name, group, telemetry.measure_upstream_calls, uninstall,
                    lambda: _recorded(reader, GEN_AI_DURATION), LLM_CASES)
 

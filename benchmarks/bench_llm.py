@@ -28,6 +28,7 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from benchmarks.variants import steady  # noqa: E402
 from otel_llm_metrics import Registry, Telemetry, load_settings  # noqa: E402
 
 REQUEST = json.dumps({"messages": [{"role": "user", "content": "word " * 150}], "model": "bench-model",
@@ -155,7 +156,9 @@ def main() -> None:
     apps = {}
     for parsing in (False, True):
         settings = load_settings(environ={}, metrics_exporters=("none",), llm_parsing=parsing)
-        apps[parsing] = Telemetry(settings, Registry()).instrument(make_app())
+        telemetry = Telemetry(settings, Registry())
+        steady(telemetry)
+        apps[parsing] = telemetry.instrument(make_app())
     per_batch = max(args.requests // args.repeats, 20)
 
     async def measure() -> dict:

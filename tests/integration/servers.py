@@ -61,8 +61,16 @@ def require_binary(name: str) -> str:
     return path
 
 
+# gunicorn stops on SIGTERM, as an orchestrator sends it. SIGINT is its quick stop, which a uvicorn worker does not
+# end: the master then waits out its graceful timeout (30 s by default, bare too: measured) before it SIGKILLs them,
+# and a test's teardown waited its whole 10 s before its own SIGKILL.
+GUNICORN_STOP = signal.SIGTERM
+
+
 class Process:
-    """A child process with its output in a log file, stopped by PID (SIGINT, then SIGKILL)."""
+    """A child process with its output in a log file, stopped by PID (``stop_signal``, then SIGKILL)."""
+
+    stop_signal = signal.SIGINT
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix="proc-", suffix=".log", dir=SCRATCH)[1])
@@ -76,7 +84,7 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
+            self.popen.send_signal(self.stop_signal)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from tests.integration.servers import BIN, ROOT, Process, free_port, wait_for
+from tests.integration.servers import BIN, GUNICORN_STOP, ROOT, Process, free_port, wait_for
 from tests.otlp_receiver import Receiver, attributes_of
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,7 @@ class Server(Process):
         else:
             command = [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
                        "-k", "uvicorn.workers.UvicornWorker", "--graceful-timeout", "20", "--timeout", "120"]
+            self.stop_signal = GUNICORN_STOP
         base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         super().__init__([str(BIN / "opentelemetry-instrument"), *command], {
             **base, "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.servers import BIN, Process, Prometheus, free_port, wait_for
+from tests.integration.servers import BIN, GUNICORN_STOP, Process, Prometheus, free_port, wait_for
 
 ROUTE_COUNT = 'sum(http_server_request_duration_seconds_count{{instance="{target}",http_route="/hello/{{name}}"}})'
 ANNOUNCED = re.compile(r"otel_llm_metrics: metrics on (http://\S+/metrics) "
@@ -39,6 +39,7 @@ class Server(Process):
         else:
             command = [str(BIN / "gunicorn"), app, "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
                        "-k", "uvicorn.workers.UvicornWorker"]
+            self.stop_signal = GUNICORN_STOP
         if zero_code:
             command = [str(BIN / "opentelemetry-instrument"), *command]
         super().__init__(command, {"OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port), "PYTHONPATH": ".",
