@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import local_http
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SCRATCH = Path(tempfile.mkdtemp(prefix="otel-llm-tests-"))
@@ -115,7 +117,7 @@ class AppServer(Process):
         def ready() -> bool:
             if self.popen.poll() is not None:
                 pytest.fail(f"app exited with {self.popen.returncode}:\n{self.log()}")
-            return httpx.get(self.url + path, timeout=2).status_code < 500
+            return local_http.get(self.url + path, timeout=2).status_code < 500
         wait_for(ready, f"{self.command} answering {path}")
         return self
 
@@ -141,7 +143,7 @@ class Prometheus(Process):
                           f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
                           "--rules.alert.resend-delay=1s", *flags])
         self.url = f"http://127.0.0.1:{self.port}"
-        wait_for(lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
+        wait_for(lambda: local_http.get(self.url + "/-/ready", timeout=2).status_code == 200, "Prometheus ready")
 
     def _write_targets(self) -> None:
         (self.dir / "targets.json").write_text(json.dumps([{"targets": self.targets}]))
@@ -150,10 +152,10 @@ class Prometheus(Process):
         """Scrape one more endpoint (file-based discovery: no restart, ~5 s until the first scrape)."""
         self.targets.append(target)
         self._write_targets()
-        httpx.post(self.url + "/-/reload", timeout=5)
+        local_http.post(self.url + "/-/reload", timeout=5)
 
     def query(self, promql: str) -> list[dict]:
-        response = httpx.get(self.url + "/api/v1/query", params={"query": promql}, timeout=5)
+        response = local_http.get(self.url + "/api/v1/query", params={"query": promql}, timeout=5)
         response.raise_for_status()
         return response.json()["data"]["result"]
 
@@ -269,4 +271,4 @@ class Alertmanager(Process):
                           "--cluster.listen-address="])
         self.address = f"127.0.0.1:{self.port}"
         ready = f"http://{self.address}/-/ready"
-        wait_for(lambda: httpx.get(ready, timeout=2).status_code == 200, "Alertmanager ready")
+        wait_for(lambda: local_http.get(ready, timeout=2).status_code == 200, "Alertmanager ready")

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from otel_llm_metrics.cli.report import PLOTS
+from tests import local_http
 from tests.integration.servers import BIN, AppServer, Prometheus, Rotel, free_port, wait_for
 
 APP = "tests.integration.plain_apps:starlette_app"
@@ -126,8 +127,8 @@ def test_doctor_passes_a_healthy_pipeline_and_names_every_failure_with_a_fix(app
     rotel = Rotel()
     prometheus = Prometheus([f"127.0.0.1:{app.metrics_port}"])
     try:
-        httpx.get(app.url + "/hello/x")
-        wait_for(lambda: any(t["health"] == "up" for t in httpx.get(
+        local_http.get(app.url + "/hello/x")
+        wait_for(lambda: any(t["health"] == "up" for t in local_http.get(
             prometheus.url + "/api/v1/targets").json()["data"]["activeTargets"]), "Prometheus scraping the app")
         for protocol in ("grpc", "http/protobuf"):
             code, output = _doctor(app.metrics_url, "--otlp", rotel.endpoint(protocol), "--prometheus",
@@ -152,7 +153,7 @@ def test_doctor_passes_a_healthy_pipeline_and_names_every_failure_with_a_fix(app
         }
         other = AppServer(APP).wait_ready("/health")
         try:
-            httpx.get(other.url + "/hello/x")
+            local_http.get(other.url + "/hello/x")
             broken["not scraped"] = ((other.metrics_url, "--prometheus", prometheus.url), {},
                                      "Prometheus", "does not scrape", "add a scrape target")
             for case, (args, env, check, what, fix) in broken.items():

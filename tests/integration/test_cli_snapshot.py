@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from otel_llm_metrics.cli import SNAPSHOT_SCHEMA
+from tests import local_http
 from tests.integration.servers import BIN, AppServer, wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,7 +79,7 @@ def test_the_endpoints_json_is_what_the_cli_prints_for_a_server_of_two_workers()
         json_accept = {"Accept": "application/json"}
 
         def served(url: str) -> dict:
-            response = httpx.get(url, headers=json_accept, timeout=10)
+            response = local_http.get(url, headers=json_accept, timeout=10)
             assert response.headers["content-type"] == "application/json"
             return response.json()
 
@@ -91,6 +92,6 @@ def test_the_endpoints_json_is_what_the_cli_prints_for_a_server_of_two_workers()
         for other in (printed, app_port):
             assert {k: v for k, v in other.items() if k != "time"} == {k: v for k, v in embedded.items()
                                                                       if k != "time"}
-        assert httpx.get(server.metrics_url, timeout=10).headers["content-type"].startswith("text/plain")
+        assert local_http.get(server.metrics_url, timeout=10).headers["content-type"].startswith("text/plain")
     finally:
         server.stop()

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import openai
 import pytest
 
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, AppServer, Process, free_port, wait_for
 from tests.test_dashboards import dashboards
 
@@ -59,7 +59,7 @@ def _traffic(demo_app) -> None:
     with client.chat.completions.create(model="dash-model", messages=PROMPT, max_tokens=500, stream=True) as s:
         next(iter(s))
         next(iter(s))
-    httpx.post(demo_app.url + "/v1/chat/completions", json={"messages": []})  # an error for the error panels
+    local_http.post(demo_app.url + "/v1/chat/completions", json={"messages": []})  # an error for the error panels
 
 
 def queries_of(name: str, dashboard: dict) -> list[tuple[str, str]]:

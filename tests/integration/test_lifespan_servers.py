@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, Process, Rotel, _port_open, free_port, wait_for
 from tests.integration.test_shutdown import _final_counts
 
@@ -32,7 +33,7 @@ def _run_until_stopped(command: list[str], port: int, env: dict[str, str]) -> tu
         opened = wait_for(lambda: "exited" if process.popen.poll() is not None else _port_open(port),
                           "the server serving or exiting") is True
         if opened:
-            assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "bare"
+            assert local_http.get(f"http://127.0.0.1:{port}/", timeout=5).text == "bare"
             process.popen.send_signal(signal.SIGTERM)
         status = process.popen.wait(30)
         return status, _server_lines(process.log()), opened
@@ -134,7 +135,7 @@ def test_the_whole_exit_takes_the_bound_once_when_the_collector_never_answers(ap
     try:
         wait_for(lambda: process.popen.poll() is None and _port_open(port), "the server serving")
         for i in range(3):
-            assert httpx.get(f"http://127.0.0.1:{port}/hello/{i}", timeout=5).status_code == 200
+            assert local_http.get(f"http://127.0.0.1:{port}/hello/{i}", timeout=5).status_code == 200
         signalled = time.monotonic()
         process.popen.send_signal(stop_with)
         status = process.popen.wait(BOUND_S + 20)

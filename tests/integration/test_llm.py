@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from otel_llm_metrics.cli import parse
+from tests import local_http
 from tests.integration.servers import AppServer, wait_for
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ def test_ollama_native_api_over_http(demo_app):
                                            "options": {"num_predict": 3}})
 
     def tokens() -> dict:
-        _, histograms = parse(httpx.get(demo_app.metrics_url).text)
+        _, histograms = parse(local_http.get(demo_app.metrics_url).text)
         found = {}
         for key, data in histograms.get("gen_ai_server_token_usage", {}).items():
             labels = dict(key)
@@ -162,14 +163,14 @@ def test_openlit_copies_of_gen_ai_metrics_do_not_mix_with_ours(openlit_path):
 
         def scopes() -> dict[str, set[str]]:
             found: dict[str, set[str]] = {}
-            for family in text_string_to_metric_families(httpx.get(gateway.metrics_url, timeout=5).text):
+            for family in text_string_to_metric_families(local_http.get(gateway.metrics_url, timeout=5).text):
                 for sample in family.samples:
                     found.setdefault(family.name, set()).add(sample.labels.get("otel_scope_name", ""))
             return found
 
         def ours_counted() -> dict[str, set[str]] | None:
             found = scopes()
-            _, histograms = parse(httpx.get(gateway.metrics_url, timeout=5).text)
+            _, histograms = parse(local_http.get(gateway.metrics_url, timeout=5).text)
             ttft = histograms.get("gen_ai_server_time_to_first_token_seconds", {})
             made = histograms.get("gen_ai_client_operation_time_to_first_chunk_seconds", {})
             openlit_active = "openlit.otel.metrics" in found.get("gen_ai_usage_cost_USD", set())  # a name of its own

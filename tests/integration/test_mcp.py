@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-import httpx
 import pytest
 
 from otel_llm_metrics import catalogue
 from otel_llm_metrics.cli import parse
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, AppServer, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_tool_calls_are_measured_on_both_sides_exactly_and_the_sdk_sees_no_diffe
         assert f'server_port="{server.port}"' in exposition and 'server_address="127.0.0.1"' in exposition
 
         twice = {key: 2 * count for key, count in served.items()}  # the bare run and the measured one
-        text = wait_for(lambda: (t := httpx.get(server.metrics_url, timeout=5).text)
+        text = wait_for(lambda: (t := local_http.get(server.metrics_url, timeout=5).text)
                         and operations(t, SERVED) == twice and t, f"served operations == {twice}")
         assert sessions(text, "mcp_server_session_duration_seconds") == 2, "initialize -> DELETE, twice"
         assert gauge(text, "mcp_server_session_active") == 0

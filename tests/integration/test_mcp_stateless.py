@@ -5,9 +5,9 @@ operation is counted exactly on both sides, and neither side opens a session (no
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.servers import AppServer, wait_for
 from tests.integration.test_mcp import SERVED, gauge, operations, sessions
 from tests.integration.test_mcp_zero_code_client import COMMON, OPEN, OPERATION, SESSION, latest, run_agent
@@ -35,7 +35,7 @@ def test_a_stateless_server_and_its_agent_count_every_operation_and_open_no_sess
     receiver = Receiver()
     try:
         server.wait_ready()
-        probe = httpx.post(server.url + path, json=INITIALIZE, timeout=10,
+        probe = local_http.post(server.url + path, json=INITIALIZE, timeout=10,
                            headers={"accept": "application/json, text/event-stream"})
         assert probe.status_code == 200 and "mcp-session-id" not in probe.headers, probe.headers
         assert '"protocolVersion":"2025-11-25"' in probe.text.replace(" ", ""), probe.text
@@ -50,7 +50,7 @@ def test_a_stateless_server_and_its_agent_count_every_operation_and_open_no_sess
         assert all(p.as_int == 0 for p in points.get(OPEN, [])), "and holds none open"
 
         expected = {**served, ("initialize", "", "", ""): 2}  # the probe's and the agent's
-        text = wait_for(lambda: (t := httpx.get(server.metrics_url, timeout=5).text)
+        text = wait_for(lambda: (t := local_http.get(server.metrics_url, timeout=5).text)
                         and operations(t, SERVED) == expected and t, f"served operations == {expected}")
         assert sessions(text, "mcp_server_session_duration_seconds") == 0, "no session ended: none was opened"
         assert gauge(text, "mcp_server_session_active") == 0, "none open"

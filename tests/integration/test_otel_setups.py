@@ -36,7 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests import otlp_receiver
+from tests import local_http, otlp_receiver
 from tests.integration.conftest import distro_env
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 from tests.otlp_receiver import Export, attributes_of
@@ -564,7 +564,7 @@ def test_a_vendors_exporters_and_id_generator_work_by_name_beside_our_endpoint(r
         _requests(run, range(TABLE_N))
 
         def counted() -> float:
-            page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            page = local_http.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
                        if line.startswith("http_server_request_duration_seconds_count{")) == TABLE_N
 
@@ -590,7 +590,7 @@ def test_each_worker_of_a_pre_fork_server_exports_as_itself_and_the_master_not_a
 
     def over_fresh_connections(run: Run, _: Receiver) -> None:
         for n in range(N):
-            response = httpx.get(f"{run.url}/relay/{n}", timeout=10)
+            response = local_http.get(f"{run.url}/relay/{n}", timeout=10)
             assert response.status_code == 200, response.text
 
     run, received = _serve_and_stop(receiver, upstream, {**AT_EXIT, "OTEL_LLM_METRICS_OTLP_PER_WORKER": "true"}, N,

@@ -23,6 +23,7 @@ import httpx
 import opentelemetry.instrumentation.botocore  # noqa: E402,F401 - in the test extra: missing is a failure
 import pytest
 
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 from tests.otlp_receiver import Receiver, attributes_of
 
@@ -105,7 +106,7 @@ def _serve(upstream: str, receiver: Receiver, disabled: str = "") -> tuple[subpr
     def ready() -> bool:
         if popen.poll() is not None:
             pytest.fail(f"the app exited with {popen.returncode}:\n{log_path.read_text(errors='replace')}")
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        return local_http.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
 
     wait_for(ready, "the app answering", 60)
     return popen, port, log_path

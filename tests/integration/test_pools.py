@@ -6,7 +6,6 @@ import asyncio
 import threading
 
 import asyncpg
-import httpx
 import psycopg_pool
 import pytest
 import redis
@@ -14,6 +13,7 @@ import sqlalchemy
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_llm_metrics import Registry, Telemetry, catalogue, instrument_redis, load_settings, observe_pool
+from tests import local_http
 from tests.conftest import MetricsView
 from tests.integration.servers import Postgres, Redis, free_port, wait_for
 
@@ -95,7 +95,7 @@ def test_sqlalchemy_used_idle_in_prometheus_pending_timeouts_and_times(postgres,
     use = telemetry.collect().one("db.client.connection.use_time")
     assert use.count == 5
 
-    text = httpx.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
+    text = local_http.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
     names = {spec.prometheus_name for spec in catalogue.POOL_SPECS if spec is not catalogue.POOL_IDLE_MIN}
     assert {n for n in names if f"\n{n}" not in text} == set(), "SQLAlchemy fills all but idle.min"
 
@@ -171,7 +171,7 @@ def test_redis_pool_and_exact_cache_counters(redis_server, telemetry):
     assert counts == {"hits": 3, "misses": 2, "sets": 2, "deletes": 2}
     durations = {p.attributes["cache.operation"]: p.count for p in view.points("cache.operation.duration")}
     assert durations == {"set": 2, "get": 2, "mget": 1, "delete": 1}
-    text = httpx.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
+    text = local_http.get(f"http://127.0.0.1:{telemetry.prometheus_port}/metrics").text
     assert all(f"\n{spec.prometheus_name}" in text for spec in catalogue.CACHE_SPECS)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.conftest import distro_env
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 from tests.integration.upstream import Upstream
@@ -147,7 +148,7 @@ def test_a_process_that_never_serves_opens_its_prometheus_endpoint_from_start_up
 
     def scraped() -> str:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            return local_http.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
         except httpx.HTTPError:
             assert job.poll() is None, job.stdout.read() if job.stdout else ""
             return ""

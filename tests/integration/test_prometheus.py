@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from otel_llm_metrics import catalogue
+from tests import local_http
 from tests.integration.servers import require_binary, wait_for
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ def test_every_catalogue_instrument_is_scraped_and_promtool_accepts_the_expositi
 
     def every_name() -> str | None:  # the loop-lag sampler records its first sample 0.5 s after serving began
         nonlocal missing
-        text = httpx.get(demo_app.metrics_url, timeout=5).text
+        text = local_http.get(demo_app.metrics_url, timeout=5).text
         missing = [spec.prometheus_name for spec in catalogue.ALL
                    if f"\n{spec.prometheus_name}" not in text and spec not in elsewhere]
         return None if missing else text
@@ -109,12 +110,12 @@ def test_every_catalogue_instrument_is_scraped_and_promtool_accepts_the_expositi
 
 
 def test_health_checks_are_excluded_and_headers_are_returned(demo_app):
-    before = httpx.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"')
-    response = httpx.get(demo_app.url + "/v1/models", headers={"x-request-id": "trace-me-1"})
+    before = local_http.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"')
+    response = local_http.get(demo_app.url + "/v1/models", headers={"x-request-id": "trace-me-1"})
     assert response.headers["x-request-id"] == "trace-me-1"
     assert response.headers["server-timing"].startswith("app;dur=")
-    httpx.get(demo_app.url + "/health")
-    assert httpx.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"') == before == 0
+    local_http.get(demo_app.url + "/health")
+    assert local_http.get(demo_app.metrics_url, timeout=5).text.count('http_route="/health"') == before == 0
 
 
 def test_cli_summary_and_watch_read_the_live_endpoint(demo_app):

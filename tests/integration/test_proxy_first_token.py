@@ -8,11 +8,11 @@ right. A real uvicorn under ``opentelemetry-instrument``, the real openai client
 
 from __future__ import annotations
 
-import httpx
 import openai
 import pytest
 
 from otel_llm_metrics.cli import parse
+from tests import local_http
 from tests.integration.servers import AppServer, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_a_text_plain_sse_proxy_never_misses_a_first_token():
             assert len(text.split()) == MAX_TOKENS and chunks[-1].usage.completion_tokens == MAX_TOKENS
 
         def counts() -> dict[str, float]:
-            _, histograms = parse(httpx.get(proxy.metrics_url, timeout=5).text)
+            _, histograms = parse(local_http.get(proxy.metrics_url, timeout=5).text)
             found = {}
             for name in ("http_server_request_duration_seconds", "gen_ai_server_request_duration_seconds",
                          "gen_ai_server_time_to_first_token_seconds", "gen_ai_server_token_usage"):

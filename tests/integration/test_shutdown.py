@@ -10,6 +10,7 @@ import signal
 import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, Process, Rotel, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,7 @@ def test_sigterm_delivers_every_request_and_only_serving_processes_push(rotel, s
         "OTEL_SERVICE_NAME": f"shutdown-{server}", "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(url + "/health", timeout=2).status_code < 500, f"{server} answering")
+        wait_for(lambda: local_http.get(url + "/health", timeout=2).status_code < 500, f"{server} answering")
         with httpx.Client(base_url=url, timeout=10) as client:
             for i in range(REQUESTS):
                 assert client.get(f"/hello/{i}", headers={"connection": "close"}).status_code == 200

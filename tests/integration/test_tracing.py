@@ -11,6 +11,7 @@ import sys
 import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.servers import ROOT, AppServer, Rotel, free_port, wait_for
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -48,7 +49,7 @@ def test_zero_code_with_instrumentation_fastapi_makes_one_server_span_in_the_cal
         assert "FastAPIInstrumentor's server span turned off" in app.log(), "the instrumentation was active"
         parent = "00f067aa0ba902b7"
         for _ in range(3):
-            response = httpx.get(app.url + "/v1/models", headers={"traceparent": f"00-{TRACE_ID}-{parent}-01"})
+            response = local_http.get(app.url + "/v1/models", headers={"traceparent": f"00-{TRACE_ID}-{parent}-01"})
             assert response.headers["x-request-id"] == TRACE_ID
         wait_for(lambda: len(_spans(rotel.log(), TRACE_ID)) >= 3, "the three requests' spans at the receiver")
         spans = _spans(rotel.log(), TRACE_ID)

@@ -18,6 +18,7 @@ from google.genai import types
 
 from otel_llm_metrics.client import instrumentors
 from otel_llm_metrics.client.call import flush_pending
+from tests import local_http
 from tests.integration.test_grafana import CALLS_MADE, COST, assert_all_return_data, queries_of
 from tests.integration.upstream import Upstream, transcript
 from tests.llm.expectations import assert_tokens
@@ -367,7 +368,7 @@ def test_a_rag_app_under_zero_code_has_its_upstream_numbers_exact_in_promql(upst
         prometheus.wait_value(f'sum(http_server_request_duration_seconds_count{{{job},http_route="/ask",'
                               f'tenant_id="acme"}})', plain + streamed + 1)
         assert_all_return_data(prometheus, queries_of(COST, dashboards()[COST]))
-        page = httpx.get(app.metrics_url, timeout=5).text
+        page = local_http.get(app.metrics_url, timeout=5).text
         missing = [spec.prometheus_name for spec in (*CALLS_MADE_SPECS, *COST_SPECS)
                    if f"\n{spec.prometheus_name}" not in page]
         assert not missing, f"instruments of the calls made not in the scrape: {missing}"

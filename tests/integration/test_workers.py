@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests import local_http
 from tests.integration.servers import BIN, GUNICORN_STOP, Process, Prometheus, free_port, wait_for
 
 ROUTE_COUNT = 'sum(http_server_request_duration_seconds_count{{instance="{target}",http_route="/hello/{{name}}"}})'
@@ -133,7 +134,7 @@ def test_one_target_exact_totals_through_a_worker_kill(prometheus, kind, app, ze
 
 
 def _route_count(url: str) -> float:
-    text = httpx.get(url, timeout=5).text
+    text = local_http.get(url, timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("http_server_request_duration_seconds_count{")
                and 'http_route="/hello/{name}"' in line)
@@ -155,7 +156,7 @@ def test_two_servers_on_one_host_never_mix():
         for server in (first, second):
             wait_for(lambda server=server: _route_count(urls[server]) == server.answered,
                      f"{server.answered} requests on {urls[server]} (last: {_route_count(urls[server])})")
-            page = httpx.get(urls[server]).text
+            page = local_http.get(urls[server]).text
             assert 'service_name="tests.integration.plain_apps"' in page, "named after the app, in every worker"
     finally:
         first.stop()
@@ -170,14 +171,14 @@ def test_app_port_serves_the_whole_server_and_leaves_itself_out():
         server.send(40)
         seen: list[float] = []
         for _ in range(30):  # fresh connections: the scrapes land on both workers
-            response = httpx.get(server.url + "/metrics", headers={"connection": "close"}, timeout=5)
+            response = local_http.get(server.url + "/metrics", headers={"connection": "close"}, timeout=5)
             assert response.status_code == 200
             assert "http_route=\"/metrics\"" not in response.text, "the page is left out of its own metrics"
             seen.append(sum(float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines()
                             if line.startswith("http_server_request_duration_seconds_count{")))
         assert seen == sorted(seen), f"never goes back, whichever worker answers: {seen}"
         wait_for(lambda: _route_count(server.url + "/metrics") == server.answered, "every request on the app port")
-        openmetrics = httpx.get(server.url + "/metrics", headers={"accept": "application/openmetrics-text"})
+        openmetrics = local_http.get(server.url + "/metrics", headers={"accept": "application/openmetrics-text"})
         assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
         assert openmetrics.text.endswith("# EOF\n")
     finally:
@@ -198,7 +199,7 @@ def test_exemplars_reach_prometheus(prometheus):
         query = f'http_server_request_duration_seconds_bucket{{instance="{target}"}}'
 
         def exemplar_ids() -> set[str]:
-            response = httpx.get(prometheus.url + "/api/v1/query_exemplars",
+            response = local_http.get(prometheus.url + "/api/v1/query_exemplars",
                                  params={"query": query, "start": "0", "end": "9999999999"}, timeout=5)
             return {exemplar["labels"]["trace_id"] for series in response.json()["data"]
                     for exemplar in series["exemplars"]}

@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 
-import httpx
 import pytest
 
 from otel_llm_metrics.cli import parse
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, AppServer, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _count(metrics_url: str, **labels: str) -> float:
-    _, histograms = parse(httpx.get(metrics_url, timeout=5).text)
+    _, histograms = parse(local_http.get(metrics_url, timeout=5).text)
     series = histograms.get("http_server_request_duration_seconds", {})
     return sum(data.count for key, data in series.items()
                if all(dict(key).get(k) == v for k, v in labels.items()))
@@ -30,11 +30,11 @@ def test_unmodified_app_is_measured(app, path, route):
     try:
         server.wait_ready(path)
         for _ in range(5):
-            assert httpx.get(server.url + path).status_code == 200
+            assert local_http.get(server.url + path).status_code == 200
         labels = {"http_route": route} if route else {}
         wait_for(lambda: _count(server.metrics_url, **labels) == 6, "6 requests counted (5 + readiness)")
         if route is None:
-            text = httpx.get(server.metrics_url).text
+            text = local_http.get(server.metrics_url).text
             assert "http_route=" not in re.sub(r"(?m)^#.*$", "", text.split("http_server_request_duration")[1][:2000])
         assert _announced_urls(server) == [server.metrics_url], "one visible line says where metrics are served"
     finally:
@@ -64,7 +64,7 @@ def test_zero_code_names_the_service_after_the_app_it_serves():
     server = AppServer("tests.integration.plain_apps:starlette_app", env={"OTEL_SERVICE_NAME": ""})
     try:
         server.wait_ready("/hello/x")
-        text = wait_for(lambda: httpx.get(server.metrics_url, timeout=2).text, "metrics served")
+        text = wait_for(lambda: local_http.get(server.metrics_url, timeout=2).text, "metrics served")
         assert 'service_name="tests.integration.plain_apps"' in text
         assert "unknown_service" not in text
     finally:
@@ -76,7 +76,7 @@ def test_one_scrape_has_one_set_of_process_metrics():
     server = AppServer("tests.integration.plain_apps:starlette_app")
     try:
         server.wait_ready("/hello/x")
-        text = wait_for(lambda: httpx.get(server.metrics_url, timeout=2).text, "metrics served")
+        text = wait_for(lambda: local_http.get(server.metrics_url, timeout=2).text, "metrics served")
         assert "process_cpu_time_seconds_total" in text and "cpython_gc_collections_total" in text
         for theirs in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_gc_objects_collected",
                        "python_info"):

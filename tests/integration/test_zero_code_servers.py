@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from otel_llm_metrics.cli import parse
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, Process, Rotel, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def _command(server: str, app: str, port: int) -> list[str]:
 
 def _counts(metrics_url: str) -> dict[str | None, float]:
     """Requests counted on the endpoint, by http.route (None: no route label)."""
-    _, histograms = parse(httpx.get(metrics_url, timeout=5).text)
+    _, histograms = parse(local_http.get(metrics_url, timeout=5).text)
     counts: dict[str | None, float] = {}
     for key, data in histograms.get("http_server_request_duration_seconds", {}).items():
         route = dict(key).get("http_route")

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from otel_llm_metrics.http.middleware import Exchange
 from otel_llm_metrics.log_format import REQUEST, JsonFormatter
+from tests import local_http
 from tests.integration.servers import BIN, ROOT, free_port, wait_for
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -270,7 +271,7 @@ def test_a_served_request_logs_json_lines_with_its_trace_and_request_ids(tmp_pat
 
         def answered(path: str, **headers: str) -> httpx.Response | None:
             assert server.poll() is None, err_path.read_text()
-            return httpx.get(url + path, headers=headers, timeout=5)
+            return local_http.get(url + path, headers=headers, timeout=5)
 
         first = wait_for(lambda: answered("/hello/x"), "uvicorn answering")
         child = answered("/hello/bob", **{"x-request-id": "my-req-1",
