@@ -8,8 +8,9 @@ a fixed concurrency). The app runs bare, then under ``opentelemetry-instrument``
 (ours: server metrics, and the LLM calls measured at the HTTP client; traces off, embedded Prometheus on a
 free port), in alternation, each run in a fresh process after a warm-up. The other instrumentors installed
 in this venv (openai-v2, httpx) are disabled in that run so that the row is ours alone; ``zero-code(all)``
-leaves them on. Reports median requests/s and the instrumented/bare ratio (target: >= 0.95), and checks
-from the app's /metrics page that every LLM call was measured.
+leaves them on. Reports median requests/s and the instrumented/bare ratio (target: >= 0.95), the app process's
+own CPU time per request (what each variant adds to the app, far steadier than a throughput shared with the load
+loop and the upstream on two cores), and checks from the app's /metrics page that every LLM call was measured.
 
     .venv/bin/python benchmarks/bench_rag.py [--requests 2000] [--concurrency 8] [--repeats 3]
         [--variants otel_llm_metrics zero-code(all)]
@@ -31,6 +32,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import psutil
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +179,7 @@ def main() -> None:
     variants = ["bare", *[v for v in args.variants if v != "bare"]]
     upstream, upstream_url = _uvicorn("upstream_app", {})
     rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}  # the app's CPU microseconds per request
     checks: dict[str, list[tuple[int, int]]] = {}
     try:
         for repeat in range(args.repeats):
@@ -189,7 +192,10 @@ def main() -> None:
                 app, url = _uvicorn("rag_app", env, zero_code=extra is not None)
                 try:
                     asyncio.run(_load(url, args.warmup, args.concurrency))
+                    used = psutil.Process(app.pid).cpu_times()  # opentelemetry-instrument execs the server
                     rates[variant].append(asyncio.run(_load(url, args.requests, args.concurrency)))
+                    after = psutil.Process(app.pid).cpu_times()
+                    cpu[variant].append((after.user + after.system - used.user - used.system) / args.requests * 1e6)
                     if extra is not None:
                         served = args.warmup + args.requests
                         checks.setdefault(variant, []).append(
@@ -204,12 +210,13 @@ def main() -> None:
     print(f"RAG app (FastAPI, uvicorn uvloop/httptools, 1 worker) calling a local upstream through the openai SDK; "
           f"{args.requests:,} requests at concurrency {args.concurrency} per run, median of {args.repeats} "
           "alternating runs\n")
-    print("| variant | requests/s | runs (requests/s) | instrumented / bare |")
-    print("|---|---:|---|---:|")
+    print("| variant | requests/s | runs (requests/s) | instrumented / bare | app CPU per request (us) | added |")
+    print("|---|---:|---|---:|---:|---:|")
+    base_cpu = statistics.median(cpu["bare"])
     for variant in variants:
-        rate = statistics.median(rates[variant])
+        rate, used = statistics.median(rates[variant]), statistics.median(cpu[variant])
         runs = ", ".join(f"{r:,.0f}" for r in rates[variant])
-        print(f"| {variant} | {rate:,.0f} | {runs} | {rate / base:.3f} |")
+        print(f"| {variant} | {rate:,.0f} | {runs} | {rate / base:.3f} | {used:,.0f} | {used - base_cpu:+,.0f} |")
     print(f"\nTarget: instrumented / bare >= {TARGET:g}.")
     for variant in variants[1:]:
         ratio = statistics.median(rates[variant]) / base
