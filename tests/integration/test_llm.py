@@ -97,7 +97,7 @@ def test_proxy_translating_ollama_ndjson_to_openai_sse(prometheus, media_type, u
         if usage:
             prometheus.wait_value(f'sum(gen_ai_server_token_usage_sum{{{selector},gen_ai_token_type="input"}})',
                                   streams * 4)
-        assert prometheus.value(f"sum(gen_ai_server_time_per_output_token_seconds_count{{{selector}}})") == streams
+        prometheus.wait_value(f"sum(gen_ai_server_time_per_output_token_seconds_count{{{selector}}})", streams)
     finally:
         proxy.stop()
         upstream.stop()
@@ -118,16 +118,17 @@ def test_anthropic_client_streams_and_messages_with_cache_reads(demo_app, promet
         assert reply.stop_reason == "max_tokens" and reply.usage.cache_read_input_tokens == 5
     calls = streams + messages
     selector = f'gen_ai_request_model="{model}",gen_ai_provider_name="anthropic"'
+    # Each series is waited for: a scrape can land while the last request's numbers are being recorded, and see
+    # its duration but not yet its response count (a fresh clone saw 4 of 5); the next scrape has them all.
     prometheus.wait_value(f"sum(gen_ai_server_request_duration_seconds_count{{{selector}}})", calls)
     tokens = f"sum(gen_ai_server_token_usage_sum{{{selector}"
-    assert prometheus.value(tokens + ',gen_ai_token_type="input"})') == calls * (4 + 5), "input includes cache"
+    prometheus.wait_value(tokens + ',gen_ai_token_type="input"})', calls * (4 + 5))  # input includes the cache
+    prometheus.wait_value(tokens + ',gen_ai_token_type="output",gen_ai_usage_estimated="false"})', calls * max_tokens)
+    prometheus.wait_value(f"sum(gen_ai_server_time_to_first_token_seconds_count{{{selector}}})", streams)
+    prometheus.wait_value(f'sum(gen_ai_server_responses_total{{{selector},'
+                          f'gen_ai_response_finish_reason="max_tokens"}})', calls)
     assert prometheus.value(f'count(gen_ai_server_token_usage_count{{{selector},gen_ai_token_type="input"}})') == 1, (
         "one series: the cache split is in no released convention")
-    assert prometheus.value(tokens + ',gen_ai_token_type="output",gen_ai_usage_estimated="false"})') == (
-        calls * max_tokens)
-    assert prometheus.value(f"sum(gen_ai_server_time_to_first_token_seconds_count{{{selector}}})") == streams
-    assert prometheus.value(f'sum(gen_ai_server_responses_total{{{selector},'
-                            f'gen_ai_response_finish_reason="max_tokens"}})') == calls
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,6 @@ def test_the_served_numbers_in_promql(prometheus):
         assert prometheus.value(f'sum({SERVED}_count{{{job},mcp_method_name="tools/call"}})') == 4
         assert prometheus.value(f'sum({SERVED}_count{{{job},error_type!=""}})') == 2  # tool_error and code 0
         assert prometheus.value(f'sum({SERVED}_count{{{job},rpc_response_status_code="-32602",error_type=""}})') == 1
-        assert prometheus.value(f"sum(mcp_server_session_duration_seconds_count{{{job}}})") == 1
+        prometheus.wait_value(f"sum(mcp_server_session_duration_seconds_count{{{job}}})", 1)  # another series
     finally:
         server.stop()
