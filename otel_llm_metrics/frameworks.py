@@ -171,56 +171,18 @@ def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
 
 
 def quiet_app_telemetry(app: Any, *, tracing: bool) -> None:
-    """``quiet_native_telemetry`` without marking anything: for a middleware the stack gets elsewhere.
-
-    Where ours make no span, FastAPI's own are made only while a span processor would hear them (``_WhileHeard``).
-    """
+    """``quiet_native_telemetry`` without marking anything: for a middleware the stack gets elsewhere."""
     fastapi_app = native_fastapi(app)
     if fastapi_app is not None:
-        config = fastapi_app._telemetry
-        config["metrics"] = False
-        asked = config.get("tracing", True)
+        fastapi_app._telemetry["metrics"] = False
         if tracing:
-            config["tracing"] = False
-        elif not isinstance(asked, _WhileHeard) and asked is not False and not config.get("auto_configure"):
-            # (auto_configure: FastAPI adds its own exporter at start-up, where it asks this setting first)
-            config["tracing"] = _WhileHeard(config.get("tracer_provider"))
+            fastapi_app._telemetry["tracing"] = False
         logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
                      " and tracing" if tracing else "", fastapi_app)
     if tracing:
         for inner in wrapper_chain(app):
             if getattr(inner, "_is_instrumented_by_opentelemetry", False):
                 _uninstrument(inner)
-
-
-class _WhileHeard:
-    """FastAPI's ``tracing`` setting, true only while its spans would reach a span processor (FastAPI reads it at
-    each request). The SDK's configuration sets a TracerProvider even with OTEL_TRACES_EXPORTER=none, and FastAPI
-    then built, ended and dropped a server span and operation spans for every request that no one heard: in
-    bench_rag.py 520 us of the app's CPU per request of 2,400, and 0.81 of bare throughput against 1.01 without
-    them. A processor added at any time (a vendor's, in a lifespan handler) hears them from its next request."""
-
-    __slots__ = ("_provider",)
-
-    def __init__(self, provider: Any) -> None:
-        self._provider = provider  # FastAPI's own tracer_provider setting; None: the global one, as FastAPI reads it
-
-    def __bool__(self) -> bool:
-        return not _reaches_no_one(self._provider)
-
-    def __repr__(self) -> str:
-        return "<True while a span processor listens>"
-
-
-def _reaches_no_one(provider: Any) -> bool:
-    """Whether a span made with ``provider`` (None: the global one) is handed to no span processor: an SDK
-    TracerProvider with none. Anything else (a proxy, a vendor's provider, one with a processor) may be heard."""
-    if provider is None:
-        from opentelemetry import trace
-
-        provider = trace.get_tracer_provider()
-    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
-    return isinstance(processors, tuple) and not processors
 
 
 def wrapper_chain(app: Any) -> list[Any]:
