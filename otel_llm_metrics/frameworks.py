@@ -16,10 +16,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.view import DropAggregation, View
 
 from . import catalogue as c
 from .console import announce
+from .unheard_spans import hollow_while_unheard
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ def native_fastapi(app: Any) -> Any | None:
 def quiet_native_telemetry(app: Any, *, tracing: bool) -> None:
     """Turn off FastAPI's native metrics (we measure them) and, when we make the server span, every
     other server span inside: FastAPI's native one, and opentelemetry-instrumentation-fastapi's or
-    -starlette's (zero code installs them when present). One span per request, never two.
+    -starlette's (zero code installs them when present). One span per request, never two. When ours make none,
+    FastAPI's native spans stay (they put the caller's context in place), hollow while no processor listens.
 
     For the middleware the caller puts around ``app`` or into it (``Telemetry.instrument``, ``add_to``):
     the Starlette apps in ``app``'s chain are marked measured, so zero code's wrap where an app builds its
@@ -174,9 +177,13 @@ def quiet_app_telemetry(app: Any, *, tracing: bool) -> None:
     """``quiet_native_telemetry`` without marking anything: for a middleware the stack gets elsewhere."""
     fastapi_app = native_fastapi(app)
     if fastapi_app is not None:
-        fastapi_app._telemetry["metrics"] = False
+        config = fastapi_app._telemetry
+        config["metrics"] = False
         if tracing:
-            fastapi_app._telemetry["tracing"] = False
+            config["tracing"] = False
+        elif config.get("tracing") and not config.get("auto_configure"):  # auto_configure registers on the provider
+            hollow = hollow_while_unheard(config.get("tracer_provider") or trace.get_tracer_provider())
+            config["tracer_provider"] = hollow or config.get("tracer_provider")
         logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
                      " and tracing" if tracing else "", fastapi_app)
     if tracing:
