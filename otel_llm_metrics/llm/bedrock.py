@@ -34,7 +34,7 @@ from .. import catalogue as c
 from ..error_types import CONNECTION_ERROR  # a stream cut inside a frame, named as a cut connection
 from .endpoints import BEDROCK_STREAMS, Endpoint
 from .eventstream import FrameDecoder, Kind
-from .parse import AnswerEnd
+from .parse import AnswerEnd, unread
 
 MAX_TOKENS = 10_000_000  # usage numbers above this (or below 0) are absurd and dropped
 MAX_WHOLE = 64 * 1024  # a JSON answer up to this is decoded whole
@@ -300,6 +300,10 @@ class BedrockReader(AnswerEnd):
             self._fallbacks()
         except Exception:  # a malformed answer leaves fields unknown
             pass
+        finally:  # its bound methods go (the decoder's among them), and with them the reference cycle
+            self._events, self._first_at = self.content_events, self.first_token_at
+            self.feed = unread
+            self._decoder = None
 
     def _document(self) -> None:
         document: object = None

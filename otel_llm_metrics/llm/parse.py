@@ -181,6 +181,10 @@ class AnswerEnd:
         return self.content_events if self.output_estimated else None
 
 
+def unread(body: bytes, arrived: float = 0.0) -> None:
+    """What a finished parser does with more bytes: nothing."""
+
+
 class ResponseParser(AnswerEnd):
     """Everything an LLM response tells us, gathered as its body messages pass."""
 
@@ -459,10 +463,20 @@ class ResponseParser(AnswerEnd):
 
     # -- at the end -----------------------------------------------------------------------------
     def finish(self) -> None:
-        """Parse what a non-streamed body left in its windows (once; later calls do nothing)."""
+        """Parse what a non-streamed body left in its windows (once; later calls do nothing).
+
+        Then the parser lets go of its own bound methods, so no reference cycle keeps it for the garbage
+        collector: a cycle per LLM call was the only one a served request made (and the collections it brought
+        on traverse every object of the app)."""
         if self.finished:
             return
         self.finished = True
+        try:
+            self._finish()
+        finally:
+            self.feed = self._stream = unread
+
+    def _finish(self) -> None:
         if self.undecided:  # the body ended before it looked like a stream: one JSON document
             self._decide(sse=False, streamed=False)
         if self.streamed_format:
