@@ -7,13 +7,21 @@ AsyncOpenAI, which sends over httpx2) and this load loop (httpx.AsyncClient, a b
 a fixed concurrency). The app runs bare, then under ``opentelemetry-instrument`` with nothing else changed
 (ours: server metrics, and the LLM calls measured at the HTTP client; traces off, embedded Prometheus on a
 free port), in alternation, each run in a fresh process after a warm-up. The other instrumentors installed
-in this venv (openai-v2, httpx) are disabled in that run so that the row is ours alone; ``zero-code(all)``
-leaves them on. Reports median requests/s and the instrumented/bare ratio (target: >= 0.95), the app process's
-own CPU time per request (what each variant adds to the app, far steadier than a throughput shared with the load
-loop and the upstream on two cores), and checks from the app's /metrics page that every LLM call was measured.
+in this venv (openai-v2, httpx, botocore, system-metrics) are disabled in that run so that the row is ours alone;
+``zero-code(all)`` leaves them on. Reports median requests/s and the instrumented/bare ratio (target: >= 0.95),
+the app process's own CPU time per request (what each variant adds to the app, steadier than a throughput shared
+with the load loop and the upstream on two cores), and checks from the app's /metrics page that every LLM call
+was measured.
 
     .venv/bin/python benchmarks/bench_rag.py [--requests 2000] [--concurrency 8] [--repeats 3]
-        [--variants otel_llm_metrics zero-code(all)]
+        [--variants otel_llm_metrics zero-code(all)] [--instructions]
+
+On two shared cores the throughput of runs a minute apart swings by a third, and a 5 % difference drowns in it.
+``--instructions`` counts instead: each variant's app runs under valgrind's callgrind, collection on for
+``--requests`` served requests after the warm-up, and the report is machine instructions per request (the same to
+0.3 % run to run, whatever else the machine does; the garbage collector's share is included). For a CPU-bound
+app, bare/instrumented instructions is the throughput ratio the noise hides. Slow: about 3 minutes per 1,000
+requests per variant.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -175,6 +184,57 @@ def _measured_calls(metrics_url: str) -> int:
                    re.findall(r"^gen_ai_client_operation_duration_seconds_count\{[^}]*\} (\S+)$", page, re.M)))
 
 
+def _instructions(variant: str, upstream_url: str, requests: int, concurrency: int, warmup: int) -> int:
+    """Machine instructions the app process executed for ``requests`` /ask (callgrind, collection toggled)."""
+    extra = VARIANTS[variant]
+    port = _free_port()
+    command = [str(BIN / "uvicorn"), "benchmarks.bench_rag:rag_app", "--factory", "--loop", "uvloop", "--http",
+               "httptools", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    if extra is not None:
+        command = [str(BIN / "opentelemetry-instrument"), *command]
+    with tempfile.TemporaryDirectory() as out:
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+                   f"--callgrind-out-file={out}/callgrind.%p", *command]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_UPSTREAM": upstream_url,
+               "OTEL_EXPORTER_PROMETHEUS_PORT": str(_free_port()), **(extra or {})}
+        app = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=5).read()
+                    break
+                except OSError:
+                    if app.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"{variant} under valgrind did not start") from None
+                    time.sleep(0.5)
+            asyncio.run(_load(url, warmup, concurrency))
+            control = ["callgrind_control", "--instr=on", str(app.pid)]
+            subprocess.run(control, check=True, capture_output=True)
+            asyncio.run(_load(url, requests, concurrency))
+            for step in ("--instr=off", "--dump"):
+                subprocess.run(["callgrind_control", step, str(app.pid)], check=True, capture_output=True)
+        finally:
+            app.terminate()
+            app.wait(120)
+        totals = [re.findall(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
+                  for path in Path(out).glob("callgrind.*")]
+        return sum(max(int(n) for n in found) for found in totals if found)
+
+
+def _report_instructions(args: argparse.Namespace, variants: list[str], upstream_url: str) -> None:
+    counted = {v: _instructions(v, upstream_url, args.requests, args.concurrency, args.warmup) / args.requests
+               for v in variants}
+    print(f"RAG app, instructions per served /ask (callgrind; {args.requests:,} requests at concurrency "
+          f"{args.concurrency} after {args.warmup} of warm-up)\n")
+    print("| variant | instructions per request | added | bare / variant |")
+    print("|---|---:|---:|---:|")
+    for variant in variants:
+        print(f"| {variant} | {counted[variant] / 1e6:.3f} M | {(counted[variant] - counted['bare']) / 1e3:+,.0f} k "
+              f"| {counted['bare'] / counted[variant]:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per run")
@@ -183,9 +243,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200, help="requests before each timed run")
     parser.add_argument("--variants", nargs="*", default=["otel_llm_metrics"], choices=list(VARIANTS)[1:],
                         help="besides bare (default: otel_llm_metrics)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count machine instructions per request under callgrind instead of timing")
     args = parser.parse_args()
     variants = ["bare", *[v for v in args.variants if v != "bare"]]
     upstream, upstream_url = _uvicorn("upstream_app", {})
+    if args.instructions:
+        try:
+            _report_instructions(args, variants, upstream_url)
+        finally:
+            upstream.terminate()
+            upstream.wait(30)
+        return
     rates: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}  # the app's CPU microseconds per request
     checks: dict[str, list[tuple[int, int]]] = {}
