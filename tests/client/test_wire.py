@@ -4,7 +4,6 @@ bare, and the numbers are the transcript's truth, however the bytes are split.""
 
 from __future__ import annotations
 
-import gc
 import gzip
 import random
 
@@ -179,32 +178,3 @@ def test_uninstall_restores_the_clients_own_methods(make_telemetry):
     instrumentors.uninstall()
     assert httpx2.Client._send_single_request is original
 
-
-def _unreachable_after(call) -> int:
-    """Objects the collector finds unreachable after ``call`` (the ones refcounting could not free)."""
-    gc.collect()
-    gc.disable()
-    try:
-        call()
-        return gc.collect()
-    finally:
-        gc.enable()
-
-
-@pytest.mark.parametrize("name", ["openai_chat.json", "openai_chat_stream_usage.sse", "anthropic_messages_stream.sse"])
-def test_a_measured_call_leaves_the_collector_no_more_than_bare(wire, name):
-    """A cycle per call makes the app's collections come sooner, each traversing all its objects. (Sync: an
-    event loop run per async call leaves dozens of its own, which would hide a parser's few.)"""
-    truth, body = TRUTH[name], (HERE / name).read_bytes()
-
-    def call() -> None:
-        read, raised = _read(httpx2, _transport(httpx2, [body[:50], body[50:]]), truth["path"])
-        assert raised is None and read == body
-
-    instrumentors.uninstall()
-    call()  # each way's first call sets up what it keeps (imports, caches): no cycle of a call
-    bare = _unreachable_after(call)
-    wire.measure_upstream_calls()
-    call()
-    assert _unreachable_after(call) <= bare
-    assert wire.collect().points(DURATION), "measured"
