@@ -58,11 +58,12 @@ class _HollowWhileUnheardTracer(trace.Tracer):
         self._real = real
 
     def _heard(self) -> bool:
-        """A processor listens, or the SDK counts spans; an SDK we do not know is taken to listen."""
+        """A processor listens, or the SDK counts spans (its own metrics, SDK 1.4x); an SDK we do not know is
+        taken to listen."""
         processors = getattr(self._real.span_processor, "_span_processors", None)
         metrics = getattr(self._real, "_tracer_metrics", None)
         return (not isinstance(processors, tuple) or bool(processors)
-                or type(metrics).__name__ != "NoOpTracerMetrics")
+                or metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics")
 
     def start_span(self, name: str, context: context_api.Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Attributes = None, links: Sequence[trace.Link] | None = (),

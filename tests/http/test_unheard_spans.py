@@ -130,3 +130,10 @@ def test_inside_a_hollow_span_a_child_leaves_it_current_under_the_default_sample
             default.start_as_current_span("fastapi.endpoint") as child:
         assert child is not outer and not child.is_recording()
         assert child.get_span_context().trace_id == outer.get_span_context().trace_id
+
+
+def test_an_sdk_that_does_not_count_its_spans_at_all_still_gets_hollow_ones():
+    """SDKs before 1.4x have no span metrics of their own (no ``_tracer_metrics``)."""
+    tracer = HollowWhileUnheard(TracerProvider()).get_tracer("fastapi")
+    del tracer._real._tracer_metrics
+    assert not tracer.start_span("unheard").is_recording()
