@@ -17,8 +17,8 @@ spans (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), the provider's real spans 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -58,12 +58,15 @@ class _HollowWhileUnheardTracer(trace.Tracer):
         self._real = real
 
     def _heard(self) -> bool:
-        """A processor listens, or the SDK counts spans (its own metrics, SDK 1.4x); an SDK we do not know is
+        """A processor listens, or the SDK counts spans (its own metrics, SDK 1.4x), or the tracer is turned off
+        (the SDK's own span is then already hollow and cheap): the SDK makes the span. An SDK we do not know is
         taken to listen."""
-        processors = getattr(self._real.span_processor, "_span_processors", None)
-        metrics = getattr(self._real, "_tracer_metrics", None)
+        real = self._real
+        processors = getattr(real.span_processor, "_span_processors", None)
+        metrics = getattr(real, "_tracer_metrics", None)
         return (not isinstance(processors, tuple) or bool(processors)
-                or metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics")
+                or metrics is not None and type(metrics).__name__ != "NoOpTracerMetrics"
+                or hasattr(real, "_is_enabled") and not real._is_enabled())
 
     def start_span(self, name: str, context: context_api.Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Attributes = None, links: Sequence[trace.Link] | None = (),
@@ -84,15 +87,13 @@ class _HollowWhileUnheardTracer(trace.Tracer):
                                                     record_exception, set_status_on_exception, end_on_exit)
         current = trace.get_current_span()
         if context is None and self._real.sampler is DEFAULT_ON and _hollow_and_local(current):
-            return _StaysCurrent(current)  # a child would differ from it by a span id nobody hears, only
-        return _current(self._hollow(name, context, kind, attributes, links))
+            return nullcontext(current)  # a child would differ from it by a span id nobody hears, only
+        return trace.use_span(self._hollow(name, context, kind, attributes, links), end_on_exit=True)
 
     def _hollow(self, name: str, context: context_api.Context | None, kind: SpanKind, attributes: Attributes,
                 links: Sequence[trace.Link] | None) -> trace.Span:
         """The span context the SDK would have made, on a span that records nothing."""
         real = self._real
-        if hasattr(real, "_is_enabled") and not real._is_enabled():
-            return real.start_span(name, context, kind, attributes, links)  # already hollow, the SDK's way
         parent = trace.get_current_span(context).get_span_context()
         ids = real.id_generator
         if parent.is_valid:
@@ -113,24 +114,3 @@ class _HollowWhileUnheardTracer(trace.Tracer):
 def _hollow_and_local(span: trace.Span) -> bool:
     context = span.get_span_context()
     return not span.is_recording() and context.is_valid and not context.is_remote
-
-
-class _StaysCurrent:
-    """The current span, as the span of a ``with`` block that changes nothing."""
-
-    __slots__ = ("span",)
-
-    def __init__(self, span: trace.Span) -> None:
-        self.span = span
-
-    def __enter__(self) -> trace.Span:
-        return self.span
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-@contextmanager
-def _current(span: trace.Span) -> Iterator[trace.Span]:
-    with trace.use_span(span, end_on_exit=True):
-        yield span

@@ -240,9 +240,6 @@ class ResponseParser(AnswerEnd):
         self.feed: Callable[[bytes], None] = self._stream if self.streamed_format else self._sniff
 
     # -- per body message -------------------------------------------------------------------------
-    def _ignore(self, body: bytes) -> None:
-        """After giving up (an absurdly long line): the response still passes, unread."""
-
     def _sniff(self, body: bytes) -> None:
         """Hold the first bytes until they say SSE, NDJSON or one JSON document; then replay them."""
         held = self._held = self._held + body
@@ -362,7 +359,7 @@ class ResponseParser(AnswerEnd):
         self._partial = body[cut:]
         if len(self._partial) > MAX_LINE:
             self.gave_up = True
-            self.feed = self._ignore
+            self.feed = unread  # an absurdly long line: the response still passes, unread
             self._partial = b""
             return b""
         return body[:cut]

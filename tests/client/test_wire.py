@@ -177,4 +177,3 @@ def test_uninstall_restores_the_clients_own_methods(make_telemetry):
     assert httpx2.Client._send_single_request is not original
     instrumentors.uninstall()
     assert httpx2.Client._send_single_request is original
-
