@@ -102,7 +102,7 @@ class BedrockReader(AnswerEnd):
                 value = value.strip()
                 if value.isdigit() and len(value) < 9:
                     self._headers[_HEADERS[name]] = int(value)
-        self.streamed_format = b"eventstream" in content_type
+        self.streamed_format = content_type.find(b"eventstream") != -1
         self._first_at = 0.0  # content outside ConverseStream's deltas (which the frame decoder counts)
         self._events = 0
         self.input_tokens: int | None = None  # all input, the cache included (the conventions' meaning)

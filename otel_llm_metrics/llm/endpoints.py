@@ -64,7 +64,7 @@ class Endpoint:
 
     @cached_property
     def more_content_hints(self) -> tuple[bytes, ...]:
-        """The fewest key prefixes that every ``more_content`` pattern starts with (one ``in`` test each)."""
+        """The fewest key prefixes that every ``more_content`` pattern starts with (one ``find`` each)."""
         stems = sorted({key[:key.index(b'"', 1)] for key, _ in self.more_content}, key=len)
         return tuple(stem for i, stem in enumerate(stems) if not any(stem.startswith(s) for s in stems[:i]))
 

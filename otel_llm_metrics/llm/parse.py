@@ -16,6 +16,10 @@ time it arrived. Gemini's ``streamGenerateContent`` without ``alt=sse`` streams 
 by element (``[{...}\n,\r\n{...}]``): a body that opens with ``[`` on a Gemini path is read as that stream.
 
 Nothing here raises: malformed input leaves fields unknown, and unknown fields are not recorded.
+
+Bytes are searched with ``find(...) != -1``, never ``in``: CPython's ``bytes.__contains__`` first tries its
+argument as an integer, and for bytes that raises, formats and clears a TypeError inside, so ``in`` costs 1.5 to
+3 times a ``find`` (3.10 to 3.13), on every chunk.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ _GEMINI_KEYS = (b'"usageMetadata"', b'"modelVersion"', b'"finishReason"')  # rea
 # Only the events worth a JSON parse: non-null usage, Ollama's last line, errors, a finish reason.
 # Four patterns, each with its own literal prefix, scan 4x faster than one alternation (64 KB: 150 us
 # against 640 us), which is what bulk bodies pay.
-# Each is searched only where its literal is (an ``in`` test costs a fifth of a search on a small event).
+# Each is searched only where its literal is (a ``find`` costs a fifth of a search on a small event).
 _RARE = tuple((literal, re.compile(pattern)) for literal, pattern in (
     (b'"usage"', rb'"usage"\s*:\s*\{'), (b'"done"', rb'"done"\s*:\s*true'), (b'"error"', rb'"error"\s*:'),
     (b'_reason"', rb'_reason"\s*:\s*"')))
@@ -57,7 +61,7 @@ def _rare(data: bytes) -> int:
     """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts: 0 if
     not, else which was seen first in that order (``_REASON_ONLY``: a finish reason, and none of the others)."""
     for kind, (literal, pattern) in enumerate(_RARE, 1):
-        if literal in data and pattern.search(data):
+        if data.find(literal) != -1 and pattern.search(data):
             return kind
     return 0
 
@@ -97,7 +101,7 @@ def _count(value: object) -> int | None:
 
 def _text(raw: bytes) -> str | None:
     """A JSON string's raw bytes decoded; a cut one may end inside an escape or a UTF-8 sequence."""
-    if b"\\" not in raw:  # no escapes (nearly every model name): a plain decode, 20x cheaper than json
+    if raw.find(b"\\") == -1:  # no escapes (nearly every model name): a plain decode, 20x cheaper than json
         try:
             return raw.decode()
         except UnicodeDecodeError:
@@ -202,8 +206,8 @@ class ResponseParser(AnswerEnd):
         self._empty = self._key + b'"'
         # SSE or NDJSON are framed line by line as they stream; a JSON document is kept in windows.
         # A content type that says so decides at once; any other is decided from the first bytes.
-        self.sse = b"event-stream" in content_type
-        self.streamed_format = self.sse or b"ndjson" in content_type
+        self.sse = content_type.find(b"event-stream") != -1
+        self.streamed_format = self.sse or content_type.find(b"ndjson") != -1
         self.undecided = not self.streamed_format
         self._one_event_newlines = 2 if self.sse else 1
         self.first_token_at = 0.0
@@ -243,7 +247,7 @@ class ResponseParser(AnswerEnd):
     def _sniff(self, body: bytes) -> None:
         """Hold the first bytes until they say SSE, NDJSON or one JSON document; then replay them."""
         held = self._held = self._held + body
-        if not self._held_at and b"\n" in body:
+        if not self._held_at and body.find(b"\n") != -1:
             self._held_at = perf_counter()  # when the first line was complete
         start = held.lstrip()
         if len(start) < 6 and (not start or any(len(start) < len(field) and field.startswith(start)
@@ -310,8 +314,9 @@ class ResponseParser(AnswerEnd):
             body = self._complete(body)
             if not body:
                 return
-        if self.response_model is None and b'"model"' in body:
-            match = _MODEL.search(body)
+        at = -1 if self.response_model is not None else body.find(b'"model"')
+        if at != -1:
+            match = _PLAIN_MODEL.match(body, at) or _MODEL.search(body, at)
             if match:
                 self.response_model = _text(match.group(1))
         key = self._key
@@ -411,7 +416,7 @@ class ResponseParser(AnswerEnd):
 
     def _uncommon_content(self, body: bytes) -> int:
         """Content in the other spelling (then switch to it), or other output: reasoning, tool calls."""
-        if self._other_key in body and self._other_key != self._key:
+        if body.find(self._other_key) != -1 and self._other_key != self._key:
             self._key, self._other_key = self._other_key, self._key
             self._empty = self._key + b'"'
             return body.count(self._key) - body.count(self._empty) + self._more_content(body)
@@ -420,13 +425,13 @@ class ResponseParser(AnswerEnd):
     def _more_content(self, body: bytes) -> int:
         """Reasoning and tool-call deltas: generated output outside the main content key."""
         for hint in self._hints:
-            if hint in body:
+            if body.find(hint) != -1:
                 break
         else:
             return 0  # the common case: one or two substring tests
         found = 0
         for key, empty in self._more:
-            if key in body:
+            if body.find(key) != -1:
                 found += body.count(key) - (body.count(empty) if empty else 0)
         return found
 
@@ -517,7 +522,7 @@ class ResponseParser(AnswerEnd):
         """A whole OpenAI answer read by its keys, as a stream's events are: the model, the usage object (the
         only part decoded) and the choices' finish reasons. False (decode it whole) for anything less plain:
         an error, no choices or empty ones, a document that does not close, a model name cut short."""
-        if b'"error"' in whole or (b'"type"' in whole and _TYPE_ERROR.search(whole)) \
+        if whole.find(b'"error"') != -1 or (whole.find(b'"type"') != -1 and _TYPE_ERROR.search(whole)) \
                 or whole.lstrip()[:1] != b"{" or not whole.rstrip().endswith(b"}"):
             return False
         choices = _CHOICES.search(whole)
