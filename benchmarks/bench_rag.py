@@ -135,20 +135,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _uvicorn(factory: str, env: dict[str, str], zero_code: bool = False) -> tuple[subprocess.Popen, str]:
+def _uvicorn(factory: str, env: dict[str, str], zero_code: bool = False, under: tuple[str, ...] = (),
+             start_timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """``factory`` served by uvicorn on a free port, once it answers /health; ``under``: a command to run it under
+    (callgrind, whose own output is left out)."""
     port = _free_port()
     command = [str(BIN / "uvicorn"), f"benchmarks.bench_rag:{factory}", "--factory", "--loop", "uvloop",
                "--http", "httptools", "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if zero_code:
         command = [str(BIN / "opentelemetry-instrument"), *command]
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT)
+    process = subprocess.Popen([*under, *command], env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT,
+                               stderr=subprocess.DEVNULL if under else None)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{factory} exited with {process.returncode}")
         try:
-            urllib.request.urlopen(url + "/health", timeout=1).read()
+            urllib.request.urlopen(url + "/health", timeout=5 if under else 1).read()
             return process, url
         except OSError:
             time.sleep(0.05)
@@ -187,40 +191,27 @@ def _measured_calls(metrics_url: str) -> int:
 def _instructions(variant: str, upstream_url: str, requests: int, concurrency: int, warmup: int) -> int:
     """Machine instructions the app process executed for ``requests`` /ask (callgrind, collection toggled)."""
     extra = VARIANTS[variant]
-    port = _free_port()
-    command = [str(BIN / "uvicorn"), "benchmarks.bench_rag:rag_app", "--factory", "--loop", "uvloop", "--http",
-               "httptools", "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    if extra is not None:
-        command = [str(BIN / "opentelemetry-instrument"), *command]
     with tempfile.TemporaryDirectory() as out:
-        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
-                   f"--callgrind-out-file={out}/callgrind.%p", *command]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_UPSTREAM": upstream_url,
-               "OTEL_EXPORTER_PROMETHEUS_PORT": str(_free_port()), **(extra or {})}
-        app = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        under = ("valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+                 f"--callgrind-out-file={out}/callgrind.%p")
+        env = {"BENCH_UPSTREAM": upstream_url, "OTEL_EXPORTER_PROMETHEUS_PORT": str(_free_port()), **(extra or {})}
+        app, url = _uvicorn("rag_app", env, zero_code=extra is not None, under=under, start_timeout=600)
         try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 600
-            while True:
-                try:
-                    urllib.request.urlopen(url + "/health", timeout=5).read()
-                    break
-                except OSError:
-                    if app.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"{variant} under valgrind did not start") from None
-                    time.sleep(0.5)
             asyncio.run(_load(url, warmup, concurrency))
-            control = ["callgrind_control", "--instr=on", str(app.pid)]
-            subprocess.run(control, check=True, capture_output=True)
+            _callgrind(app, "--instr=on")
             asyncio.run(_load(url, requests, concurrency))
-            for step in ("--instr=off", "--dump"):
-                subprocess.run(["callgrind_control", step, str(app.pid)], check=True, capture_output=True)
+            _callgrind(app, "--instr=off")
+            _callgrind(app, "--dump")
         finally:
             app.terminate()
             app.wait(120)
         totals = [re.findall(r"^(?:summary|totals): (\d+)", path.read_text(errors="replace"), re.M)
                   for path in Path(out).glob("callgrind.*")]
         return sum(max(int(n) for n in found) for found in totals if found)
+
+
+def _callgrind(app: subprocess.Popen, step: str) -> None:
+    subprocess.run(["callgrind_control", step, str(app.pid)], check=True, capture_output=True)
 
 
 def _report_instructions(args: argparse.Namespace, variants: list[str], upstream_url: str) -> None:

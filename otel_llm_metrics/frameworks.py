@@ -179,13 +179,15 @@ def quiet_app_telemetry(app: Any, *, tracing: bool) -> None:
     if fastapi_app is not None:
         config = fastapi_app._telemetry
         config["metrics"] = False
+        hollow = None
         if tracing:
             config["tracing"] = False
         elif config.get("tracing") and not config.get("auto_configure"):  # auto_configure registers on the provider
             hollow = hollow_while_unheard(config.get("tracer_provider") or trace.get_tracer_provider())
             config["tracer_provider"] = hollow or config.get("tracer_provider")
-        logger.debug("otel_llm_metrics: FastAPI native metrics%s turned off on %r",
-                     " and tracing" if tracing else "", fastapi_app)
+        logger.debug("otel_llm_metrics: FastAPI native metrics turned off, its tracing %s, on %r",
+                     "off" if tracing else "hollow while no span processor listens" if hollow else "as it was",
+                     fastapi_app)
     if tracing:
         for inner in wrapper_chain(app):
             if getattr(inner, "_is_instrumented_by_opentelemetry", False):
