@@ -26,7 +26,7 @@ from ..error_types import ABANDONED, CONNECTION_ERROR, TIMEOUT, error_type_of
 from ..llm.endpoints import Endpoint
 from ..llm.exchange import LlmExchange
 from ..llm.link import CURRENT
-from ..llm.stats import GenAiStats
+from ..llm.stats import GenAiStats, RateLimit
 from ..llm.tenant import OUTSIDE
 from ..series import Histogram
 from . import operation as operations
@@ -118,7 +118,7 @@ class Attempt:
         self.gaps: list[float] | None = None  # seconds between content chunks, not yet in gap_histogram
         self.gap_histogram: Histogram | None = None
         self.encoded: tuple[bytes, HeaderItems] | None = None  # a content-encoded answer's content type, headers
-        self.limits: list[tuple[str, bool, int]] | None = None  # rate-limit headers: (resource, is_limit, value)
+        self.limits: list[RateLimit] | None = None  # rate-limit headers: ((resource, is_limit), value)
         self.retry_after: float | None = None
         if body:
             exchange.request.feed(body)

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
+from operator import itemgetter
 from time import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..llm.stats import RateLimit
 
 # The conventions' gen_ai.provider.name values, by host (exact, or a suffix starting with ".").
 _BY_HOST = {
@@ -33,6 +38,7 @@ for _resource in RESOURCES:
         RATE_LIMIT_HEADERS[b"x-ratelimit-limit-" + _dashed] = (_resource, True)
         RATE_LIMIT_HEADERS[b"x-ratelimit-remaining-" + _dashed] = (_resource, False)
 _MAX_RETRY_AFTER = 24 * 3600.0
+_MAX_NUMBER = 10**18
 
 
 def provider_for(host: str, overrides: dict[str, str]) -> str | None:
@@ -84,6 +90,29 @@ def _kind(name: bytes) -> tuple[str, bool] | str:
 
 
 HeaderItems = Iterable[Sequence[bytes]]  # (name, value) pairs, or httpx's own (name, lowercased name, value)
+Layout = tuple[tuple[int, "tuple[str, bool] | str"], ...]  # (index of a wanted header, its kind), in order
+_name_of = itemgetter(0)
+# An upstream sends the same header names in the same order answer after answer: each list of names seen
+# -> where its wanted headers are, so an answer's names are matched in one dict lookup (C code hashes and
+# compares them) and only its wanted headers are visited. Bounded like _SEEN.
+_LAYOUTS: dict[tuple[bytes, ...], Layout] = {}
+MAX_LAYOUTS = 256
+
+
+def _layout(names: tuple[bytes, ...]) -> Layout:
+    """Where the wanted headers of a list of names not seen before are, remembered while there is room."""
+    seen = _SEEN
+    layout = []
+    for index, name in enumerate(names):
+        kind = seen.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if kind:
+            layout.append((index, kind))
+    found = tuple(layout)
+    if len(_LAYOUTS) < MAX_LAYOUTS:
+        _LAYOUTS[names] = found
+    return found
 
 
 class Answer:
@@ -98,24 +127,26 @@ class Answer:
     def __init__(self, raw: HeaderItems) -> None:
         self.content_type = b""  # lowercased
         self.encoded = False  # a content-encoding other than identity
-        self.limits: list[tuple[str, bool, int]] | None = None  # (resource, is_limit, value)
+        self.limits: list[RateLimit] | None = None  # ((resource, is_limit), value)
         self.retry_after: float | None = None
-        seen = _SEEN
-        for item in raw:
-            name = item[0]
-            kind = seen.get(name)
-            if kind is None:
-                kind = _kind(name)
-            if not kind:
-                continue
-            value = item[-1]
+        if raw.__class__ is not list and raw.__class__ is not tuple:
+            raw = list(raw)
+        names = tuple(map(_name_of, raw))
+        layout = _LAYOUTS.get(names)
+        if layout is None:
+            layout = _layout(names)
+        limits = None
+        for index, kind in layout:
+            value = raw[index][-1]
             if kind.__class__ is tuple:
-                value = value.strip()  # a whole number, and a sane one
-                number = int(value) if value.isdigit() and len(value) < 19 else None
-                if number is not None:
-                    if self.limits is None:
-                        self.limits = []
-                    self.limits.append((*kind, number))  # type: ignore[arg-type]
+                try:
+                    number = int(value)  # surrounding whitespace allowed; a whole number, and a sane one
+                except ValueError:
+                    continue
+                if 0 <= number < _MAX_NUMBER:
+                    if limits is None:
+                        limits = self.limits = []
+                    limits.append((kind, number))  # type: ignore[arg-type]
             elif kind == CONTENT_TYPE:
                 self.content_type = value.lower()
             elif kind == CONTENT_ENCODING:

@@ -20,6 +20,7 @@ from .stats import (
     CallTokens,
     ClientRecord,
     GenAiStats,
+    RateLimit,
 )
 
 
@@ -139,7 +140,7 @@ class LlmExchange:
     def record_call(self, started: float, attempt_started: float, end: float, error_type: str | None,
                     address: str | None, port: int | None, chunk_gaps: Histogram | None,
                     duration: bool = True, count_attempt: bool = False, attempt_error: str | None = None,
-                    limits: list[tuple[str, bool, int]] | None = None, retry_after: float | None = None) -> None:
+                    limits: list[RateLimit] | None = None, retry_after: float | None = None) -> None:
         """Record one upstream call (an operation, from its first attempt's start) as its last attempt ended.
 
         ``chunk_gaps``: the time between successive chunks of generated content, gathered as they arrived.

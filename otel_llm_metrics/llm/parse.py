@@ -47,9 +47,11 @@ _GEMINI_KEYS = (b'"usageMetadata"', b'"modelVersion"', b'"finishReason"')  # rea
 # Four patterns, each with its own literal prefix, scan 4x faster than one alternation (64 KB: 150 us
 # against 640 us), which is what bulk bodies pay.
 # Each is searched only where its literal is (a ``find`` costs a fifth of a search on a small event).
+_USAGE_AT, _DONE_AT, _ERROR_AT, _REASON_AT = b'"usage"', b'"done"', b'"error"', b'_reason"'
 _RARE = tuple((literal, re.compile(pattern)) for literal, pattern in (
-    (b'"usage"', rb'"usage"\s*:\s*\{'), (b'"done"', rb'"done"\s*:\s*true'), (b'"error"', rb'"error"\s*:'),
-    (b'_reason"', rb'_reason"\s*:\s*"')))
+    (_USAGE_AT, rb'"usage"\s*:\s*\{'), (_DONE_AT, rb'"done"\s*:\s*true'), (_ERROR_AT, rb'"error"\s*:'),
+    (_REASON_AT, rb'_reason"\s*:\s*"')))
+_USAGE, _DONE, _ERROR, _REASON = (pattern for _, pattern in _RARE)
 # A whole OpenAI answer is read by its keys (``ResponseParser._scan_openai``), not decoded whole.
 _CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*([^\s\]])')
 _FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"((?:[^"\\]|\\.){0,256})"')
@@ -60,9 +62,15 @@ _TYPE_ERROR = re.compile(rb'"type"\s*:\s*"error"')
 def _rare(data: bytes) -> int:
     """Whether ``data`` holds an event that carries usage, a finish reason, an error or Ollama's counts: 0 if
     not, else which was seen first in that order (``_REASON_ONLY``: a finish reason, and none of the others)."""
-    for kind, (literal, pattern) in enumerate(_RARE, 1):
-        if data.find(literal) != -1 and pattern.search(data):
-            return kind
+    find = data.find  # the tests of _RARE written out: a loop over it cost three times their bytecodes
+    if find(_USAGE_AT) != -1 and _USAGE.search(data):
+        return 1
+    if find(_DONE_AT) != -1 and _DONE.search(data):
+        return 2
+    if find(_ERROR_AT) != -1 and _ERROR.search(data):
+        return 3
+    if find(_REASON_AT) != -1 and _REASON.search(data):
+        return 4
     return 0
 
 

@@ -16,6 +16,7 @@ from ..series import CounterGroup, GaugeGroup, Histogram, HistogramGroup, Shared
 from .prices import PENDING, PriceBook, Priced, Tokens, read_overrides
 
 MAX_VALUE_LENGTH = 128
+RateLimit = tuple[tuple[str, bool], int]  # ((resource, is the limit (else what remains)), value), from one header
 MAX_BOUND = 4096  # call records kept bound; their keys hold raw (client-supplied) names, so they are bounded
 SERVER_INSTRUMENTS = {"duration": c.GEN_AI_SERVER_DURATION, "time_to_first_token": c.GEN_AI_SERVER_TTFT,
                       "time_per_output_token": c.GEN_AI_SERVER_TPOT}
@@ -178,13 +179,13 @@ class ClientRecord:
                 self.plan = plan
         return plan
 
-    def count_attempt(self, error_type: str | None, limits: list[tuple[str, bool, int]] | None,
+    def count_attempt(self, error_type: str | None, limits: list[RateLimit] | None,
                       retry_after: float | None) -> None:
         """One attempt whose operation goes on (its SDK may retry it), with what its answer's headers said."""
         with self.stats.lock:
             self._count_attempt(error_type, limits, retry_after)
 
-    def _count_attempt(self, error_type: str | None, limits: list[tuple[str, bool, int]] | None,
+    def _count_attempt(self, error_type: str | None, limits: list[RateLimit] | None,
                        retry_after: float | None) -> None:
         key = self.attempt_key if error_type == self.error_type else (*self.attempt_key[:-1], error_type)
         _add(self.stats.attempts, key, 1)
@@ -199,7 +200,7 @@ class ClientRecord:
     def record(self, duration: float | None, first_chunk: float | None, gaps: Histogram | None,
                input_tokens: int | None, output_tokens: int | None, estimated: bool, cost: float | None,
                unpriced: bool, unpriced_tokens: Tokens | None, count_attempt: bool, attempt_error: str | None,
-               limits: list[tuple[str, bool, int]] | None, retry_after: float | None) -> None:
+               limits: list[RateLimit] | None, retry_after: float | None) -> None:
         """Everything one call (an operation, ending with its last attempt) adds, under one lock.
 
         ``duration`` None: no duration (a stream its reader abandoned); ``first_chunk``: the time to the first
@@ -228,16 +229,23 @@ class ClientRecord:
                         series.time_per_output_chunk.merge(gaps)
             if not stats.latest_experimental:
                 tokens = self.tokens
-                for value, slot, flag, token_type in ((input_tokens, "input", None, "input"),
-                                                      (output_tokens, estimated or None, estimated or None, "output")):
-                    if value is not None:
-                        h = tokens.get(slot) or self._tokens(token_type, slot, flag)
-                        h.counts[bisect_left(h.bounds, value)] += 1
-                        h.total += value
-                        if value < h.min:
-                            h.min = value
-                        if value > h.max:
-                            h.max = value
+                if input_tokens is not None:
+                    h = tokens.get("input") or self._tokens("input", "input", None)
+                    h.counts[bisect_left(h.bounds, input_tokens)] += 1
+                    h.total += input_tokens
+                    if input_tokens < h.min:
+                        h.min = input_tokens
+                    if input_tokens > h.max:
+                        h.max = input_tokens
+                if output_tokens is not None:
+                    slot = estimated or None
+                    h = tokens.get(slot) or self._tokens("output", slot, slot)
+                    h.counts[bisect_left(h.bounds, output_tokens)] += 1
+                    h.total += output_tokens
+                    if output_tokens < h.min:
+                        h.min = output_tokens
+                    if output_tokens > h.max:
+                        h.max = output_tokens
             if cost is not None:
                 _add(stats.client_cost, self.cost_key, cost)
             elif unpriced:
@@ -256,14 +264,15 @@ class ClientRecord:
         h = self.tokens[slot] = self.stats.client_tokens.get(key).tokens
         return h
 
-    def _limits(self, limits: list[tuple[str, bool, int]]) -> None:
-        """Rate-limit headroom: (resource, is the limit (else what remains), value) as the answer said."""
+    def _limits(self, limits: list[RateLimit]) -> None:
+        """Rate-limit headroom: ((resource, is the limit (else what remains)), value) as the answer said."""
         gauges = self.gauges
-        for resource, is_limit, value in limits:
-            bound = gauges.get((resource, is_limit))
+        for kind, value in limits:
+            bound = gauges.get(kind)
             if bound is None:
+                resource, is_limit = kind
                 group = self.stats.rate_limit if is_limit else self.stats.rate_limit_remaining
-                bound = gauges[(resource, is_limit)] = (group, rate_limit_key(self.provider, self.address, self.port,
+                bound = gauges[kind] = (group, rate_limit_key(self.provider, self.address, self.port,
                                                                               self.request_model, resource))
             group, key = bound
             counts = group.counts

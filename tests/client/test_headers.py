@@ -15,7 +15,8 @@ SENT = [("Date", "Mon, 30 Nov 2026 10:00:00 GMT"), ("Content-Type", "text/event-
 
 
 def _read(answer: Answer) -> tuple:
-    return answer.content_type, answer.encoded, sorted(answer.limits or []), answer.retry_after
+    limits = sorted((*kind, value) for kind, value in answer.limits or [])
+    return answer.content_type, answer.encoded, limits, answer.retry_after
 
 
 @pytest.mark.parametrize("module", [httpx, httpx2])
