@@ -229,23 +229,16 @@ class ClientRecord:
                         series.time_per_output_chunk.merge(gaps)
             if not stats.latest_experimental:
                 tokens = self.tokens
-                if input_tokens is not None:
-                    h = tokens.get("input") or self._tokens("input", "input", None)
-                    h.counts[bisect_left(h.bounds, input_tokens)] += 1
-                    h.total += input_tokens
-                    if input_tokens < h.min:
-                        h.min = input_tokens
-                    if input_tokens > h.max:
-                        h.max = input_tokens
-                if output_tokens is not None:
-                    slot = estimated or None
-                    h = tokens.get(slot) or self._tokens("output", slot, slot)
-                    h.counts[bisect_left(h.bounds, output_tokens)] += 1
-                    h.total += output_tokens
-                    if output_tokens < h.min:
-                        h.min = output_tokens
-                    if output_tokens > h.max:
-                        h.max = output_tokens
+                for value, slot, flag, token_type in ((input_tokens, "input", None, "input"),
+                                                      (output_tokens, estimated or None, estimated or None, "output")):
+                    if value is not None:
+                        h = tokens.get(slot) or self._tokens(token_type, slot, flag)
+                        h.counts[bisect_left(h.bounds, value)] += 1
+                        h.total += value
+                        if value < h.min:
+                            h.min = value
+                        if value > h.max:
+                            h.max = value
             if cost is not None:
                 _add(stats.client_cost, self.cost_key, cost)
             elif unpriced:
