@@ -266,7 +266,7 @@ class ClientRecord:
                 resource, is_limit = kind
                 group = self.stats.rate_limit if is_limit else self.stats.rate_limit_remaining
                 bound = gauges[kind] = (group, rate_limit_key(self.provider, self.address, self.port,
-                                                                              self.request_model, resource))
+                                                              self.request_model, resource))
             group, key = bound
             counts = group.counts
             if key in counts:
