@@ -21,9 +21,9 @@ demo: $(VENV)/.installed-demo
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# The whole suite on the newest Python present, the unit suite on every other claimed one (noxfile.py), each on
-# two pytest processes. The unit sessions run beside the whole suite at the lowest priority: its integration tests
-# mostly wait (two cores 59% busy), and the unit tests take what they leave. Their output follows the suite's.
+# The whole suite on the newest Python present (three pytest processes), the unit suite on every other claimed one
+# (two; noxfile.py). The unit sessions run beside the whole suite at the lowest priority: its integration tests
+# mostly wait, and the unit tests take what they leave. Their output follows the suite's.
 # Where no other claimed Python is present there is no unit session, and none is started.
 test: system-deps $(VENV)/.installed-test
 	$(PY) -m ruff check .
