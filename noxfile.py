@@ -51,7 +51,7 @@ PRESENT = [version for version in CLAIMED if shutil.which(f"python{version}")]
 MISSING = [version for version in CLAIMED if version not in PRESENT]
 if MISSING:
     print(f"nox: Python {', '.join(MISSING)} not found on PATH or under pyenv's versions: not tested here")
-PARALLEL = ("-n", "2")  # the unit sessions': they compute, on cores the whole suite leaves
+UNIT_PARALLEL = ("-n", "2")  # the unit sessions': they compute, on cores the whole suite leaves
 FULL_PARALLEL = ("-n", "3")  # the whole suite's: its integration tests mostly wait
 NEWEST = PRESENT[-1:]  # empty only where no claimed version is present: then nothing runs, and nox says so
 
@@ -67,4 +67,4 @@ def full(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """The unit tests: everything but the integration tests."""
     session.install("-e", ".[test]")
-    session.run("pytest", *PARALLEL, "--ignore=tests/integration", "-m", "not integration", *session.posargs)
+    session.run("pytest", *UNIT_PARALLEL, "--ignore=tests/integration", "-m", "not integration", *session.posargs)

@@ -34,19 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx2  # noqa: E402
 
-from benchmarks.bench_client import _raw_cases  # noqa: E402
-from benchmarks.variants import steady  # noqa: E402
-
-
-def _telemetry() -> Any:
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from otel_llm_metrics import Registry, Telemetry, load_settings
-
-    telemetry = Telemetry(load_settings(environ={}, metrics_exporters=("none",)), Registry(),
-                          [InMemoryMetricReader()])
-    steady(telemetry)
-    return telemetry
+from benchmarks.bench_client import _ours, _raw_cases  # noqa: E402
 
 
 def _where(code: Any) -> str:
@@ -81,16 +69,14 @@ def _bytecodes(call: Callable[[], None]) -> collections.Counter:
 
 
 def bytecodes(case: str, top: int) -> None:
-    from otel_llm_metrics.client.instrumentors import uninstall
-
     call = _raw_cases(httpx2, 1, 1)[case][0]
     bare = _bytecodes(call)
-    telemetry = _telemetry()
-    telemetry.measure_upstream_calls()
+    variant = _ours("ours", "httpx2")  # bench_client.py's own: one in-memory reader, the price table loaded
+    variant.on()
     try:
         ours = _bytecodes(call)
     finally:
-        uninstall()
+        variant.off()
     added = {key: ours[key] - bare[key] for key in set(ours) | set(bare)}
     print(f"httpx2 {case}: bare runs {sum(bare.values()):,} bytecodes per call, ours adds {sum(added.values()):,}")
     by_file: collections.Counter = collections.Counter()
@@ -127,15 +113,14 @@ class _DoNothing:
 def split(case: str, calls: int, repeats: int) -> None:
     from otel_llm_metrics.client import hook
     from otel_llm_metrics.client.call import Attempt
-    from otel_llm_metrics.client.instrumentors import uninstall
 
     call = _raw_cases(httpx2, 1, 1)[case][0]
-    telemetry = _telemetry()
+    ours = _ours("ours", "httpx2")
     attempt, end_operation = hook.Hook.attempt, Attempt.end_operation
 
     def on(attempt_with: Callable[..., Any] | None = None, record: bool = True) -> Callable[[], None]:
         def switch_on() -> None:
-            telemetry.measure_upstream_calls()
+            ours.on()
             if attempt_with is not None:
                 hook.Hook.attempt = attempt_with  # type: ignore[method-assign]
             if not record:
@@ -143,7 +128,7 @@ def split(case: str, calls: int, repeats: int) -> None:
         return switch_on
 
     def off() -> None:
-        uninstall()
+        ours.off()
         hook.Hook.attempt, Attempt.end_operation = attempt, end_operation  # type: ignore[method-assign]
 
     variants: list[tuple[str, Callable[[], None], Callable[[], None]]] = [

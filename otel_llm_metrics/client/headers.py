@@ -58,58 +58,27 @@ def provider_for(host: str, overrides: dict[str, str]) -> str | None:
     return None
 
 
-# The answer headers read, by name as sent lowercased (HTTP/2, most proxies) and in the usual capitalisation
-# (HTTP/1.1 servers): a header is looked up once as it came, lowercased only when it is neither. -> its kind:
-# a rate-limit header's (resource, is_limit), or one of these names.
+# The answer headers read, by lowercase name -> its kind: a rate-limit header's (resource, is_limit), or one of
+# these names.
 CONTENT_TYPE, CONTENT_ENCODING, RETRY_AFTER = "content-type", "content-encoding", "retry-after"
-
-
-def _spellings(name: bytes) -> tuple[bytes, ...]:
-    """A lowercase header name as sent lowercased, Capitalised-Dashed, and (OpenAI's) X-RateLimit-..."""
-    capitalised = b"-".join(part.capitalize() for part in name.split(b"-"))
-    if name.startswith(b"x-ratelimit-"):
-        return name, capitalised, b"X-RateLimit-" + capitalised[len(b"X-Ratelimit-"):]
-    return name, capitalised
-
-
 _KINDS: dict[bytes, tuple[str, bool] | str] = {
     **RATE_LIMIT_HEADERS, **{name.encode(): name for name in (CONTENT_TYPE, CONTENT_ENCODING, RETRY_AFTER)}}
-_WANTED = {spelling: kind for name, kind in _KINDS.items() for spelling in _spellings(name)}
-# Every header name seen so far -> its kind, or "" (not wanted): most answers repeat the same few dozen names,
-# so a header costs one dict lookup. Bounded: past MAX_SEEN names, new ones are judged each time, not kept.
-_SEEN: dict[bytes, tuple[str, bool] | str] = dict(_WANTED)
-MAX_SEEN = 1024
-
-
-def _kind(name: bytes) -> tuple[str, bool] | str:
-    """What a header name not seen before is (its lowercase form decides), remembered while there is room."""
-    kind = _WANTED.get(name.lower(), "")
-    if len(_SEEN) < MAX_SEEN:
-        _SEEN[name] = kind
-    return kind
-
 
 HeaderItems = Iterable[Sequence[bytes]]  # (name, value) pairs, or httpx's own (name, lowercased name, value)
 Layout = tuple[tuple[int, "tuple[str, bool] | str"], ...]  # (index of a wanted header, its kind), in order
 _name_of = itemgetter(0)
 # An upstream sends the same header names in the same order answer after answer: each list of names seen
 # -> where its wanted headers are, so an answer's names are matched in one dict lookup (C code hashes and
-# compares them) and only its wanted headers are visited. Bounded like _SEEN.
+# compares them) and only its wanted headers are visited. Bounded: past MAX_LAYOUTS lists, a new one is
+# judged at each answer, not kept.
 _LAYOUTS: dict[tuple[bytes, ...], Layout] = {}
 MAX_LAYOUTS = 256
 
 
 def _layout(names: tuple[bytes, ...]) -> Layout:
-    """Where the wanted headers of a list of names not seen before are, remembered while there is room."""
-    seen = _SEEN
-    layout = []
-    for index, name in enumerate(names):
-        kind = seen.get(name)
-        if kind is None:
-            kind = _kind(name)
-        if kind:
-            layout.append((index, kind))
-    found = tuple(layout)
+    """Where the wanted headers of a list of names not seen before are (the lowercase name decides),
+    remembered while there is room."""
+    found = tuple((index, kind) for index, name in enumerate(names) if (kind := _KINDS.get(name.lower())))
     if len(_LAYOUTS) < MAX_LAYOUTS:
         _LAYOUTS[names] = found
     return found
